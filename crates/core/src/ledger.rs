@@ -1,0 +1,238 @@
+//! The per-SKU ledger: decides buy intents in stream order, in memory.
+//!
+//! Deciding is split in two so that nothing changes before the database has
+//! it: [`Ledger::decide`] reads the ledger and returns a [`BatchPlan`];
+//! [`Ledger::apply`] folds the plan in once its transaction has committed. If
+//! the commit fails, the processor throws the ledger away and reloads it.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{IdempotencyKey, Outcome, PerUserLimit, Quantity, Sku, UserId};
+
+/// Namespace of order ids: an order id is a UUIDv5 of `<sku>/<seq>`, so the
+/// same intent always yields the same order id, on any processor, after any
+/// replay.
+const ORDER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c2a_8f4e_4b7a_9c39_2f0e_d7a4_1b55);
+
+/// A buy intent as read from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// The stream sequence: the intent's place in line.
+    pub seq: u64,
+    pub key: IdempotencyKey,
+    pub user_id: UserId,
+    pub quantity: Quantity,
+}
+
+/// The one decision recorded for an (SKU, key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub seq: u64,
+    pub key: IdempotencyKey,
+    pub user_id: UserId,
+    pub quantity: Quantity,
+    pub outcome: Outcome,
+    /// Set exactly when `outcome` is `Won`.
+    pub order_id: Option<Uuid>,
+}
+
+/// Everything a ledger is rebuilt from; loaded from the store.
+#[derive(Debug, Clone)]
+pub struct LedgerState {
+    pub sku: Sku,
+    pub remaining: u32,
+    pub per_user_limit: PerUserLimit,
+    /// Highest stream sequence whose intent is reflected in the store.
+    pub applied_seq: u64,
+    /// Every decision recorded for this SKU.
+    pub decisions: Vec<Decision>,
+}
+
+/// What deciding one batch produced: effects as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// Decisions taken now, in stream order; to be inserted.
+    pub decided: Vec<Decision>,
+    /// Recorded decisions for keys that came again; re-announced, not stored.
+    pub repeated: Vec<Decision>,
+    /// The ledger's applied sequence the plan was made from; the batch
+    /// transaction refuses to commit unless the store still says the same.
+    pub applied_seq_before: u64,
+    /// The applied sequence once the plan is committed.
+    pub applied_seq_after: u64,
+    /// Units won in this batch.
+    pub won_units: u32,
+}
+
+impl BatchPlan {
+    /// True when committing the plan would change nothing.
+    pub fn is_noop(&self) -> bool {
+        self.applied_seq_after == self.applied_seq_before
+    }
+
+    /// Every decision a waiting client may want: new and repeated.
+    pub fn announcements(&self) -> impl Iterator<Item = &Decision> {
+        self.decided.iter().chain(self.repeated.iter())
+    }
+}
+
+/// One SKU's decision state. Only the partition's owner holds one.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    sku: Sku,
+    remaining: u32,
+    per_user_limit: PerUserLimit,
+    applied_seq: u64,
+    won_by_user: HashMap<UserId, u32>,
+    decided: HashMap<IdempotencyKey, Decision>,
+}
+
+impl Ledger {
+    pub fn new(state: LedgerState) -> Self {
+        let mut ledger = Ledger {
+            sku: state.sku,
+            remaining: state.remaining,
+            per_user_limit: state.per_user_limit,
+            applied_seq: state.applied_seq,
+            won_by_user: HashMap::new(),
+            decided: HashMap::with_capacity(state.decisions.len()),
+        };
+        for decision in state.decisions {
+            ledger.record(decision);
+        }
+        ledger
+    }
+
+    pub fn sku(&self) -> &Sku {
+        &self.sku
+    }
+
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
+
+    pub fn applied_seq(&self) -> u64 {
+        self.applied_seq
+    }
+
+    pub fn per_user_limit(&self) -> PerUserLimit {
+        self.per_user_limit
+    }
+
+    /// Units `user` has won so far.
+    pub fn won_by(&self, user: &UserId) -> u32 {
+        self.won_by_user.get(user).copied().unwrap_or(0)
+    }
+
+    /// The recorded decision for `key`, if any.
+    pub fn decision_for(&self, key: &IdempotencyKey) -> Option<&Decision> {
+        self.decided.get(key)
+    }
+
+    /// Decides `intents` (in the order given, which must be stream order) on
+    /// top of the ledger, without changing it.
+    ///
+    /// - an intent at or below the applied sequence is a replay and is skipped;
+    /// - a key already decided (before or earlier in the batch) gets its
+    ///   recorded decision again and changes nothing;
+    /// - otherwise: `limit_reached` if the user would exceed the per-user limit,
+    ///   else `sold_out` if fewer units remain than asked, else `won`.
+    pub fn decide(&self, intents: &[Intent]) -> BatchPlan {
+        let mut remaining = self.remaining;
+        let mut last_seq = self.applied_seq;
+        let mut won_in_batch: HashMap<&UserId, u32> = HashMap::new();
+        let mut key_in_batch: HashMap<&IdempotencyKey, usize> = HashMap::new();
+        let mut decided: Vec<Decision> = Vec::with_capacity(intents.len());
+        let mut repeated = Vec::new();
+        let mut won_units = 0;
+
+        for intent in intents {
+            if intent.seq <= last_seq {
+                continue;
+            }
+            last_seq = intent.seq;
+
+            let earlier = self
+                .decided
+                .get(&intent.key)
+                .or_else(|| key_in_batch.get(&intent.key).map(|&i| &decided[i]));
+            if let Some(earlier) = earlier {
+                repeated.push(earlier.clone());
+                continue;
+            }
+
+            let wanted = intent.quantity.get();
+            let user_total =
+                self.won_by(&intent.user_id) + won_in_batch.get(&intent.user_id).copied().unwrap_or(0);
+            let outcome = if user_total + wanted > self.per_user_limit.get() {
+                Outcome::LimitReached
+            } else if wanted > remaining {
+                Outcome::SoldOut
+            } else {
+                remaining -= wanted;
+                won_units += wanted;
+                *won_in_batch.entry(&intent.user_id).or_insert(0) += wanted;
+                Outcome::Won
+            };
+            key_in_batch.insert(&intent.key, decided.len());
+            decided.push(Decision {
+                seq: intent.seq,
+                key: intent.key.clone(),
+                user_id: intent.user_id.clone(),
+                quantity: intent.quantity,
+                outcome,
+                order_id: (outcome == Outcome::Won).then(|| order_id(&self.sku, intent.seq)),
+            });
+        }
+
+        BatchPlan {
+            decided,
+            repeated,
+            applied_seq_before: self.applied_seq,
+            applied_seq_after: last_seq,
+            won_units,
+        }
+    }
+
+    /// Folds a committed plan into the ledger.
+    ///
+    /// # Panics
+    /// If the plan was not made from this ledger's current state: that would
+    /// be a processor bug, and continuing could oversell.
+    pub fn apply(&mut self, plan: &BatchPlan) {
+        assert_eq!(
+            plan.applied_seq_before, self.applied_seq,
+            "plan for {} made from applied_seq {} applied at {}",
+            self.sku, plan.applied_seq_before, self.applied_seq
+        );
+        assert!(
+            plan.won_units <= self.remaining,
+            "plan for {} wins {} units with {} remaining",
+            self.sku,
+            plan.won_units,
+            self.remaining
+        );
+        for decision in &plan.decided {
+            self.record(decision.clone());
+        }
+        self.applied_seq = plan.applied_seq_after;
+        self.remaining -= plan.won_units;
+    }
+
+    /// Adds a recorded decision's effect on users and keys (not on stock:
+    /// `remaining` comes from the store, or from the plan in `apply`).
+    fn record(&mut self, decision: Decision) {
+        if decision.outcome == Outcome::Won {
+            *self.won_by_user.entry(decision.user_id.clone()).or_insert(0) += decision.quantity.get();
+        }
+        self.decided.insert(decision.key.clone(), decision);
+    }
+}
+
+/// The order id of the intent at `seq` of `sku`, should it win.
+pub fn order_id(sku: &Sku, seq: u64) -> Uuid {
+    Uuid::new_v5(&ORDER_ID_NAMESPACE, format!("{sku}/{seq}").as_bytes())
+}

@@ -1,0 +1,19 @@
+//! The pure heart of dropline.
+//!
+//! Owns the domain types (parsed once at the edge, trusted everywhere after),
+//! the per-SKU [`Ledger`] that decides buy intents in stream order, the wire
+//! formats shared by gateway and processor, and the NATS subject names.
+//!
+//! Must not do I/O: no async runtime, database or broker client. A batch of
+//! intents goes in, a [`BatchPlan`] of decisions comes out; the processor turns
+//! the plan into one transaction, then acks, then replies.
+
+pub mod domain;
+pub mod ledger;
+pub mod names;
+pub mod wire;
+
+pub use domain::{
+    DropStatus, IdempotencyKey, InvalidInput, Outcome, PerUserLimit, Quantity, Sku, Stock, UserId,
+};
+pub use ledger::{BatchPlan, Decision, Intent, Ledger, LedgerState};
