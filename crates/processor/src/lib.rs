@@ -1,1 +1,16 @@
-//! processor
+//! The processor: exactly one loop per live SKU decides its intents.
+//!
+//! Owns partition ownership (claim with a new fencing epoch, renew, hand
+//! back), the batch loop (pull → decide in memory → one transaction → ack →
+//! announce) and recovery (reload the ledger from Postgres whenever a commit
+//! failed or its outcome is unknown). Must not hold decision logic (that is
+//! `dropline-core`) nor SQL (that is `dropline-store`).
+
+mod config;
+mod gaps;
+mod lease;
+mod partition;
+mod supervisor;
+
+pub use config::ProcessorConfig;
+pub use supervisor::run;

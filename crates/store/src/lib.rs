@@ -1,1 +1,19 @@
-//! store
+//! Postgres: the single source of truth for what has been applied.
+//!
+//! Owns the schema (`migrations/`), the one-statement batch apply with its
+//! fencing check, partition leases, and the read models the gateway and the
+//! operator tools show. Must not decide anything: decisions come from
+//! `dropline-core` and are only recorded here.
+
+mod apply;
+mod connect;
+mod drops;
+mod error;
+mod partitions;
+mod purchases;
+
+pub use apply::AppliedBatch;
+pub use connect::{PoolOptions, Store, DEFAULT_DATABASE_URL};
+pub use drops::{DropRow, DropStatusRow, NewDrop};
+pub use error::StoreError;
+pub use partitions::PartitionClaim;

@@ -1,0 +1,49 @@
+//! Decision fan-out: the processor broadcasts each batch's decisions on its
+//! SKU's decision subject; every gateway holds ONE subscription to all of them
+//! and hands each decision to whichever request waits for it.
+//!
+//! Core NATS, at most once: a lost decision message only delays an answer,
+//! since a waiting gateway falls back to reading the store.
+
+use dropline_core::names::{decision_subject, DECISIONS_SUBJECTS};
+use dropline_core::wire::DecisionBatch;
+use futures::StreamExt;
+
+use crate::{Bus, BusError};
+
+impl Bus {
+    /// Broadcasts one batch's decisions (fire and forget).
+    pub async fn publish_decisions(&self, batch: &DecisionBatch) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(batch)?;
+        self.client
+            .publish(decision_subject(&batch.sku), payload.into())
+            .await?;
+        Ok(())
+    }
+
+    /// Subscribes to the decisions of every SKU.
+    pub async fn decision_feed(&self) -> Result<DecisionFeed, BusError> {
+        Ok(DecisionFeed {
+            subscriber: self.client.subscribe(DECISIONS_SUBJECTS).await?,
+        })
+    }
+}
+
+/// The one decision subscription of a gateway.
+pub struct DecisionFeed {
+    subscriber: async_nats::Subscriber,
+}
+
+impl DecisionFeed {
+    /// The next batch of decisions; `None` once the subscription ended.
+    /// Messages that do not parse are logged and skipped.
+    pub async fn next(&mut self) -> Option<DecisionBatch> {
+        loop {
+            let message = self.subscriber.next().await?;
+            match serde_json::from_slice(&message.payload) {
+                Ok(batch) => return Some(batch),
+                Err(err) => tracing::warn!(subject = %message.subject, %err, "skip malformed decision batch"),
+            }
+        }
+    }
+}

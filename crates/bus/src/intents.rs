@@ -1,0 +1,264 @@
+//! Intents: publishing them (gateway) and pulling them in batches (processor).
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::{Message, StreamMessage};
+use async_nats::jetstream::stream::RawMessageErrorKind;
+use async_nats::jetstream::{self, AckKind};
+use bytes::Bytes;
+use dropline_core::names::{intent_msg_id, intent_subject, INTENTS_STREAM};
+use dropline_core::wire::IntentPayload;
+use dropline_core::{Intent, Sku};
+use futures::StreamExt;
+
+use crate::{Bus, BusError, ConsumerSettings};
+
+/// The stream took the intent: from here on it will be decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The intent's stream sequence: its place in line.
+    pub seq: u64,
+    /// The server had this (SKU, key) already, within the duplicate window;
+    /// `seq` is then the first publish's.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The broker did not take the intent (down, unreachable, timed out):
+    /// nothing was accepted as far as the client can tell; retrying with the
+    /// same key is safe.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Bus {
+    /// Publishes an intent and waits for its PubAck: the moment it is accepted.
+    ///
+    /// Each call has its own PubAck in flight, so concurrent requests publish
+    /// concurrently; the context bounds the total and applies backpressure.
+    pub async fn publish_intent(&self, sku: &Sku, intent: &IntentPayload) -> Result<Accepted, PublishError> {
+        if !self.is_connected() {
+            return Err(PublishError::Unavailable("not connected to NATS".into()));
+        }
+        let payload = serde_json::to_vec(intent).map_err(|e| PublishError::Unavailable(e.to_string()))?;
+        let message = jetstream::message::PublishMessage::build()
+            .payload(Bytes::from(payload))
+            .message_id(intent_msg_id(sku, &intent.key));
+        let ack = self
+            .js
+            .send_publish(intent_subject(sku), message)
+            .await
+            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?
+            .await
+            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
+        Ok(Accepted {
+            seq: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// The intent stored at `seq`, if it is an intent of `sku`.
+    pub async fn intent_at(&self, sku: &Sku, seq: u64) -> Result<Option<IntentPayload>, BusError> {
+        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
+        let message = stream.get_raw_message(seq).await?;
+        if message.subject.as_str() != intent_subject(sku) {
+            return Ok(None);
+        }
+        Ok(serde_json::from_slice(&message.payload).ok())
+    }
+
+    /// Starts pulling `sku`'s intents continuously; see [`IntentPuller`].
+    pub async fn pull_intents(
+        &self,
+        sku: &Sku,
+        applied_seq: u64,
+        settings: &ConsumerSettings,
+        batch_len_max: usize,
+    ) -> Result<IntentPuller, BusError> {
+        let consumer = self.ensure_consumer(sku, applied_seq, settings).await?;
+        let messages = consumer
+            .stream()
+            // Twice the batch in flight: the next batch arrives while the
+            // current one commits.
+            .max_messages_per_batch(batch_len_max * 2)
+            .expires(Duration::from_secs(5))
+            .heartbeat(Duration::from_secs(2))
+            .messages()
+            .await?;
+        Ok(IntentPuller {
+            bus: self.clone(),
+            sku: sku.clone(),
+            messages: Box::pin(messages.ready_chunks(batch_len_max)),
+            next_delivery: None,
+        })
+    }
+
+    /// The sequence of the first message of `sku` at or after `seq`, if any.
+    /// Lets the processor prove a batch follows the applied sequence with no
+    /// message of its subject in between.
+    pub async fn first_seq_from(&self, sku: &Sku, seq: u64) -> Result<Option<u64>, BusError> {
+        Ok(self.next_message_from(sku, seq).await?.map(|m| m.sequence))
+    }
+
+    /// Reads one intent of `sku` directly from the stream, at or after `seq`
+    /// (used to fill a gap the consumer skipped).
+    pub async fn read_intent_from(&self, sku: &Sku, seq: u64) -> Result<Option<PulledIntent>, BusError> {
+        Ok(self
+            .next_message_from(sku, seq)
+            .await?
+            .map(|m| parse_intent(m.sequence, &m.payload)))
+    }
+
+    async fn next_message_from(&self, sku: &Sku, seq: u64) -> Result<Option<StreamMessage>, BusError> {
+        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
+        let found = stream
+            .raw_message_builder()
+            .sequence(seq)
+            .next_by_subject(intent_subject(sku))
+            .send()
+            .await;
+        match found {
+            Ok(message) => Ok(Some(message)),
+            Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+fn describe_publish_error(kind: PublishErrorKind, err: &dyn std::fmt::Display) -> String {
+    format!("{kind:?}: {err}")
+}
+
+fn parse_intent(seq: u64, payload: &[u8]) -> PulledIntent {
+    match serde_json::from_slice::<IntentPayload>(payload) {
+        Ok(p) => PulledIntent::Intent(Intent {
+            seq,
+            key: p.key,
+            user_id: p.user_id,
+            quantity: p.quantity,
+        }),
+        Err(err) => PulledIntent::Malformed {
+            seq,
+            reason: err.to_string(),
+        },
+    }
+}
+
+/// One message of a pulled batch.
+#[derive(Debug, Clone)]
+pub enum PulledIntent {
+    Intent(Intent),
+    /// Not an intent dropline wrote (a stray publish on the subject): it is
+    /// skipped, never decided.
+    Malformed { seq: u64, reason: String },
+}
+
+impl PulledIntent {
+    pub fn seq(&self) -> u64 {
+        match self {
+            PulledIntent::Intent(i) => i.seq,
+            PulledIntent::Malformed { seq, .. } => *seq,
+        }
+    }
+}
+
+/// Whether a batch can be trusted to hold every message of the subject
+/// from the first one it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Continuity {
+    /// Consumer delivery sequences run on without a hole from the previous
+    /// batch: nothing was delivered elsewhere or lost in flight.
+    Contiguous,
+    /// The first batch of a pull: nothing to compare its first message with.
+    FirstOfPull,
+    /// Delivery sequences jumped: some delivery went elsewhere (another
+    /// puller) or was lost; the batch may have holes.
+    Broken,
+}
+
+/// A batch as delivered, with what is needed to ack it.
+pub struct IntentBatch {
+    pub intents: Vec<PulledIntent>,
+    pub continuity: Continuity,
+    /// The delivered messages, kept to ack the batch (AckPolicy::All: acking
+    /// the last acks all) or to signal progress on a slow batch.
+    messages: Vec<Message>,
+}
+
+impl IntentBatch {
+    /// Acks every message of the batch with one ack.
+    pub async fn ack(&self) -> Result<(), BusError> {
+        if let Some(last) = self.messages.last() {
+            last.ack().await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the server the batch is still being worked on, so it is not
+    /// redelivered while a slow commit runs.
+    pub async fn in_progress(&self) -> Result<(), BusError> {
+        for message in &self.messages {
+            message.ack_with(AckKind::Progress).await?;
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.intents.is_empty()
+    }
+}
+
+/// A continuous pull of one SKU's intents, handed out as batches of whatever
+/// has arrived, up to the batch limit.
+pub struct IntentPuller {
+    bus: Bus,
+    sku: Sku,
+    messages: std::pin::Pin<
+        Box<dyn futures::Stream<Item = Vec<Result<Message, pull::MessagesError>>> + Send>,
+    >,
+    /// The consumer delivery sequence the next message should carry.
+    next_delivery: Option<u64>,
+}
+
+impl IntentPuller {
+    /// The next batch, in delivery order. `Ok(None)` when the pull ended.
+    pub async fn next_batch(&mut self) -> Result<Option<IntentBatch>, BusError> {
+        let Some(chunk) = self.messages.next().await else {
+            return Ok(None);
+        };
+        let mut intents = Vec::with_capacity(chunk.len());
+        let mut messages = Vec::with_capacity(chunk.len());
+        let mut continuity = match self.next_delivery {
+            None => Continuity::FirstOfPull,
+            Some(_) => Continuity::Contiguous,
+        };
+        for item in chunk {
+            let message = item?;
+            let info = message.info()?;
+            // Every delivery, redeliveries included, takes the consumer's next
+            // delivery sequence: a jump means a delivery we never saw.
+            if self.next_delivery.is_some_and(|next| next != info.consumer_sequence) {
+                continuity = Continuity::Broken;
+            }
+            self.next_delivery = Some(info.consumer_sequence + 1);
+            intents.push(parse_intent(info.stream_sequence, &message.payload));
+            messages.push(message);
+        }
+        Ok(Some(IntentBatch {
+            intents,
+            continuity,
+            messages,
+        }))
+    }
+
+    pub fn sku(&self) -> &Sku {
+        &self.sku
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+}

@@ -1,0 +1,32 @@
+//! Processor settings, each with its unit in its name.
+
+use dropline_bus::ConsumerSettings;
+
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Names this instance in partition leases; unique per process.
+    pub instance_id: String,
+    /// Most intents decided and committed together.
+    pub batch_len_max: usize,
+    /// How long a claimed partition stays ours without renewal. Only decides
+    /// who works; correctness rests on the epoch.
+    pub lease_ms: u64,
+    /// How often new drops are looked for.
+    pub discovery_interval_ms: u64,
+    /// Longest pause between retries of a failing batch.
+    pub retry_backoff_max_ms: u64,
+    pub consumer: ConsumerSettings,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            instance_id: format!("processor-{}", uuid::Uuid::new_v4().simple()),
+            batch_len_max: 500,
+            lease_ms: 10_000,
+            discovery_interval_ms: 250,
+            retry_backoff_max_ms: 2_000,
+            consumer: ConsumerSettings::default(),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! One partition's life: claim it, rebuild the ledger under the new epoch,
+//! then pull → decide → commit → ack → announce until stopped or fenced.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dropline_bus::{Bus, IntentBatch, PulledIntent};
+use dropline_core::wire::DecisionBatch;
+use dropline_core::{BatchPlan, Intent, Ledger, Sku};
+use dropline_store::{Store, StoreError};
+use tokio::sync::watch;
+
+use crate::gaps::complete_batch;
+use crate::lease::keep_alive;
+use crate::ProcessorConfig;
+
+pub(crate) struct Context {
+    pub store: Store,
+    pub bus: Bus,
+    pub config: ProcessorConfig,
+}
+
+/// Why working a partition ended.
+enum Exit {
+    /// Shutdown asked for: hand the partition back.
+    Stopped,
+    /// Another instance holds a newer epoch: let go, try again later.
+    Fenced,
+}
+
+/// Owns `sku`'s partition whenever it can, until `stop` turns true.
+#[tracing::instrument(skip_all, fields(sku = %sku))]
+pub(crate) async fn own_partition(ctx: Arc<Context>, sku: Sku, mut stop: watch::Receiver<bool>) {
+    let mut failures = 0u32;
+    while !*stop.borrow() {
+        let claim = ctx
+            .store
+            .claim_partition(&sku, &ctx.config.instance_id, ctx.config.lease_ms)
+            .await;
+        let pause = match claim {
+            Ok(Some(claim)) => {
+                tracing::info!(epoch = claim.epoch, applied_seq = claim.applied_seq, "partition claimed");
+                let (lost, renewer) = keep_alive(ctx.clone(), sku.clone(), claim.epoch);
+                let outcome = work(&ctx, &sku, claim.epoch, stop.clone(), lost).await;
+                renewer.abort();
+                match outcome {
+                    Ok(Exit::Stopped) => {
+                        if let Err(err) = ctx
+                            .store
+                            .release_partition(&sku, &ctx.config.instance_id, claim.epoch)
+                            .await
+                        {
+                            tracing::warn!(%err, "hand partition back");
+                        }
+                        tracing::info!(epoch = claim.epoch, "partition handed back");
+                        return;
+                    }
+                    Ok(Exit::Fenced) => {
+                        tracing::warn!(epoch = claim.epoch, "fenced: another instance owns the partition");
+                        failures = 0;
+                        Duration::from_millis(ctx.config.lease_ms / 2)
+                    }
+                    Err(err) => {
+                        failures += 1;
+                        tracing::warn!(epoch = claim.epoch, err = format!("{err:#}"), "partition loop failed; reclaiming");
+                        backoff(&ctx.config, failures)
+                    }
+                }
+            }
+            // Someone else holds a live lease.
+            Ok(None) => Duration::from_millis(ctx.config.lease_ms / 2),
+            Err(err) => {
+                failures += 1;
+                tracing::warn!(%err, "claim partition");
+                backoff(&ctx.config, failures)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// async-nats errors are boxed trait objects, which anyhow cannot take by `?`.
+fn bus_error(err: dropline_bus::BusError) -> anyhow::Error {
+    anyhow::anyhow!(err)
+}
+
+fn backoff(config: &ProcessorConfig, failures: u32) -> Duration {
+    let ms = 50u64.saturating_mul(1 << failures.min(10));
+    Duration::from_millis(ms.min(config.retry_backoff_max_ms))
+}
+
+async fn work(
+    ctx: &Context,
+    sku: &Sku,
+    epoch: u64,
+    mut stop: watch::Receiver<bool>,
+    mut lost: watch::Receiver<bool>,
+) -> anyhow::Result<Exit> {
+    let mut ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
+    let mut puller = ctx
+        .bus
+        .pull_intents(sku, ledger.applied_seq(), &ctx.config.consumer, ctx.config.batch_len_max)
+        .await
+        .map_err(bus_error)?;
+    loop {
+        let batch = tokio::select! {
+            _ = stop.changed() => return Ok(Exit::Stopped),
+            _ = lost.changed() => return Ok(Exit::Fenced),
+            batch = puller.next_batch() => batch.map_err(bus_error)?,
+        };
+        let Some(batch) = batch else {
+            anyhow::bail!("pull of {sku} ended");
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let intents = complete_batch(
+            &ctx.bus,
+            sku,
+            ledger.applied_seq(),
+            batch.continuity,
+            batch.intents.clone(),
+        )
+        .await
+        .map_err(bus_error)?;
+        let Some(plan) = commit(ctx, sku, epoch, &mut ledger, &intents, &batch, &mut stop).await? else {
+            return Ok(Exit::Fenced);
+        };
+        // Only after the commit: a crash before this ack means redelivery,
+        // which the applied sequence turns into a no-op.
+        if let Err(err) = batch.ack().await {
+            tracing::warn!(%err, "ack batch (it will be redelivered and skipped)");
+        }
+        announce(ctx, sku, &plan).await;
+        record_metrics(&plan, intents.len(), started.elapsed());
+    }
+}
+
+/// Decides and commits one batch, retrying until it is in the store.
+/// Returns the committed plan, or `None` when fenced.
+async fn commit(
+    ctx: &Context,
+    sku: &Sku,
+    epoch: u64,
+    ledger: &mut Ledger,
+    pulled: &[PulledIntent],
+    batch: &IntentBatch,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<BatchPlan>> {
+    let intents: Vec<Intent> = pulled
+        .iter()
+        .filter_map(|p| match p {
+            PulledIntent::Intent(intent) => Some(intent.clone()),
+            PulledIntent::Malformed { seq, reason } => {
+                tracing::error!(seq, reason, "skip a message that is not an intent");
+                None
+            }
+        })
+        .collect();
+    let mut failures = 0u32;
+    loop {
+        let plan = ledger.decide(&intents);
+        if plan.is_noop() {
+            return Ok(Some(plan));
+        }
+        match ctx.store.apply_batch(sku, epoch, &plan).await {
+            Ok(applied) => {
+                ledger.apply(&plan);
+                if applied.remaining != ledger.remaining() {
+                    // Stock moved outside this partition's ledger: trust the store.
+                    tracing::warn!(store = applied.remaining, ledger = ledger.remaining(), "stock differs; reloading ledger");
+                    *ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
+                }
+                return Ok(Some(plan));
+            }
+            Err(StoreError::Fenced) => return Ok(None),
+            Err(err) => {
+                failures += 1;
+                tracing::warn!(%err, failures, decided = plan.decided.len(), "commit batch; reloading ledger and retrying");
+                // Keep the messages from being redelivered while we retry.
+                let _ = batch.in_progress().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(&ctx.config, failures)) => {}
+                    _ = stop.changed() => anyhow::bail!("stopped while retrying a commit"),
+                }
+                // The outcome of a failed commit may be unknown (connection
+                // lost mid-commit): only the store can say what was applied.
+                match ctx.store.load_ledger_state(sku).await {
+                    Ok(state) => *ledger = Ledger::new(state),
+                    Err(err) => tracing::warn!(%err, "reload ledger"),
+                }
+            }
+        }
+    }
+}
+
+/// Tells waiting gateways about every decision of the batch.
+async fn announce(ctx: &Context, sku: &Sku, plan: &BatchPlan) {
+    let decisions: Vec<_> = plan.announcements().cloned().collect();
+    if decisions.is_empty() {
+        return;
+    }
+    let batch = DecisionBatch {
+        sku: sku.clone(),
+        decisions,
+    };
+    if let Err(err) = ctx.bus.publish_decisions(&batch).await {
+        // Gateways fall back to reading the store.
+        tracing::warn!(%err, "announce decisions");
+    }
+}
+
+fn record_metrics(plan: &BatchPlan, pulled: usize, elapsed: Duration) {
+    metrics::counter!("dropline_processor_decisions_total").increment(plan.decided.len() as u64);
+    metrics::counter!("dropline_processor_repeats_total").increment(plan.repeated.len() as u64);
+    metrics::counter!("dropline_processor_batches_total").increment(1);
+    metrics::histogram!("dropline_processor_batch_len").record(pulled as f64);
+    metrics::histogram!("dropline_processor_batch_seconds").record(elapsed.as_secs_f64());
+}

@@ -1,0 +1,59 @@
+//! Finds live drops and keeps one partition task running for each.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dropline_bus::Bus;
+use dropline_core::Sku;
+use dropline_store::Store;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::partition::{own_partition, Context};
+use crate::ProcessorConfig;
+
+/// Runs until `shutdown` completes, then stops every partition loop and
+/// hands its partition back so another instance can take it at once.
+pub async fn run(
+    store: Store,
+    bus: Bus,
+    config: ProcessorConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let ctx = Arc::new(Context { store, bus, config });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut partitions: HashMap<Sku, JoinHandle<()>> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(ctx.config.discovery_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(instance = %ctx.config.instance_id, "processor started");
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        partitions.retain(|_, task| !task.is_finished());
+        let live = match ctx.store.live_skus().await {
+            Ok(live) => live,
+            Err(err) => {
+                tracing::warn!(%err, "list live drops");
+                continue;
+            }
+        };
+        for sku in live {
+            partitions.entry(sku.clone()).or_insert_with(|| {
+                tokio::spawn(own_partition(ctx.clone(), sku, stop_rx.clone()))
+            });
+        }
+    }
+
+    tracing::info!(partitions = partitions.len(), "processor stopping");
+    let _ = stop_tx.send(true);
+    for (_, task) in partitions {
+        let _ = task.await;
+    }
+    Ok(())
+}

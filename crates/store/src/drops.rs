@@ -1,0 +1,141 @@
+//! Drops: creating them and reading their state.
+
+use chrono::{DateTime, Utc};
+use dropline_core::{DropStatus, PerUserLimit, Sku, Stock};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::error::corrupt;
+use crate::{Store, StoreError};
+
+/// What an operator asks for when creating a drop.
+#[derive(Debug, Clone)]
+pub struct NewDrop {
+    pub sku: Sku,
+    pub name: String,
+    pub stock: Stock,
+    pub per_user_limit: PerUserLimit,
+}
+
+/// A drop as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct DropRow {
+    pub sku: Sku,
+    pub name: String,
+    pub status: DropStatus,
+    pub initial_stock: u32,
+    pub restocked: u32,
+    pub remaining: u32,
+    pub won_units: u32,
+    pub per_user_limit: PerUserLimit,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A drop with its partition's progress, for operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct DropStatusRow {
+    #[serde(flatten)]
+    pub drop: DropRow,
+    /// Intents decided (every outcome).
+    pub decided: u64,
+    /// Last stream sequence applied.
+    pub applied_seq: u64,
+    pub epoch: u64,
+    pub owner: Option<String>,
+}
+
+const DROP_COLUMNS: &str = "d.sku, d.name, d.status, d.initial_stock, d.restocked, d.remaining, \
+     d.won_units, d.per_user_limit, d.created_at";
+
+fn drop_from_row(row: &sqlx::postgres::PgRow) -> Result<DropRow, StoreError> {
+    let count = |column: &str| -> Result<u32, StoreError> {
+        let value: i32 = row.try_get(column)?;
+        u32::try_from(value).map_err(|_| corrupt(format!("drops.{column} = {value}")))
+    };
+    let sku: String = row.try_get("sku")?;
+    let status: String = row.try_get("status")?;
+    let limit: i32 = row.try_get("per_user_limit")?;
+    Ok(DropRow {
+        sku: Sku::parse(sku).map_err(corrupt)?,
+        name: row.try_get("name")?,
+        status: DropStatus::parse(&status).map_err(corrupt)?,
+        initial_stock: count("initial_stock")?,
+        restocked: count("restocked")?,
+        remaining: count("remaining")?,
+        won_units: count("won_units")?,
+        per_user_limit: PerUserLimit::parse(limit.into()).map_err(corrupt)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(format!("{what} = {value}")))
+}
+
+impl Store {
+    /// Creates an open drop and its partition row, in one transaction.
+    pub async fn create_drop(&self, drop: &NewDrop) -> Result<DropRow, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO drops AS d (sku, name, initial_stock, remaining, per_user_limit) \
+             VALUES ($1, $2, $3, $3, $4) ON CONFLICT (sku) DO NOTHING RETURNING {DROP_COLUMNS}"
+        ))
+        .bind(drop.sku.as_str())
+        .bind(&drop.name)
+        .bind(drop.stock.get() as i32)
+        .bind(drop.per_user_limit.get() as i32)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = inserted else {
+            return Err(StoreError::DropExists(drop.sku.to_string()));
+        };
+        sqlx::query("INSERT INTO partitions (sku) VALUES ($1)")
+            .bind(drop.sku.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        drop_from_row(&row)
+    }
+
+    pub async fn drop(&self, sku: &Sku) -> Result<Option<DropRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {DROP_COLUMNS} FROM drops d WHERE d.sku = $1"))
+            .bind(sku.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(drop_from_row).transpose()
+    }
+
+    /// SKUs whose intents must be decided now: every drop not closed.
+    pub async fn live_skus(&self) -> Result<Vec<Sku>, StoreError> {
+        let skus: Vec<String> =
+            sqlx::query_scalar("SELECT sku FROM drops WHERE status <> 'closed' ORDER BY sku")
+                .fetch_all(&self.pool)
+                .await?;
+        skus.into_iter()
+            .map(|s| Sku::parse(s).map_err(corrupt))
+            .collect()
+    }
+
+    /// Drops with their partition progress; all of them, or one.
+    pub async fn drop_statuses(&self, sku: Option<&Sku>) -> Result<Vec<DropStatusRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DROP_COLUMNS}, p.decided, p.applied_seq, p.epoch, p.owner \
+             FROM drops d JOIN partitions p USING (sku) \
+             WHERE $1::text IS NULL OR d.sku = $1 ORDER BY d.created_at, d.sku"
+        ))
+        .bind(sku.map(Sku::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DropStatusRow {
+                    drop: drop_from_row(row)?,
+                    decided: unsigned(row.try_get("decided")?, "partitions.decided")?,
+                    applied_seq: unsigned(row.try_get("applied_seq")?, "partitions.applied_seq")?,
+                    epoch: unsigned(row.try_get("epoch")?, "partitions.epoch")?,
+                    owner: row.try_get("owner")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,68 @@
+//! The store's errors, split where callers must branch.
+
+/// SQLSTATE raised by `dropline_apply_batch` when the caller's epoch is stale.
+pub(crate) const SQLSTATE_FENCED: &str = "DL409";
+/// SQLSTATE raised when the caller's ledger was built from another applied sequence.
+pub(crate) const SQLSTATE_STALE_LEDGER: &str = "DL412";
+/// SQLSTATE raised when the partition row does not exist.
+pub(crate) const SQLSTATE_NO_PARTITION: &str = "DL404";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another processor took the partition over (a newer epoch): this one
+    /// must stop working on it. Nothing was written.
+    #[error("fenced: the partition has moved to a newer epoch")]
+    Fenced,
+    /// The store's applied sequence differs from the caller's ledger: reload
+    /// the ledger. Nothing was written.
+    #[error("stale ledger: the store's applied sequence moved")]
+    StaleLedger,
+    #[error("drop {0} already exists")]
+    DropExists(String),
+    #[error("no drop {0}")]
+    UnknownDrop(String),
+    /// A stored value no longer parses as a domain type.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Classifies a database error by SQLSTATE and constraint name.
+    pub(crate) fn from_db(err: sqlx::Error) -> Self {
+        if let Some(db) = err.as_database_error() {
+            match db.code().as_deref() {
+                Some(SQLSTATE_FENCED) => return StoreError::Fenced,
+                Some(SQLSTATE_STALE_LEDGER) | Some(SQLSTATE_NO_PARTITION) => {
+                    return StoreError::StaleLedger
+                }
+                _ => {}
+            }
+        }
+        StoreError::Database(err)
+    }
+
+    /// True when retrying later may succeed (connection trouble, restarts).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(err) => matches!(
+                err,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Protocol(_)
+            ) || err
+                .as_database_error()
+                .and_then(|db| db.code())
+                // Class 08: connection exception; 57P: operator intervention (shutdown).
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}

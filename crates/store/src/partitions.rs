@@ -1,0 +1,124 @@
+//! Partition ownership: claiming with a new fencing epoch, renewing,
+//! releasing, and loading the ledger under the claimed epoch.
+//!
+//! A lease only decides who does the work; correctness rests on the epoch
+//! checked inside every batch transaction (see `apply`).
+
+use dropline_core::{LedgerState, PerUserLimit, Sku};
+use sqlx::Row;
+
+use crate::error::corrupt;
+use crate::purchases::{decision_from_row, DECISION_COLUMNS};
+use crate::{Store, StoreError};
+
+/// A partition this instance now owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionClaim {
+    pub epoch: u64,
+    pub applied_seq: u64,
+}
+
+impl Store {
+    /// Takes the partition if it is free, its lease ran out, or `owner`
+    /// already holds it; bumps the epoch either way, which fences every
+    /// earlier owner. `None` when someone else holds a live lease.
+    pub async fn claim_partition(
+        &self,
+        sku: &Sku,
+        owner: &str,
+        lease_ms: u64,
+    ) -> Result<Option<PartitionClaim>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE partitions \
+                SET epoch = epoch + 1, owner = $2, \
+                    lease_until = now() + $3 * interval '1 millisecond', updated_at = now() \
+              WHERE sku = $1 AND (owner IS NULL OR owner = $2 OR lease_until < now()) \
+          RETURNING epoch, applied_seq",
+        )
+        .bind(sku.as_str())
+        .bind(owner)
+        .bind(lease_ms as f64)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let epoch: i64 = row.try_get("epoch")?;
+            let applied_seq: i64 = row.try_get("applied_seq")?;
+            Ok(PartitionClaim {
+                epoch: epoch as u64,
+                applied_seq: applied_seq as u64,
+            })
+        })
+        .transpose()
+    }
+
+    /// Extends the lease; `false` when the partition has moved on.
+    pub async fn renew_partition(
+        &self,
+        sku: &Sku,
+        owner: &str,
+        epoch: u64,
+        lease_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE partitions SET lease_until = now() + $4 * interval '1 millisecond' \
+              WHERE sku = $1 AND owner = $2 AND epoch = $3",
+        )
+        .bind(sku.as_str())
+        .bind(owner)
+        .bind(epoch as i64)
+        .bind(lease_ms as f64)
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// Hands the partition back so another instance can take it at once.
+    pub async fn release_partition(&self, sku: &Sku, owner: &str, epoch: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE partitions SET owner = NULL, lease_until = NULL \
+              WHERE sku = $1 AND owner = $2 AND epoch = $3",
+        )
+        .bind(sku.as_str())
+        .bind(owner)
+        .bind(epoch as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Reads everything a ledger is rebuilt from, in one consistent snapshot.
+    pub async fn load_ledger_state(&self, sku: &Sku) -> Result<LedgerState, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(
+            "SELECT d.remaining, d.per_user_limit, p.applied_seq \
+               FROM drops d JOIN partitions p USING (sku) WHERE d.sku = $1",
+        )
+        .bind(sku.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::UnknownDrop(sku.to_string()))?;
+        let remaining: i32 = row.try_get("remaining")?;
+        let limit: i32 = row.try_get("per_user_limit")?;
+        let applied_seq: i64 = row.try_get("applied_seq")?;
+        let decisions = sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS} FROM purchases WHERE sku = $1 ORDER BY seq"
+        ))
+        .bind(sku.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(decision_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(LedgerState {
+            sku: sku.clone(),
+            remaining: u32::try_from(remaining).map_err(|_| corrupt("drops.remaining < 0"))?,
+            per_user_limit: PerUserLimit::parse(limit.into()).map_err(corrupt)?,
+            applied_seq: u64::try_from(applied_seq).map_err(|_| corrupt("applied_seq < 0"))?,
+            decisions,
+        })
+    }
+}
