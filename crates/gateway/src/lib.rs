@@ -1,1 +1,33 @@
-//! gateway
+//! The gateway: HTTP API v1 of dropline (see `DESIGN.md`).
+//!
+//! Owns the HTTP edge: parsing (every string becomes a domain type here or
+//! the request gets a problem+json 4xx), publishing intents and answering
+//! once the PubAck is back, waiting for decisions through ONE decision
+//! subscription per gateway, and the operational endpoints. Must stay
+//! stateless across restarts and must not decide anything.
+
+mod config;
+mod drop_cache;
+mod problem;
+mod routes;
+mod state;
+mod waiters;
+
+pub use config::GatewayConfig;
+pub use routes::router;
+pub use state::AppState;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+/// Serves the API on `listener` until `shutdown` completes, then stops
+/// accepting and lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,100 @@
+//! Assembles dropline's parts into running services.
+//!
+//! `serve` (gateway and processor in one process), `gateway`, `processor` and
+//! `migrate` are built here from [`Settings`], so the binary and the tests
+//! start exactly the same thing. Owns wiring and lifecycle only.
+
+mod settings;
+mod shutdown;
+
+pub use settings::{Settings, SettingsArgs};
+pub use shutdown::{shutdown_signal, Shutdown};
+
+use anyhow::Context as _;
+use dropline_bus::{Bus, BusOptions};
+use dropline_gateway::AppState;
+use dropline_store::Store;
+use tokio::net::TcpListener;
+
+/// Creates the database if needed and applies migrations.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    Store::migrate(&settings.database_url)
+        .await
+        .with_context(|| format!("migrate {}", redact(&settings.database_url)))
+}
+
+async fn connect(settings: &Settings, role: &str) -> anyhow::Result<(Store, Bus)> {
+    let store = Store::connect_lazy(&settings.database_url, &settings.pool)
+        .with_context(|| format!("configure Postgres {}", redact(&settings.database_url)))?;
+    let options = BusOptions {
+        client_name: format!("dropline-{role}"),
+        ..settings.bus.clone()
+    };
+    let bus = Bus::connect(&settings.nats_url, &options, true)
+        .await
+        .map_err(|e| anyhow::anyhow!("connect to NATS at {}: {e}", settings.nats_url))?;
+    bus.ensure_stream(&settings.stream)
+        .await
+        .map_err(|e| anyhow::anyhow!("create stream: {e}"))?;
+    Ok((store, bus))
+}
+
+/// Runs the HTTP gateway on `listener` until `shutdown` fires.
+pub async fn run_gateway(settings: &Settings, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    let (store, bus) = connect(settings, "gateway").await?;
+    gateway_task(store, bus, settings, listener, shutdown).await
+}
+
+/// Runs the processor until `shutdown` fires.
+pub async fn run_processor(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    let (store, bus) = connect(settings, "processor").await?;
+    dropline_processor::run(store, bus, settings.processor.clone(), shutdown.wait()).await
+}
+
+/// Runs gateway and processor in one process: the single-machine default.
+/// Migrates first, so a fresh database just works.
+pub async fn run_serve(settings: &Settings, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    migrate(settings).await?;
+    let (store, bus) = connect(settings, "serve").await?;
+    let processor = dropline_processor::run(
+        store.clone(),
+        bus.clone(),
+        settings.processor.clone(),
+        shutdown.clone().wait(),
+    );
+    let gateway = gateway_task(store, bus, settings, listener, shutdown);
+    let (processed, served) = tokio::join!(processor, gateway);
+    processed.and(served)
+}
+
+async fn gateway_task(
+    store: Store,
+    bus: Bus,
+    settings: &Settings,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let state = AppState::new(store, bus.clone(), settings.gateway.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("subscribe to decisions: {e}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    dropline_gateway::serve(listener, state, shutdown.wait())
+        .await
+        .context("serve HTTP")?;
+    let _ = bus.flush().await;
+    Ok(())
+}
+
+/// A connection string without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

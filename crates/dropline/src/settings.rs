@@ -1,0 +1,86 @@
+//! Everything a dropline process is configured with: environment first,
+//! flags override, defaults point at the local services.
+
+use clap::Args;
+use dropline_bus::{BusOptions, ConsumerSettings, StreamSettings};
+use dropline_gateway::GatewayConfig;
+use dropline_processor::ProcessorConfig;
+use dropline_store::PoolOptions;
+
+/// Flags shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct SettingsArgs {
+    /// Postgres connection string.
+    #[arg(long, env = "DATABASE_URL", default_value = dropline_store::DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+    /// NATS server with JetStream.
+    #[arg(long, env = "NATS_URL", default_value = dropline_bus::DEFAULT_NATS_URL, global = true)]
+    pub nats_url: String,
+    /// Where the HTTP API listens.
+    #[arg(long, env = "DROPLINE_HTTP_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    pub http_addr: String,
+    /// Most intents decided in one batch (one transaction).
+    #[arg(long, env = "DROPLINE_BATCH_LEN_MAX", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=5_000), global = true)]
+    pub batch_len_max: u32,
+    /// Partition lease length in milliseconds.
+    #[arg(long, env = "DROPLINE_LEASE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000), global = true)]
+    pub lease_ms: u64,
+    /// JetStream ack_wait of the per-SKU consumers, in milliseconds.
+    #[arg(long, env = "DROPLINE_ACK_WAIT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1_000..=3_600_000), global = true)]
+    pub ack_wait_ms: u64,
+    /// Replicas of the intents stream (3 in a cluster).
+    #[arg(long, env = "DROPLINE_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5), global = true)]
+    pub stream_replicas: u64,
+    /// Postgres connections per process.
+    #[arg(long, env = "DROPLINE_DB_CONNECTIONS_MAX", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512), global = true)]
+    pub db_connections_max: u32,
+    /// Default seconds a purchase waits for its decision (`Prefer: wait` overrides).
+    #[arg(long, env = "DROPLINE_WAIT_DEFAULT_S", default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=60), global = true)]
+    pub wait_default_s: u64,
+}
+
+/// Resolved settings of one process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub nats_url: String,
+    pub http_addr: String,
+    pub pool: PoolOptions,
+    pub bus: BusOptions,
+    pub stream: StreamSettings,
+    pub gateway: GatewayConfig,
+    pub processor: ProcessorConfig,
+}
+
+impl Settings {
+    /// Defaults for the given services; what tests start from.
+    pub fn for_services(database_url: &str, nats_url: &str) -> Self {
+        Self {
+            database_url: database_url.into(),
+            nats_url: nats_url.into(),
+            http_addr: "127.0.0.1:0".into(),
+            pool: PoolOptions::default(),
+            bus: BusOptions::default(),
+            stream: StreamSettings::default(),
+            gateway: GatewayConfig::default(),
+            processor: ProcessorConfig::default(),
+        }
+    }
+}
+
+impl From<SettingsArgs> for Settings {
+    fn from(args: SettingsArgs) -> Self {
+        let mut settings = Settings::for_services(&args.database_url, &args.nats_url);
+        settings.http_addr = args.http_addr;
+        settings.pool.connections_max = args.db_connections_max;
+        settings.stream.replicas = args.stream_replicas as usize;
+        settings.gateway.wait_default_ms = args.wait_default_s * 1_000;
+        settings.processor.batch_len_max = args.batch_len_max as usize;
+        settings.processor.lease_ms = args.lease_ms;
+        settings.processor.consumer = ConsumerSettings {
+            ack_wait_ms: args.ack_wait_ms,
+            ..ConsumerSettings::default()
+        };
+        settings
+    }
+}

@@ -1,0 +1,33 @@
+//! Gateway limits, each with its unit in its name.
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// How long a purchase waits for its decision without `Prefer: wait`.
+    pub wait_default_ms: u64,
+    /// The most a client may ask for with `Prefer: wait=N`.
+    pub wait_max_ms: u64,
+    /// Largest request body accepted.
+    pub body_bytes_max: usize,
+    /// How long a drop's status is trusted before it is read again.
+    pub drop_cache_ttl_ms: u64,
+    /// How long an unknown SKU is remembered as unknown.
+    pub drop_cache_miss_ttl_ms: u64,
+    /// Told to clients in `Retry-After` when the broker is unreachable.
+    pub retry_after_s: u64,
+    /// Bound on the readiness probe's calls to NATS and Postgres.
+    pub ready_timeout_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            wait_default_ms: 3_000,
+            wait_max_ms: 30_000,
+            body_bytes_max: 4 * 1024,
+            drop_cache_ttl_ms: 1_000,
+            drop_cache_miss_ttl_ms: 250,
+            retry_after_s: 1,
+            ready_timeout_ms: 1_000,
+        }
+    }
+}

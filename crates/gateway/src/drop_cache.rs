@@ -1,0 +1,60 @@
+//! A short-lived cache of drops, so that a burst of 50,000 purchases on one
+//! SKU reads the drop from Postgres once, not 50,000 times.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use dropline_core::Sku;
+use dropline_store::{DropRow, Store, StoreError};
+
+pub struct DropCache {
+    store: Store,
+    ttl: Duration,
+    miss_ttl: Duration,
+    entries: RwLock<HashMap<Sku, (Instant, Option<DropRow>)>>,
+    /// One refresh in flight per SKU; everyone else waits for its result.
+    refreshing: Mutex<HashMap<Sku, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl DropCache {
+    pub fn new(store: Store, ttl: Duration, miss_ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            miss_ttl,
+            entries: RwLock::default(),
+            refreshing: Mutex::default(),
+        }
+    }
+
+    pub async fn get(&self, sku: &Sku) -> Result<Option<DropRow>, StoreError> {
+        if let Some(hit) = self.fresh(sku) {
+            return Ok(hit);
+        }
+        let gate = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(sku.clone())
+            .or_default()
+            .clone();
+        let _refreshing = gate.lock().await;
+        if let Some(hit) = self.fresh(sku) {
+            return Ok(hit);
+        }
+        let row = self.store.drop(sku).await?;
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sku.clone(), (Instant::now(), row.clone()));
+        Ok(row)
+    }
+
+    fn fresh(&self, sku: &Sku) -> Option<Option<DropRow>> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let (loaded, row) = entries.get(sku)?;
+        let ttl = if row.is_some() { self.ttl } else { self.miss_ttl };
+        (loaded.elapsed() < ttl).then(|| row.clone())
+    }
+}

@@ -1,0 +1,39 @@
+//! `GET /v1/drops/{sku}`: a drop's state, read from the store.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::Json;
+use dropline_core::Sku;
+use serde_json::{json, Value};
+
+use crate::problem::ApiError;
+use crate::AppState;
+
+pub async fn read(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let sku = Sku::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let statuses = state.store.drop_statuses(Some(&sku)).await.map_err(|err| {
+        tracing::error!(%sku, %err, "read drop");
+        ApiError::internal()
+    })?;
+    let Some(status) = statuses.into_iter().next() else {
+        return Err(ApiError::not_found(format!("no drop {sku}")));
+    };
+    let d = &status.drop;
+    Ok(Json(json!({
+        "sku": d.sku,
+        "name": d.name,
+        "status": d.status,
+        "initial_stock": d.initial_stock,
+        "restocked": d.restocked,
+        "remaining": d.remaining,
+        "won": d.won_units,
+        "per_user_limit": d.per_user_limit,
+        "decided": status.decided,
+        "applied_seq": status.applied_seq,
+        "created_at": d.created_at,
+    })))
+}

@@ -1,0 +1,60 @@
+//! The routes of HTTP API v1.
+
+mod drops;
+mod ops;
+mod prefer;
+mod purchases;
+
+use axum::routing::get;
+use axum::Router;
+
+use crate::problem::ApiError;
+use crate::AppState;
+
+pub fn router(state: AppState) -> Router {
+    // Bodies larger than the limit are refused by the `Bytes` extractor,
+    // which the purchase handler turns into a 413 problem.
+    let body_limit = axum::extract::DefaultBodyLimit::max(state.config.body_bytes_max);
+    Router::new()
+        .route(
+            "/v1/drops/{sku}/purchases",
+            axum::routing::post(purchases::create),
+        )
+        .route(
+            "/v1/drops/{sku}/purchases/{idempotency_key}",
+            get(purchases::read),
+        )
+        .route("/v1/drops/{sku}", get(drops::read))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(|| async { ApiError::not_found("no such resource; see /openapi.json") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(body_limit)
+        .with_state(state)
+}
+
+/// Percent-encodes a path segment (keys may hold `/`, `?`, `%`, ...).
+pub(crate) fn encode_segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_segment;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(encode_segment("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(encode_segment("a/b?c%d e"), "a%2Fb%3Fc%25d%20e");
+    }
+}

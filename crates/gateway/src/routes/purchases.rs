@@ -1,0 +1,261 @@
+//! `POST /v1/drops/{sku}/purchases` and `GET .../purchases/{key}`.
+//!
+//! A purchase is accepted the moment JetStream acks its intent; the answer
+//! is the decision if it comes back within the wait, else `202` with a
+//! `Location` to read it from later.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dropline_bus::PublishError;
+use dropline_core::wire::IntentPayload;
+use dropline_core::{Decision, DropStatus, IdempotencyKey, Outcome, Quantity, Sku, UserId};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::encode_segment;
+use super::prefer::{wait_preference, Wait};
+use crate::problem::ApiError;
+use crate::AppState;
+
+/// The request body as sent; parsed into domain types right after.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurchaseBody {
+    user_id: String,
+    #[serde(default = "one")]
+    quantity: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// A purchase request past the edge: nothing below re-checks it.
+struct PurchaseRequest {
+    sku: Sku,
+    intent: IntentPayload,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request = parse_purchase(&state, path, &headers, body)?;
+    let PurchaseRequest { sku, intent } = request;
+
+    let drop = state.drops.get(&sku).await.map_err(|err| {
+        tracing::error!(%sku, %err, "read drop");
+        ApiError::internal()
+    })?;
+    let Some(drop) = drop else {
+        return Err(ApiError::not_found(format!("no drop {sku}")));
+    };
+    if drop.status != DropStatus::Open {
+        return Err(ApiError::drop_not_open(format!(
+            "drop {sku} is {}",
+            drop.status.as_str()
+        )));
+    }
+
+    let wait = wait_preference(
+        &headers,
+        std::time::Duration::from_millis(state.config.wait_default_ms),
+        std::time::Duration::from_millis(state.config.wait_max_ms),
+    );
+    // Register before publishing, so a fast decision cannot slip past.
+    let mut ticket = state.waiters.register(&sku, &intent.key);
+    let accepted = match state.bus.publish_intent(&sku, &intent).await {
+        Ok(accepted) => accepted,
+        Err(PublishError::Unavailable(reason)) => {
+            tracing::warn!(%sku, key = %intent.key, reason, "publish intent");
+            return Err(ApiError::broker_unavailable(state.config.retry_after_s));
+        }
+    };
+    metrics::counter!("dropline_gateway_accepted_total").increment(1);
+
+    if accepted.duplicate {
+        // The same key was published before: the first intent is the one
+        // decided. Refuse a different body at once; replay a known decision.
+        if let Ok(Some(original)) = state.bus.intent_at(&sku, accepted.seq).await {
+            if original != intent {
+                return Err(key_reused(&sku, &intent.key));
+            }
+        }
+        if let Some(decision) = recorded(&state, &sku, &intent.key).await? {
+            return answer_decision(&sku, &intent, decision, &wait);
+        }
+    }
+
+    let decision = match ticket.wait(wait.duration).await {
+        Some(decision) => Some(decision),
+        // The broadcast may have been missed (reconnect): the store knows.
+        None => recorded(&state, &sku, &intent.key).await?,
+    };
+    match decision {
+        Some(decision) => answer_decision(&sku, &intent, decision, &wait),
+        None => Ok(answer_pending(&sku, &intent, accepted.seq, &wait)),
+    }
+}
+
+pub async fn read(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((raw_sku, raw_key)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let sku = Sku::parse(raw_sku).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let key = IdempotencyKey::parse(raw_key).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let wait = wait_preference(
+        &headers,
+        std::time::Duration::ZERO,
+        std::time::Duration::from_millis(state.config.wait_max_ms),
+    );
+    let mut ticket = state.waiters.register(&sku, &key);
+    let mut decision = recorded(&state, &sku, &key).await?;
+    if decision.is_none() && !wait.duration.is_zero() {
+        decision = match ticket.wait(wait.duration).await {
+            Some(d) => Some(d),
+            None => recorded(&state, &sku, &key).await?,
+        };
+    }
+    let Some(decision) = decision else {
+        return Err(ApiError::not_found(format!(
+            "no decision for key {key} of {sku} (not decided yet, or never accepted)"
+        )));
+    };
+    let mut response = (StatusCode::OK, Json(decision_body(&sku, &decision))).into_response();
+    apply_preference(&mut response, &wait);
+    Ok(response)
+}
+
+fn parse_purchase(
+    state: &AppState,
+    path: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<PurchaseRequest, ApiError> {
+    let Path(raw_sku) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let sku = Sku::parse(raw_sku).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let key = match headers.get("idempotency-key") {
+        None => return Err(ApiError::bad_request("the Idempotency-Key header is required")),
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key: visible ASCII only"))?;
+            IdempotencyKey::from_header(text).map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
+    };
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(state.config.body_bytes_max)
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    })?;
+    if !is_json(headers) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let raw: PurchaseBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    let user_id = UserId::parse(raw.user_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let quantity = Quantity::parse(raw.quantity).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(PurchaseRequest {
+        sku,
+        intent: IntentPayload {
+            key,
+            user_id,
+            quantity,
+        },
+    })
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|essence| {
+            let essence = essence.trim().to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
+        })
+        .unwrap_or(false)
+}
+
+async fn recorded(state: &AppState, sku: &Sku, key: &IdempotencyKey) -> Result<Option<Decision>, ApiError> {
+    state.store.purchase(sku, key).await.map_err(|err| {
+        tracing::error!(%sku, %key, %err, "read purchase");
+        ApiError::internal()
+    })
+}
+
+fn key_reused(sku: &Sku, key: &IdempotencyKey) -> ApiError {
+    ApiError::key_reused(format!(
+        "Idempotency-Key {key} was already used on {sku} with another user_id or quantity"
+    ))
+}
+
+/// `201` for a win, `409` otherwise; `422` if the key's recorded decision is
+/// for a different request.
+fn answer_decision(sku: &Sku, intent: &IntentPayload, decision: Decision, wait: &Wait) -> Result<Response, ApiError> {
+    if decision.user_id != intent.user_id || decision.quantity != intent.quantity {
+        return Err(key_reused(sku, &intent.key));
+    }
+    let status = match decision.outcome {
+        Outcome::Won => StatusCode::CREATED,
+        Outcome::SoldOut | Outcome::LimitReached => StatusCode::CONFLICT,
+    };
+    metrics::counter!("dropline_gateway_answers_total", "outcome" => decision.outcome.as_str()).increment(1);
+    let mut response = (status, Json(decision_body(sku, &decision))).into_response();
+    apply_preference(&mut response, wait);
+    Ok(response)
+}
+
+fn answer_pending(sku: &Sku, intent: &IntentPayload, seq: u64, wait: &Wait) -> Response {
+    metrics::counter!("dropline_gateway_answers_total", "outcome" => "pending").increment(1);
+    let location = format!(
+        "/v1/drops/{}/purchases/{}",
+        sku,
+        encode_segment(intent.key.as_str())
+    );
+    let body = json!({
+        "sku": sku,
+        "idempotency_key": intent.key,
+        "user_id": intent.user_id,
+        "quantity": intent.quantity,
+        "outcome": "pending",
+        "seq": seq,
+    });
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    apply_preference(&mut response, wait);
+    response
+}
+
+fn decision_body(sku: &Sku, d: &Decision) -> serde_json::Value {
+    let mut body = json!({
+        "sku": sku,
+        "idempotency_key": d.key,
+        "user_id": d.user_id,
+        "quantity": d.quantity,
+        "outcome": d.outcome,
+        "seq": d.seq,
+    });
+    if let Some(order_id) = d.order_id {
+        body["order_id"] = json!(order_id);
+    }
+    body
+}
+
+fn apply_preference(response: &mut Response, wait: &Wait) {
+    if let Some(applied) = wait.applied.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+        response.headers_mut().insert("preference-applied", applied);
+    }
+}

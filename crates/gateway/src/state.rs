@@ -1,0 +1,40 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dropline_bus::Bus;
+use dropline_store::Store;
+
+use crate::drop_cache::DropCache;
+use crate::waiters::{spawn_feed, Waiters};
+use crate::GatewayConfig;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Store,
+    pub(crate) bus: Bus,
+    pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) waiters: Arc<Waiters>,
+    pub(crate) drops: Arc<DropCache>,
+}
+
+impl AppState {
+    /// Builds the state and starts the gateway's one decision subscription.
+    pub async fn new(store: Store, bus: Bus, config: GatewayConfig) -> Result<Self, dropline_bus::BusError> {
+        let waiters = Arc::new(Waiters::default());
+        spawn_feed(bus.decision_feed().await?, waiters.clone());
+        let drops = Arc::new(DropCache::new(
+            store.clone(),
+            Duration::from_millis(config.drop_cache_ttl_ms),
+            Duration::from_millis(config.drop_cache_miss_ttl_ms),
+        ));
+        Ok(Self {
+            store,
+            bus,
+            config: Arc::new(config),
+            waiters,
+            drops,
+        })
+    }
+}
