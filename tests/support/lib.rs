@@ -1,1 +1,262 @@
-//! Test support.
+//! Test support: spawns the real thing for each test.
+//!
+//! Every test gets its own database (created, migrated), its own SKU (so its
+//! own NATS subject and consumer), and a `dropline serve` (gateway and
+//! processor) on port 0 against the real NATS and Postgres of the machine.
+//! Nothing here assumes an empty server: leftovers of earlier runs are
+//! ignored, and test databases older than an hour are pruned.
+
+use std::sync::Once;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dropline::{Settings, Shutdown};
+use dropline_core::{PerUserLimit, Sku, Stock};
+use dropline_store::{NewDrop, PoolOptions, Store};
+use serde_json::Value;
+
+pub const ADMIN_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| dropline_bus::DEFAULT_NATS_URL.into())
+}
+
+fn postgres_base() -> String {
+    std::env::var("DROPLINE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn init_tracing() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx=error"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A fresh, migrated database; its name carries its creation time so that
+/// later runs can prune it.
+pub async fn fresh_database() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    prune_old_databases(now).await;
+    let name = format!("dropline_test_{now}_{}", &unique("")[..12]);
+    let url = format!("{}/{name}", postgres_base());
+    Store::migrate(&url).await.expect("create and migrate the test database");
+    url
+}
+
+async fn prune_old_databases(now: u64) {
+    let Ok(admin) = sqlx::PgPool::connect(&format!("{}/postgres", postgres_base())).await else {
+        return;
+    };
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'dropline\\_test\\_%'",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        let created: u64 = name
+            .strip_prefix("dropline_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(u64::MAX);
+        if created.saturating_add(3600) < now {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&admin)
+                .await;
+        }
+    }
+    admin.close().await;
+}
+
+/// A direct connection to a test database, for assertions on what is stored.
+pub async fn db(url: &str) -> sqlx::PgPool {
+    sqlx::PgPool::connect(url).await.expect("connect to the test database")
+}
+
+/// A running `dropline serve` with its own database and one open drop.
+pub struct TestApp {
+    pub base_url: String,
+    pub database_url: String,
+    pub sku: Sku,
+    pub store: Store,
+    pub http: reqwest::Client,
+    stop: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub struct AppOptions {
+    pub stock: i64,
+    pub per_user_limit: i64,
+    pub tune: Box<dyn FnOnce(&mut Settings) + Send>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            stock: 100,
+            per_user_limit: 1,
+            tune: Box::new(|_| {}),
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    init_tracing();
+    let database_url = fresh_database().await;
+    let mut settings = Settings::for_services(&database_url, &nats_url());
+    settings.processor.discovery_interval_ms = 50;
+    (options.tune)(&mut settings);
+    let store = Store::connect_lazy(&database_url, &PoolOptions::default()).expect("pool");
+    let sku = Sku::parse(unique("t")).expect("sku");
+    store
+        .create_drop(&NewDrop {
+            sku: sku.clone(),
+            name: "test drop".into(),
+            stock: Stock::parse(options.stock).expect("stock"),
+            per_user_limit: PerUserLimit::parse(options.per_user_limit).expect("limit"),
+        })
+        .await
+        .expect("create drop");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (fire, shutdown) = Shutdown::new();
+    let task = tokio::spawn(async move { dropline::run_serve(&settings, listener, shutdown).await });
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let app = TestApp {
+        base_url,
+        database_url,
+        sku,
+        store,
+        http,
+        stop: std::sync::Mutex::new(Some(Box::new(fire))),
+        task: Some(task),
+    };
+    app.wait_until_ready().await;
+    app
+}
+
+/// One HTTP answer, read whole.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    async fn wait_until_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base_url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("dropline serve did not become ready");
+    }
+
+    pub fn purchases_url(&self) -> String {
+        format!("{}/v1/drops/{}/purchases", self.base_url, self.sku)
+    }
+
+    /// POSTs a purchase the way a well-behaved client does.
+    pub async fn buy(&self, key: &str, user: &str, wait_s: u64) -> Answer {
+        let request = self
+            .http
+            .post(self.purchases_url())
+            .header("Idempotency-Key", key)
+            .header("Prefer", format!("wait={wait_s}"))
+            .json(&serde_json::json!({ "user_id": user }));
+        read_answer(request).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        read_answer(self.http.get(format!("{}{path}", self.base_url))).await
+    }
+
+    /// The drop as the API shows it.
+    pub async fn drop_view(&self) -> Value {
+        let answer = self.get(&format!("/v1/drops/{}", self.sku)).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.body
+    }
+
+    /// Intents of this test's SKU stored in the stream (accepted ones).
+    pub async fn intents_in_stream(&self) -> u64 {
+        let client = async_nats::connect(nats_url()).await.expect("nats");
+        let js = async_nats::jetstream::new(client);
+        let stream = js
+            .get_stream(dropline_core::names::INTENTS_STREAM)
+            .await
+            .expect("stream");
+        let subject = dropline_core::names::intent_subject(&self.sku);
+        let info = stream.info_with_subjects(subject.clone()).await.expect("subjects");
+        use futures::TryStreamExt;
+        let subjects: std::collections::HashMap<String, usize> =
+            info.try_collect().await.expect("subject counts");
+        subjects.get(&subject).copied().unwrap_or(0) as u64
+    }
+
+    /// Stops the app and waits for it to finish.
+    pub async fn stop(mut self) {
+        self.fire_stop();
+        if let Some(task) = self.task.take() {
+            let result = tokio::time::timeout(Duration::from_secs(30), task).await;
+            let finished = result.expect("app stops within 30 s").expect("app task");
+            finished.expect("app ran without error");
+        }
+    }
+}
+
+impl TestApp {
+    fn fire_stop(&self) {
+        let fire = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(fire) = fire {
+            fire();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.fire_stop();
+    }
+}
+
+pub async fn read_answer(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = response.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer {
+        status,
+        content_type,
+        headers,
+        body,
+    }
+}

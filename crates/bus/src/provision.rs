@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, ReplayPolicy};
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use dropline_core::names::{consumer_name, intent_subject, INTENTS_STREAM, INTENTS_SUBJECTS};
 use dropline_core::Sku;
@@ -131,5 +132,18 @@ impl Bus {
             ..Default::default()
         };
         Ok(stream.create_consumer(config).await?)
+    }
+}
+
+impl Bus {
+    /// Intents of `sku` waiting to be decided: not yet delivered plus
+    /// delivered and not yet acked. `None` before the SKU's consumer exists.
+    pub async fn queue_depth(&self, sku: &Sku) -> Result<Option<u64>, BusError> {
+        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
+        match stream.consumer_info(consumer_name(sku)).await {
+            Ok(info) => Ok(Some(info.num_pending + info.num_ack_pending as u64)),
+            Err(err) if err.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err.into()),
+        }
     }
 }

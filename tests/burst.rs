@@ -1,0 +1,96 @@
+//! End to end through HTTP: a burst of simultaneous buyers for a small stock.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use dropline_suite::{db, spawn_app, Answer};
+use tokio::sync::Barrier;
+
+const BUYERS: usize = 2_000;
+const STOCK: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_simultaneous_buyers_for_a_hundred_pairs_get_exactly_a_hundred_orders() {
+    let app = Arc::new(spawn_app().await);
+    let barrier = Arc::new(Barrier::new(BUYERS));
+    let mut buyers = Vec::with_capacity(BUYERS);
+    for i in 0..BUYERS {
+        let app = app.clone();
+        let barrier = barrier.clone();
+        buyers.push(tokio::spawn(async move {
+            let key = format!("key-{i}");
+            let user = format!("user-{i}");
+            barrier.wait().await;
+            let answer = app.buy(&key, &user, 30).await;
+            (key, user, answer)
+        }));
+    }
+    let mut answers: Vec<(String, String, Answer)> = Vec::with_capacity(BUYERS);
+    for buyer in buyers {
+        answers.push(buyer.await.expect("buyer task"));
+    }
+
+    let mut by_status: HashMap<u16, usize> = HashMap::new();
+    for (_, _, a) in &answers {
+        *by_status.entry(a.status).or_default() += 1;
+    }
+    assert_eq!(by_status.get(&201), Some(&STOCK), "statuses: {by_status:?}");
+    assert_eq!(by_status.get(&409), Some(&(BUYERS - STOCK)), "statuses: {by_status:?}");
+
+    let winners: Vec<_> = answers.iter().filter(|(_, _, a)| a.status == 201).collect();
+    let order_ids: HashSet<_> = winners
+        .iter()
+        .map(|(_, _, a)| a.body["order_id"].as_str().expect("order_id").to_string())
+        .collect();
+    assert_eq!(order_ids.len(), STOCK, "every winner has a distinct order id");
+    for (key, user, a) in &answers {
+        assert_eq!(a.body["idempotency_key"], key.as_str());
+        assert_eq!(a.body["user_id"], user.as_str());
+        assert!(a.body["seq"].as_u64().is_some(), "decided answers carry seq: {a:?}");
+        let expected = if a.status == 201 { "won" } else { "sold_out" };
+        assert_eq!(a.body["outcome"], expected);
+    }
+
+    // The winners are exactly the first intents in stream order.
+    let mut seqs: Vec<(u64, u16)> = answers
+        .iter()
+        .map(|(_, _, a)| (a.body["seq"].as_u64().unwrap_or(0), a.status))
+        .collect();
+    seqs.sort();
+    assert!(seqs[..STOCK].iter().all(|(_, s)| *s == 201), "first {STOCK} in stream order won");
+    assert!(seqs[STOCK..].iter().all(|(_, s)| *s == 409));
+
+    // Every winner is readable, and a replay returns the same answer and order.
+    for (key, user, won) in winners.iter().take(25) {
+        let read = app
+            .get(&format!("/v1/drops/{}/purchases/{key}", app.sku))
+            .await;
+        assert_eq!(read.status, 200);
+        assert_eq!(read.body["order_id"], won.body["order_id"]);
+        let replay = app.buy(key, user, 5).await;
+        assert_eq!(replay.status, 201);
+        assert_eq!(replay.body, won.body, "a replay gets the recorded answer");
+    }
+    for (key, user, lost) in answers.iter().filter(|(_, _, a)| a.status == 409).take(25) {
+        let replay = app.buy(key, user, 5).await;
+        assert_eq!((replay.status, &replay.body), (409, &lost.body));
+    }
+
+    let view = app.drop_view().await;
+    assert_eq!(view["remaining"], 0);
+    assert_eq!(view["won"], STOCK as u64);
+    assert_eq!(view["initial_stock"], STOCK as u64);
+
+    // What the database holds agrees with what buyers were told.
+    let pool = db(&app.database_url).await;
+    let (rows, won): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE outcome = 'won') FROM purchases WHERE sku = $1",
+    )
+    .bind(app.sku.as_str())
+    .fetch_one(&pool)
+    .await
+    .expect("count purchases");
+    assert_eq!((rows, won), (BUYERS as i64, STOCK as i64));
+    // Replays within the duplicate window are answered without a new intent.
+    assert_eq!(app.intents_in_stream().await, BUYERS as u64);
+}
