@@ -6,6 +6,10 @@
 //! Nothing here assumes an empty server: leftovers of earlier runs are
 //! ignored, and test databases older than an hour are pruned.
 
+mod nats;
+
+pub use nats::PrivateNats;
+
 use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -83,7 +87,10 @@ pub async fn db(url: &str) -> sqlx::PgPool {
 
 /// A running `dropline serve` with its own database and one open drop.
 pub struct TestApp {
+    /// What the app was started with (fresh database, NATS).
+    pub settings: Settings,
     pub base_url: String,
+    pub nats_url: String,
     pub database_url: String,
     pub sku: Sku,
     pub store: Store,
@@ -92,7 +99,22 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// Which parts the test app runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `dropline serve`: gateway and processor.
+    Serve,
+    /// The gateway alone: intents are accepted and queue up undecided.
+    GatewayOnly,
+}
+
 pub struct AppOptions {
+    pub role: Role,
+    /// Run against an existing app's database and drop (a restart) instead
+    /// of a fresh database with a new drop.
+    pub reuse: Option<(String, Sku)>,
+    /// NATS to use instead of the machine's (a [`PrivateNats`]).
+    pub nats_url: Option<String>,
     pub stock: i64,
     pub per_user_limit: i64,
     pub tune: Box<dyn FnOnce(&mut Settings) + Send>,
@@ -101,6 +123,9 @@ pub struct AppOptions {
 impl Default for AppOptions {
     fn default() -> Self {
         Self {
+            role: Role::Serve,
+            reuse: None,
+            nats_url: None,
             stock: 100,
             per_user_limit: 1,
             tune: Box::new(|_| {}),
@@ -114,33 +139,52 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     init_tracing();
-    let database_url = fresh_database().await;
-    let mut settings = Settings::for_services(&database_url, &nats_url());
+    let database_url = match &options.reuse {
+        Some((url, _)) => url.clone(),
+        None => fresh_database().await,
+    };
+    let nats = options.nats_url.clone().unwrap_or_else(nats_url);
+    let mut settings = Settings::for_services(&database_url, &nats);
     settings.processor.discovery_interval_ms = 50;
     (options.tune)(&mut settings);
     let store = Store::connect_lazy(&database_url, &PoolOptions::default()).expect("pool");
-    let sku = Sku::parse(unique("t")).expect("sku");
-    store
-        .create_drop(&NewDrop {
-            sku: sku.clone(),
-            name: "test drop".into(),
-            stock: Stock::parse(options.stock).expect("stock"),
-            per_user_limit: PerUserLimit::parse(options.per_user_limit).expect("limit"),
-        })
-        .await
-        .expect("create drop");
+    let sku = match options.reuse {
+        Some((_, sku)) => sku,
+        None => {
+            let sku = Sku::parse(unique("t")).expect("sku");
+            store
+                .create_drop(&NewDrop {
+                    sku: sku.clone(),
+                    name: "test drop".into(),
+                    stock: Stock::parse(options.stock).expect("stock"),
+                    per_user_limit: PerUserLimit::parse(options.per_user_limit).expect("limit"),
+                })
+                .await
+                .expect("create drop");
+            sku
+        }
+    };
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base_url = format!("http://{}", listener.local_addr().expect("addr"));
     let (fire, shutdown) = Shutdown::new();
-    let task = tokio::spawn(async move { dropline::run_serve(&settings, listener, shutdown).await });
+    let role = options.role;
+    let app_settings = settings.clone();
+    let task = tokio::spawn(async move {
+        match role {
+            Role::Serve => dropline::run_serve(&app_settings, listener, shutdown).await,
+            Role::GatewayOnly => dropline::run_gateway(&app_settings, listener, shutdown).await,
+        }
+    });
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(4096)
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client");
     let app = TestApp {
+        settings,
         base_url,
+        nats_url: nats,
         database_url,
         sku,
         store,
@@ -202,7 +246,7 @@ impl TestApp {
 
     /// Intents of this test's SKU stored in the stream (accepted ones).
     pub async fn intents_in_stream(&self) -> u64 {
-        let client = async_nats::connect(nats_url()).await.expect("nats");
+        let client = async_nats::connect(&self.nats_url).await.expect("nats");
         let js = async_nats::jetstream::new(client);
         let stream = js
             .get_stream(dropline_core::names::INTENTS_STREAM)

@@ -1,0 +1,102 @@
+//! One decision per (SKU, Idempotency-Key), whatever the client does.
+
+use std::sync::Arc;
+
+use dropline_suite::{db, read_answer, spawn_app, spawn_app_with, AppOptions, PrivateNats};
+use tokio::sync::Barrier;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_key_sent_twenty_times_at_once_gets_one_decision() {
+    let app = Arc::new(spawn_app_with(AppOptions { stock: 5, ..AppOptions::default() }).await);
+    let barrier = Arc::new(Barrier::new(20));
+    let mut sends = Vec::new();
+    for _ in 0..20 {
+        let (app, barrier) = (app.clone(), barrier.clone());
+        sends.push(tokio::spawn(async move {
+            barrier.wait().await;
+            app.buy("storm-key", "storm-user", 10).await
+        }));
+    }
+    let mut answers = Vec::new();
+    for send in sends {
+        answers.push(send.await.expect("send"));
+    }
+    for a in &answers {
+        assert_eq!(a.status, 201, "{a:?}");
+        assert_eq!(a.body, answers[0].body, "every copy gets the same answer");
+    }
+    let pool = db(&app.database_url).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM purchases WHERE sku = $1")
+        .bind(app.sku.as_str())
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 1);
+    assert_eq!(app.intents_in_stream().await, 1, "the duplicate window kept one intent");
+    assert_eq!(app.drop_view().await["remaining"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_reused_with_a_different_body_is_refused_with_422() {
+    let app = spawn_app().await;
+    let first = app.buy("reused", "ana", 10).await;
+    assert_eq!(first.status, 201);
+    let other_user = app.buy("reused", "bob", 10).await;
+    assert_eq!(other_user.status, 422, "{other_user:?}");
+    assert_eq!(other_user.content_type, "application/problem+json");
+    let other_quantity = read_answer(
+        app.http
+            .post(app.purchases_url())
+            .header("Idempotency-Key", "reused")
+            .json(&serde_json::json!({ "user_id": "ana", "quantity": 2 })),
+    )
+    .await;
+    assert_eq!(other_quantity.status, 422);
+    // The original decision stands, unchanged.
+    let again = app.buy("reused", "ana", 10).await;
+    assert_eq!((again.status, &again.body), (201, &first.body));
+    assert_eq!(app.drop_view().await["won"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quoted_key_form_is_the_same_key_as_the_bare_form() {
+    let app = spawn_app().await;
+    let bare = app.buy("8e03978e-40d5-43e8", "ana", 10).await;
+    let quoted = app.buy("\"8e03978e-40d5-43e8\"", "ana", 10).await;
+    assert_eq!(bare.status, 201);
+    assert_eq!((quoted.status, &quoted.body), (201, &bare.body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_duplicate_window_still_gets_the_recorded_answer() {
+    // A 1 s duplicate window makes "long after" quick to reach; it is a
+    // stream setting, so this test gets a NATS of its own.
+    let nats = PrivateNats::start().await;
+    let app = spawn_app_with(AppOptions {
+        nats_url: Some(nats.url.clone()),
+        stock: 1,
+        tune: Box::new(|s| s.stream.duplicate_window_s = 1),
+        ..AppOptions::default()
+    })
+    .await;
+    let first = app.buy("late-retry", "ana", 10).await;
+    assert_eq!(first.status, 201);
+    let lost = app.buy("someone-else", "bob", 10).await;
+    assert_eq!(lost.status, 409);
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let retry = app.buy("late-retry", "ana", 10).await;
+    assert_eq!((retry.status, &retry.body), (201, &first.body));
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let reused = app.buy("late-retry", "mallory", 10).await;
+    assert_eq!(reused.status, 422, "{reused:?}");
+    let pool = db(&app.database_url).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM purchases WHERE sku = $1")
+        .bind(app.sku.as_str())
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 2, "the late retries were decided as repeats, not recorded again");
+    // Past the window the server took both late sends as new intents: the
+    // processor, not the duplicate window, kept them from a second decision.
+    assert_eq!(app.intents_in_stream().await, 4);
+}

@@ -1,0 +1,113 @@
+//! What buyers are told: limits, quantities, closed drops, late decisions.
+
+use std::time::Duration;
+
+use dropline::Shutdown;
+use dropline_suite::{db, read_answer, spawn_app_with, AppOptions, Role};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_over_the_per_user_limit_gets_limit_reached() {
+    let app = spawn_app_with(AppOptions { stock: 10, per_user_limit: 2, ..AppOptions::default() }).await;
+    assert_eq!(app.buy("a1", "ana", 10).await.status, 201);
+    assert_eq!(app.buy("a2", "ana", 10).await.status, 201);
+    let third = app.buy("a3", "ana", 10).await;
+    assert_eq!((third.status, third.body["outcome"].as_str()), (409, Some("limit_reached")));
+    let too_many = read_answer(
+        app.http
+            .post(app.purchases_url())
+            .header("Idempotency-Key", "b1")
+            .header("Prefer", "wait=10")
+            .json(&serde_json::json!({ "user_id": "bob", "quantity": 3 })),
+    )
+    .await;
+    assert_eq!(too_many.body["outcome"], "limit_reached", "asking for more than the limit at once");
+    let two = read_answer(
+        app.http
+            .post(app.purchases_url())
+            .header("Idempotency-Key", "b2")
+            .header("Prefer", "wait=10")
+            .json(&serde_json::json!({ "user_id": "bob", "quantity": 2 })),
+    )
+    .await;
+    assert_eq!((two.status, two.body["quantity"].as_u64()), (201, Some(2)));
+    let view = app.drop_view().await;
+    assert_eq!((view["won"].as_u64(), view["remaining"].as_u64()), (Some(4), Some(6)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quantity_larger_than_what_remains_is_sold_out_and_a_smaller_one_still_wins() {
+    let app = spawn_app_with(AppOptions { stock: 2, per_user_limit: 3, ..AppOptions::default() }).await;
+    assert_eq!(app.buy("first", "ana", 10).await.status, 201);
+    let big = read_answer(
+        app.http
+            .post(app.purchases_url())
+            .header("Idempotency-Key", "big")
+            .header("Prefer", "wait=10")
+            .json(&serde_json::json!({ "user_id": "bob", "quantity": 2 })),
+    )
+    .await;
+    assert_eq!((big.status, big.body["outcome"].as_str()), (409, Some("sold_out")));
+    assert_eq!(app.buy("small", "carl", 10).await.status, 201);
+    assert_eq!(app.drop_view().await["remaining"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_drop_refuses_purchases_with_409_and_accepts_nothing() {
+    let app = spawn_app_with(AppOptions {
+        tune: Box::new(|s| s.gateway.drop_cache_ttl_ms = 0),
+        ..AppOptions::default()
+    })
+    .await;
+    let pool = db(&app.database_url).await;
+    sqlx::query("UPDATE drops SET status = 'paused' WHERE sku = $1")
+        .bind(app.sku.as_str())
+        .execute(&pool)
+        .await
+        .expect("pause");
+    let refused = app.buy("k", "ana", 5).await;
+    assert_eq!(refused.status, 409);
+    assert_eq!(refused.content_type, "application/problem+json");
+    assert_eq!(app.intents_in_stream().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intents_accepted_while_no_processor_runs_are_answered_202_and_decided_once_one_starts() {
+    let app = spawn_app_with(AppOptions { stock: 3, role: Role::GatewayOnly, ..AppOptions::default() }).await;
+    let mut pending = Vec::new();
+    for i in 0..5 {
+        let answer = read_answer(
+            app.http
+                .post(app.purchases_url())
+                .header("Idempotency-Key", format!("k{i}"))
+                .header("Prefer", "wait=0")
+                .json(&serde_json::json!({ "user_id": format!("u{i}") })),
+        )
+        .await;
+        assert_eq!(answer.status, 202, "{answer:?}");
+        assert_eq!(answer.body["outcome"], "pending");
+        assert_eq!(answer.headers["preference-applied"], "wait=0");
+        let location = answer.headers["location"].to_str().expect("location").to_string();
+        assert_eq!(location, format!("/v1/drops/{}/purchases/k{i}", app.sku));
+        pending.push(location);
+    }
+    // Undecided: the purchase is not known yet.
+    assert_eq!(app.get(&pending[0]).await.status, 404);
+
+    let (stop_processor, shutdown) = Shutdown::new();
+    let settings = app.settings.clone();
+    let processor = tokio::spawn(async move { dropline::run_processor(&settings, shutdown).await });
+
+    let mut outcomes = Vec::new();
+    for location in &pending {
+        let read = read_answer(app.http.get(format!("{}{location}", app.base_url)).header("Prefer", "wait=20")).await;
+        assert_eq!(read.status, 200, "{read:?}");
+        outcomes.push(read.body["outcome"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(outcomes, ["won", "won", "won", "sold_out", "sold_out"], "first come, first served");
+    stop_processor();
+    tokio::time::timeout(Duration::from_secs(20), processor)
+        .await
+        .expect("processor stops")
+        .expect("join")
+        .expect("processor ran cleanly");
+}
