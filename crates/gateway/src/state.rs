@@ -22,6 +22,8 @@ pub struct AppState {
 impl AppState {
     /// Builds the state and starts the gateway's one decision subscription.
     pub async fn new(store: Store, bus: Bus, config: GatewayConfig) -> Result<Self, dropline_bus::BusError> {
+        // Install the recorder before anything counts, or early counts are lost.
+        crate::routes::prometheus();
         let waiters = Arc::new(Waiters::default());
         spawn_feed(bus.decision_feed().await?, waiters.clone());
         let drops = Arc::new(DropCache::new(

@@ -8,6 +8,8 @@ mod purchases;
 use axum::routing::get;
 use axum::Router;
 
+pub(crate) use ops::prometheus;
+
 use crate::problem::ApiError;
 use crate::AppState;
 
