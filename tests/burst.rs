@@ -35,18 +35,29 @@ async fn two_thousand_simultaneous_buyers_for_a_hundred_pairs_get_exactly_a_hund
         *by_status.entry(a.status).or_default() += 1;
     }
     assert_eq!(by_status.get(&201), Some(&STOCK), "statuses: {by_status:?}");
-    assert_eq!(by_status.get(&409), Some(&(BUYERS - STOCK)), "statuses: {by_status:?}");
+    assert_eq!(
+        by_status.get(&409),
+        Some(&(BUYERS - STOCK)),
+        "statuses: {by_status:?}"
+    );
 
     let winners: Vec<_> = answers.iter().filter(|(_, _, a)| a.status == 201).collect();
     let order_ids: HashSet<_> = winners
         .iter()
         .map(|(_, _, a)| a.body["order_id"].as_str().expect("order_id").to_string())
         .collect();
-    assert_eq!(order_ids.len(), STOCK, "every winner has a distinct order id");
+    assert_eq!(
+        order_ids.len(),
+        STOCK,
+        "every winner has a distinct order id"
+    );
     for (key, user, a) in &answers {
         assert_eq!(a.body["idempotency_key"], key.as_str());
         assert_eq!(a.body["user_id"], user.as_str());
-        assert!(a.body["seq"].as_u64().is_some(), "decided answers carry seq: {a:?}");
+        assert!(
+            a.body["seq"].as_u64().is_some(),
+            "decided answers carry seq: {a:?}"
+        );
         let expected = if a.status == 201 { "won" } else { "sold_out" };
         assert_eq!(a.body["outcome"], expected);
     }
@@ -57,7 +68,10 @@ async fn two_thousand_simultaneous_buyers_for_a_hundred_pairs_get_exactly_a_hund
         .map(|(_, _, a)| (a.body["seq"].as_u64().unwrap_or(0), a.status))
         .collect();
     seqs.sort();
-    assert!(seqs[..STOCK].iter().all(|(_, s)| *s == 201), "first {STOCK} in stream order won");
+    assert!(
+        seqs[..STOCK].iter().all(|(_, s)| *s == 201),
+        "first {STOCK} in stream order won"
+    );
     assert!(seqs[STOCK..].iter().all(|(_, s)| *s == 409));
 
     // Every winner is readable, and a replay returns the same answer and order.

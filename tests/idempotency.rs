@@ -7,7 +7,13 @@ use tokio::sync::Barrier;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_key_sent_twenty_times_at_once_gets_one_decision() {
-    let app = Arc::new(spawn_app_with(AppOptions { stock: 5, ..AppOptions::default() }).await);
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            stock: 5,
+            ..AppOptions::default()
+        })
+        .await,
+    );
     let barrier = Arc::new(Barrier::new(20));
     let mut sends = Vec::new();
     for _ in 0..20 {
@@ -32,7 +38,11 @@ async fn the_same_key_sent_twenty_times_at_once_gets_one_decision() {
         .await
         .expect("count");
     assert_eq!(rows, 1);
-    assert_eq!(app.intents_in_stream().await, 1, "the duplicate window kept one intent");
+    assert_eq!(
+        app.intents_in_stream().await,
+        1,
+        "the duplicate window kept one intent"
+    );
     assert_eq!(app.drop_view().await["remaining"], 4);
 }
 
@@ -95,7 +105,10 @@ async fn a_retry_after_the_duplicate_window_still_gets_the_recorded_answer() {
         .fetch_one(&pool)
         .await
         .expect("count");
-    assert_eq!(rows, 2, "the late retries were decided as repeats, not recorded again");
+    assert_eq!(
+        rows, 2,
+        "the late retries were decided as repeats, not recorded again"
+    );
     // Past the window the server took both late sends as new intents: the
     // processor, not the duplicate window, kept them from a second decision.
     assert_eq!(app.intents_in_stream().await, 4);

@@ -8,23 +8,42 @@ use dropline_suite::{spawn_app, spawn_app_with, AppOptions, PrivateNats};
 async fn health_readiness_metrics_and_openapi_answer() {
     let app = spawn_app().await;
     let health = app.get("/healthz").await;
-    assert_eq!((health.status, &health.body["status"]), (200, &serde_json::json!("ok")));
+    assert_eq!(
+        (health.status, &health.body["status"]),
+        (200, &serde_json::json!("ok"))
+    );
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status, 200);
-    assert_eq!((ready.body["nats"].as_str(), ready.body["postgres"].as_str()), (Some("ok"), Some("ok")));
+    assert_eq!(
+        (ready.body["nats"].as_str(), ready.body["postgres"].as_str()),
+        (Some("ok"), Some("ok"))
+    );
 
     assert_eq!(app.buy("m1", "ana", 10).await.status, 201);
-    let metrics = app.http.get(format!("{}/metrics", app.base_url)).send().await.unwrap();
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
-    for name in ["dropline_gateway_accepted_total", "dropline_gateway_answers_total", "dropline_processor_decisions_total"] {
+    for name in [
+        "dropline_gateway_accepted_total",
+        "dropline_gateway_answers_total",
+        "dropline_processor_decisions_total",
+    ] {
         assert!(text.contains(name), "metrics lack {name}:\n{text}");
     }
 
     let spec = app.get("/openapi.json").await;
     assert_eq!(spec.status, 200);
     assert_eq!(spec.body["openapi"], "3.1.0");
-    for path in ["/v1/drops/{sku}/purchases", "/v1/drops/{sku}/purchases/{idempotency_key}", "/v1/drops/{sku}"] {
+    for path in [
+        "/v1/drops/{sku}/purchases",
+        "/v1/drops/{sku}/purchases/{idempotency_key}",
+        "/v1/drops/{sku}",
+    ] {
         assert!(spec.body["paths"][path].is_object(), "spec lacks {path}");
     }
 }
@@ -32,7 +51,11 @@ async fn health_readiness_metrics_and_openapi_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_down_purchases_get_503_with_retry_after_and_succeed_once_it_is_back() {
     let mut nats = PrivateNats::start().await;
-    let app = spawn_app_with(AppOptions { nats_url: Some(nats.url.clone()), ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        nats_url: Some(nats.url.clone()),
+        ..AppOptions::default()
+    })
+    .await;
     assert_eq!(app.buy("before", "ana", 10).await.status, 201);
 
     nats.kill();
@@ -42,7 +65,11 @@ async fn with_the_broker_down_purchases_get_503_with_retry_after_and_succeed_onc
     assert_eq!(refused.status, 503, "{refused:?}");
     assert_eq!(refused.content_type, "application/problem+json");
     assert_eq!(refused.headers["retry-after"], "1");
-    assert!(started.elapsed() < Duration::from_secs(6), "answered without hanging: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "answered without hanging: {:?}",
+        started.elapsed()
+    );
     assert_eq!(app.get("/readyz").await.status, 503);
 
     nats.restart().await;

@@ -7,11 +7,19 @@ use dropline_suite::{db, read_answer, spawn_app_with, AppOptions, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_over_the_per_user_limit_gets_limit_reached() {
-    let app = spawn_app_with(AppOptions { stock: 10, per_user_limit: 2, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        stock: 10,
+        per_user_limit: 2,
+        ..AppOptions::default()
+    })
+    .await;
     assert_eq!(app.buy("a1", "ana", 10).await.status, 201);
     assert_eq!(app.buy("a2", "ana", 10).await.status, 201);
     let third = app.buy("a3", "ana", 10).await;
-    assert_eq!((third.status, third.body["outcome"].as_str()), (409, Some("limit_reached")));
+    assert_eq!(
+        (third.status, third.body["outcome"].as_str()),
+        (409, Some("limit_reached"))
+    );
     let too_many = read_answer(
         app.http
             .post(app.purchases_url())
@@ -20,7 +28,10 @@ async fn a_user_over_the_per_user_limit_gets_limit_reached() {
             .json(&serde_json::json!({ "user_id": "bob", "quantity": 3 })),
     )
     .await;
-    assert_eq!(too_many.body["outcome"], "limit_reached", "asking for more than the limit at once");
+    assert_eq!(
+        too_many.body["outcome"], "limit_reached",
+        "asking for more than the limit at once"
+    );
     let two = read_answer(
         app.http
             .post(app.purchases_url())
@@ -31,12 +42,20 @@ async fn a_user_over_the_per_user_limit_gets_limit_reached() {
     .await;
     assert_eq!((two.status, two.body["quantity"].as_u64()), (201, Some(2)));
     let view = app.drop_view().await;
-    assert_eq!((view["won"].as_u64(), view["remaining"].as_u64()), (Some(4), Some(6)));
+    assert_eq!(
+        (view["won"].as_u64(), view["remaining"].as_u64()),
+        (Some(4), Some(6))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quantity_larger_than_what_remains_is_sold_out_and_a_smaller_one_still_wins() {
-    let app = spawn_app_with(AppOptions { stock: 2, per_user_limit: 3, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        stock: 2,
+        per_user_limit: 3,
+        ..AppOptions::default()
+    })
+    .await;
     assert_eq!(app.buy("first", "ana", 10).await.status, 201);
     let big = read_answer(
         app.http
@@ -46,7 +65,10 @@ async fn a_quantity_larger_than_what_remains_is_sold_out_and_a_smaller_one_still
             .json(&serde_json::json!({ "user_id": "bob", "quantity": 2 })),
     )
     .await;
-    assert_eq!((big.status, big.body["outcome"].as_str()), (409, Some("sold_out")));
+    assert_eq!(
+        (big.status, big.body["outcome"].as_str()),
+        (409, Some("sold_out"))
+    );
     assert_eq!(app.buy("small", "carl", 10).await.status, 201);
     assert_eq!(app.drop_view().await["remaining"], 0);
 }
@@ -72,7 +94,12 @@ async fn a_paused_drop_refuses_purchases_with_409_and_accepts_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intents_accepted_while_no_processor_runs_are_answered_202_and_decided_once_one_starts() {
-    let app = spawn_app_with(AppOptions { stock: 3, role: Role::GatewayOnly, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        stock: 3,
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
     let mut pending = Vec::new();
     for i in 0..5 {
         let answer = read_answer(
@@ -86,7 +113,10 @@ async fn intents_accepted_while_no_processor_runs_are_answered_202_and_decided_o
         assert_eq!(answer.status, 202, "{answer:?}");
         assert_eq!(answer.body["outcome"], "pending");
         assert_eq!(answer.headers["preference-applied"], "wait=0");
-        let location = answer.headers["location"].to_str().expect("location").to_string();
+        let location = answer.headers["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
         assert_eq!(location, format!("/v1/drops/{}/purchases/k{i}", app.sku));
         pending.push(location);
     }
@@ -99,11 +129,25 @@ async fn intents_accepted_while_no_processor_runs_are_answered_202_and_decided_o
 
     let mut outcomes = Vec::new();
     for location in &pending {
-        let read = read_answer(app.http.get(format!("{}{location}", app.base_url)).header("Prefer", "wait=20")).await;
+        let read = read_answer(
+            app.http
+                .get(format!("{}{location}", app.base_url))
+                .header("Prefer", "wait=20"),
+        )
+        .await;
         assert_eq!(read.status, 200, "{read:?}");
-        outcomes.push(read.body["outcome"].as_str().unwrap_or_default().to_string());
+        outcomes.push(
+            read.body["outcome"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
-    assert_eq!(outcomes, ["won", "won", "won", "sold_out", "sold_out"], "first come, first served");
+    assert_eq!(
+        outcomes,
+        ["won", "won", "won", "sold_out", "sold_out"],
+        "first come, first served"
+    );
     stop_processor();
     tokio::time::timeout(Duration::from_secs(20), processor)
         .await

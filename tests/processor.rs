@@ -13,8 +13,8 @@ fn plan_of_one_win(seq: u64, applied_seq_before: u64) -> BatchPlan {
     BatchPlan {
         decided: vec![Decision {
             seq,
-            key: IdempotencyKey::parse(format!("zombie-{seq}")).unwrap(),
-            user_id: UserId::parse("zombie").unwrap(),
+            key: IdempotencyKey::parse(format!("zombie-{seq}")).expect("valid key"),
+            user_id: UserId::parse("zombie").expect("valid user"),
             quantity: Quantity::ONE,
             outcome: Outcome::Won,
             order_id: Some(uuid::Uuid::new_v4()),
@@ -28,52 +28,108 @@ fn plan_of_one_win(seq: u64, applied_seq_before: u64) -> BatchPlan {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_from_a_stale_epoch_or_a_stale_ledger_is_refused_and_changes_nothing() {
-    let app = spawn_app_with(AppOptions { stock: 5, role: Role::GatewayOnly, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        stock: 5,
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
     let store = &app.store;
-    let old = store.claim_partition(&app.sku, "old-owner", 60_000).await.unwrap().expect("free partition");
+    let old = store
+        .claim_partition(&app.sku, "old-owner", 60_000)
+        .await
+        .unwrap()
+        .expect("free partition");
     // A live lease keeps others out...
-    assert!(store.claim_partition(&app.sku, "new-owner", 60_000).await.unwrap().is_none());
+    assert!(store
+        .claim_partition(&app.sku, "new-owner", 60_000)
+        .await
+        .unwrap()
+        .is_none());
     // ...until it is handed back (or runs out); taking over bumps the epoch.
-    store.release_partition(&app.sku, "old-owner", old.epoch).await.unwrap();
-    let new = store.claim_partition(&app.sku, "new-owner", 60_000).await.unwrap().expect("claim");
+    store
+        .release_partition(&app.sku, "old-owner", old.epoch)
+        .await
+        .unwrap();
+    let new = store
+        .claim_partition(&app.sku, "new-owner", 60_000)
+        .await
+        .unwrap()
+        .expect("claim");
     assert_eq!(new.epoch, old.epoch + 1);
 
-    let fenced = store.apply_batch(&app.sku, old.epoch, &plan_of_one_win(7, 0)).await;
+    let fenced = store
+        .apply_batch(&app.sku, old.epoch, &plan_of_one_win(7, 0))
+        .await;
     assert!(matches!(fenced, Err(StoreError::Fenced)), "{fenced:?}");
-    let stale = store.apply_batch(&app.sku, new.epoch, &plan_of_one_win(7, 3)).await;
+    let stale = store
+        .apply_batch(&app.sku, new.epoch, &plan_of_one_win(7, 3))
+        .await;
     assert!(matches!(stale, Err(StoreError::StaleLedger)), "{stale:?}");
     // The old owner cannot renew either.
-    assert!(!store.renew_partition(&app.sku, "old-owner", old.epoch, 60_000).await.unwrap());
+    assert!(!store
+        .renew_partition(&app.sku, "old-owner", old.epoch, 60_000)
+        .await
+        .unwrap());
 
-    let applied = store.apply_batch(&app.sku, new.epoch, &plan_of_one_win(7, 0)).await.expect("current owner applies");
+    let applied = store
+        .apply_batch(&app.sku, new.epoch, &plan_of_one_win(7, 0))
+        .await
+        .expect("current owner applies");
     assert_eq!(applied.remaining, 4);
-    let again = store.apply_batch(&app.sku, new.epoch, &plan_of_one_win(7, 0)).await;
-    assert!(matches!(again, Err(StoreError::StaleLedger)), "a replayed batch is refused: {again:?}");
+    let again = store
+        .apply_batch(&app.sku, new.epoch, &plan_of_one_win(7, 0))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::StaleLedger)),
+        "a replayed batch is refused: {again:?}"
+    );
     let view = app.drop_view().await;
-    assert_eq!((view["won"].as_u64(), view["applied_seq"].as_u64()), (Some(1), Some(7)));
+    assert_eq!(
+        (view["won"].as_u64(), view["applied_seq"].as_u64()),
+        (Some(1), Some(7))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_refuses_an_oversell_even_from_a_buggy_writer() {
-    let app = spawn_app_with(AppOptions { stock: 1, role: Role::GatewayOnly, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        stock: 1,
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
     let pool = db(&app.database_url).await;
-    let oversell = sqlx::query("UPDATE drops SET remaining = remaining - 2, won_units = won_units + 2 WHERE sku = $1")
-        .bind(app.sku.as_str())
-        .execute(&pool)
-        .await
-        .expect_err("stock below zero");
-    assert!(oversell.to_string().contains("drops_no_oversell"), "{oversell}");
+    let oversell = sqlx::query(
+        "UPDATE drops SET remaining = remaining - 2, won_units = won_units + 2 WHERE sku = $1",
+    )
+    .bind(app.sku.as_str())
+    .execute(&pool)
+    .await
+    .expect_err("stock below zero");
+    assert!(
+        oversell.to_string().contains("drops_no_oversell"),
+        "{oversell}"
+    );
     let vanish = sqlx::query("UPDATE drops SET remaining = remaining - 1 WHERE sku = $1")
         .bind(app.sku.as_str())
         .execute(&pool)
         .await
         .expect_err("stock not conserved");
-    assert!(vanish.to_string().contains("drops_stock_conserved"), "{vanish}");
+    assert!(
+        vanish.to_string().contains("drops_stock_conserved"),
+        "{vanish}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_taken_by_another_puller_are_read_from_the_stream_in_order() {
-    let app = spawn_app_with(AppOptions { stock: 3, role: Role::GatewayOnly, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        stock: 3,
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
     for i in 0..10 {
         let answer = read_answer(
             app.http
@@ -113,31 +169,63 @@ async fn deliveries_taken_by_another_puller_are_read_from_the_stream_in_order() 
     for i in 0..10 {
         let read = read_answer(
             app.http
-                .get(format!("{}/v1/drops/{}/purchases/k{i}", app.base_url, app.sku))
+                .get(format!(
+                    "{}/v1/drops/{}/purchases/k{i}",
+                    app.base_url, app.sku
+                ))
                 .header("Prefer", "wait=20"),
         )
         .await;
-        assert_eq!(read.status, 200, "k{i} decided without waiting for redelivery: {read:?}");
-        outcomes.push(read.body["outcome"].as_str().unwrap_or_default().to_string());
+        assert_eq!(
+            read.status, 200,
+            "k{i} decided without waiting for redelivery: {read:?}"
+        );
+        outcomes.push(
+            read.body["outcome"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
-    let expected: Vec<&str> = (0..10).map(|i| if i < 3 { "won" } else { "sold_out" }).collect();
-    assert_eq!(outcomes, expected, "the stolen first three still won, in stream order");
+    let expected: Vec<&str> = (0..10)
+        .map(|i| if i < 3 { "won" } else { "sold_out" })
+        .collect();
+    assert_eq!(
+        outcomes, expected,
+        "the stolen first three still won, in stream order"
+    );
     stop();
     processor.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_service_continues_from_the_applied_sequence() {
-    let app = spawn_app_with(AppOptions { stock: 4, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        stock: 4,
+        ..AppOptions::default()
+    })
+    .await;
     assert_eq!(app.buy("before-1", "u1", 10).await.status, 201);
     assert_eq!(app.buy("before-2", "u2", 10).await.status, 201);
     let reuse = (app.database_url.clone(), app.sku.clone());
     app.stop().await;
 
-    let app = spawn_app_with(AppOptions { reuse: Some(reuse), ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        reuse: Some(reuse),
+        ..AppOptions::default()
+    })
+    .await;
     let replay = app.buy("before-1", "u1", 10).await;
-    assert_eq!(replay.status, 201, "a decision from before the restart is replayed");
-    for (key, user, status) in [("after-1", "u3", 201), ("after-2", "u4", 201), ("after-3", "u5", 409), ("after-4", "u1", 409)] {
+    assert_eq!(
+        replay.status, 201,
+        "a decision from before the restart is replayed"
+    );
+    for (key, user, status) in [
+        ("after-1", "u3", 201),
+        ("after-2", "u4", 201),
+        ("after-3", "u5", 409),
+        ("after-4", "u1", 409),
+    ] {
         let answer = app.buy(key, user, 10).await;
         assert_eq!(answer.status, status, "{key}: {answer:?}");
     }
@@ -155,5 +243,8 @@ async fn a_restarted_service_continues_from_the_applied_sequence() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(epoch, 2, "the restarted processor took the partition over with a new epoch");
+    assert_eq!(
+        epoch, 2,
+        "the restarted processor took the partition over with a new epoch"
+    );
 }

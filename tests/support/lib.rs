@@ -25,7 +25,8 @@ pub fn nats_url() -> String {
 }
 
 fn postgres_base() -> String {
-    std::env::var("DROPLINE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("DROPLINE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 fn init_tracing() {
@@ -47,11 +48,16 @@ fn unique(prefix: &str) -> String {
 /// A fresh, migrated database; its name carries its creation time so that
 /// later runs can prune it.
 pub async fn fresh_database() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     prune_old_databases(now).await;
     let name = format!("dropline_test_{now}_{}", &unique("")[..12]);
     let url = format!("{}/{name}", postgres_base());
-    Store::migrate(&url).await.expect("create and migrate the test database");
+    Store::migrate(&url)
+        .await
+        .expect("create and migrate the test database");
     url
 }
 
@@ -82,7 +88,9 @@ async fn prune_old_databases(now: u64) {
 
 /// A direct connection to a test database, for assertions on what is stored.
 pub async fn db(url: &str) -> sqlx::PgPool {
-    sqlx::PgPool::connect(url).await.expect("connect to the test database")
+    sqlx::PgPool::connect(url)
+        .await
+        .expect("connect to the test database")
 }
 
 /// A running `dropline serve` with its own database and one open drop.
@@ -165,7 +173,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         }
     };
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base_url = format!("http://{}", listener.local_addr().expect("addr"));
     let (fire, shutdown) = Shutdown::new();
     let role = options.role;
@@ -208,7 +218,12 @@ pub struct Answer {
 impl TestApp {
     async fn wait_until_ready(&self) {
         for _ in 0..200 {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.base_url)).send().await {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/readyz", self.base_url))
+                .send()
+                .await
+            {
                 if r.status().is_success() {
                     return;
                 }
@@ -253,7 +268,10 @@ impl TestApp {
             .await
             .expect("stream");
         let subject = dropline_core::names::intent_subject(&self.sku);
-        let info = stream.info_with_subjects(subject.clone()).await.expect("subjects");
+        let info = stream
+            .info_with_subjects(subject.clone())
+            .await
+            .expect("subjects");
         use futures::TryStreamExt;
         let subjects: std::collections::HashMap<String, usize> =
             info.try_collect().await.expect("subject counts");

@@ -24,7 +24,8 @@ impl PrivateNats {
     /// Starts `nats-server -js` on a free port with its own store directory.
     pub async fn start() -> Self {
         let port = free_port();
-        let store_dir = std::env::temp_dir().join(format!("dropline-nats-{}", uuid::Uuid::new_v4().simple()));
+        let store_dir =
+            std::env::temp_dir().join(format!("dropline-nats-{}", uuid::Uuid::new_v4().simple()));
         let mut nats = Self {
             url: format!("nats://127.0.0.1:{port}"),
             port,
@@ -37,7 +38,14 @@ impl PrivateNats {
 
     async fn spawn(&mut self) {
         let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(&self.store_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -45,7 +53,10 @@ impl PrivateNats {
             .expect("start nats-server (is it on the PATH?)");
         self.child = Some(child);
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -42,7 +42,11 @@ impl Bus {
     /// Connects; with `wait_for_server` false the call returns at once and
     /// the client keeps trying in the background (a gateway then answers 503
     /// until NATS is up, instead of refusing to start).
-    pub async fn connect(url: &str, options: &BusOptions, wait_for_server: bool) -> Result<Self, BusError> {
+    pub async fn connect(
+        url: &str,
+        options: &BusOptions,
+        wait_for_server: bool,
+    ) -> Result<Self, BusError> {
         let timeout = Duration::from_millis(options.request_timeout_ms);
         let mut connect = async_nats::ConnectOptions::new()
             .name(&options.client_name)

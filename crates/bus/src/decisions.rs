@@ -42,7 +42,9 @@ impl DecisionFeed {
             let message = self.subscriber.next().await?;
             match serde_json::from_slice(&message.payload) {
                 Ok(batch) => return Some(batch),
-                Err(err) => tracing::warn!(subject = %message.subject, %err, "skip malformed decision batch"),
+                Err(err) => {
+                    tracing::warn!(subject = %message.subject, %err, "skip malformed decision batch")
+                }
             }
         }
     }

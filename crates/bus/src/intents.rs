@@ -39,11 +39,16 @@ impl Bus {
     ///
     /// Each call has its own PubAck in flight, so concurrent requests publish
     /// concurrently; the context bounds the total and applies backpressure.
-    pub async fn publish_intent(&self, sku: &Sku, intent: &IntentPayload) -> Result<Accepted, PublishError> {
+    pub async fn publish_intent(
+        &self,
+        sku: &Sku,
+        intent: &IntentPayload,
+    ) -> Result<Accepted, PublishError> {
         if !self.is_connected() {
             return Err(PublishError::Unavailable("not connected to NATS".into()));
         }
-        let payload = serde_json::to_vec(intent).map_err(|e| PublishError::Unavailable(e.to_string()))?;
+        let payload =
+            serde_json::to_vec(intent).map_err(|e| PublishError::Unavailable(e.to_string()))?;
         let message = jetstream::message::PublishMessage::build()
             .payload(Bytes::from(payload))
             .message_id(intent_msg_id(sku, &intent.key));
@@ -105,14 +110,22 @@ impl Bus {
 
     /// Reads one intent of `sku` directly from the stream, at or after `seq`
     /// (used to fill a gap the consumer skipped).
-    pub async fn read_intent_from(&self, sku: &Sku, seq: u64) -> Result<Option<PulledIntent>, BusError> {
+    pub async fn read_intent_from(
+        &self,
+        sku: &Sku,
+        seq: u64,
+    ) -> Result<Option<PulledIntent>, BusError> {
         Ok(self
             .next_message_from(sku, seq)
             .await?
             .map(|m| parse_intent(m.sequence, &m.payload)))
     }
 
-    async fn next_message_from(&self, sku: &Sku, seq: u64) -> Result<Option<StreamMessage>, BusError> {
+    async fn next_message_from(
+        &self,
+        sku: &Sku,
+        seq: u64,
+    ) -> Result<Option<StreamMessage>, BusError> {
         let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         let found = stream
             .raw_message_builder()
@@ -153,7 +166,10 @@ pub enum PulledIntent {
     Intent(Intent),
     /// Not an intent dropline wrote (a stray publish on the subject): it is
     /// skipped, never decided.
-    Malformed { seq: u64, reason: String },
+    Malformed {
+        seq: u64,
+        reason: String,
+    },
 }
 
 impl PulledIntent {
@@ -211,14 +227,17 @@ impl IntentBatch {
     }
 }
 
+/// Delivered messages, grouped into whatever arrived together.
+type Deliveries = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Vec<Result<Message, pull::MessagesError>>> + Send>,
+>;
+
 /// A continuous pull of one SKU's intents, handed out as batches of whatever
 /// has arrived, up to the batch limit.
 pub struct IntentPuller {
     bus: Bus,
     sku: Sku,
-    messages: std::pin::Pin<
-        Box<dyn futures::Stream<Item = Vec<Result<Message, pull::MessagesError>>> + Send>,
-    >,
+    messages: Deliveries,
     /// The consumer delivery sequence the next message should carry.
     next_delivery: Option<u64>,
 }
@@ -240,7 +259,10 @@ impl IntentPuller {
             let info = message.info()?;
             // Every delivery, redeliveries included, takes the consumer's next
             // delivery sequence: a jump means a delivery we never saw.
-            if self.next_delivery.is_some_and(|next| next != info.consumer_sequence) {
+            if self
+                .next_delivery
+                .is_some_and(|next| next != info.consumer_sequence)
+            {
                 continuity = Continuity::Broken;
             }
             self.next_delivery = Some(info.consumer_sequence + 1);

@@ -165,8 +165,8 @@ impl Ledger {
             }
 
             let wanted = intent.quantity.get();
-            let user_total =
-                self.won_by(&intent.user_id) + won_in_batch.get(&intent.user_id).copied().unwrap_or(0);
+            let user_total = self.won_by(&intent.user_id)
+                + won_in_batch.get(&intent.user_id).copied().unwrap_or(0);
             let outcome = if user_total + wanted > self.per_user_limit.get() {
                 Outcome::LimitReached
             } else if wanted > remaining {
@@ -226,7 +226,10 @@ impl Ledger {
     /// `remaining` comes from the store, or from the plan in `apply`).
     fn record(&mut self, decision: Decision) {
         if decision.outcome == Outcome::Won {
-            *self.won_by_user.entry(decision.user_id.clone()).or_insert(0) += decision.quantity.get();
+            *self
+                .won_by_user
+                .entry(decision.user_id.clone())
+                .or_insert(0) += decision.quantity.get();
         }
         self.decided.insert(decision.key.clone(), decision);
     }

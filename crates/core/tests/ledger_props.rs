@@ -73,11 +73,17 @@ fn run(ledger: &mut Ledger, batches: &[Vec<Intent>]) -> Vec<BatchPlan> {
 }
 
 fn all_decided(plans: &[BatchPlan]) -> Vec<Decision> {
-    plans.iter().flat_map(|p| p.decided.iter().cloned()).collect()
+    plans
+        .iter()
+        .flat_map(|p| p.decided.iter().cloned())
+        .collect()
 }
 
 fn all_repeated(plans: &[BatchPlan]) -> Vec<Decision> {
-    plans.iter().flat_map(|p| p.repeated.iter().cloned()).collect()
+    plans
+        .iter()
+        .flat_map(|p| p.repeated.iter().cloned())
+        .collect()
 }
 
 fn won_units(decisions: &[Decision]) -> u32 {

@@ -40,7 +40,11 @@ async fn connect(settings: &Settings, role: &str) -> anyhow::Result<(Store, Bus)
 }
 
 /// Runs the HTTP gateway on `listener` until `shutdown` fires.
-pub async fn run_gateway(settings: &Settings, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run_gateway(
+    settings: &Settings,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let (store, bus) = connect(settings, "gateway").await?;
     gateway_task(store, bus, settings, listener, shutdown).await
 }
@@ -53,7 +57,11 @@ pub async fn run_processor(settings: &Settings, shutdown: Shutdown) -> anyhow::R
 
 /// Runs gateway and processor in one process: the single-machine default.
 /// Migrates first, so a fresh database just works.
-pub async fn run_serve(settings: &Settings, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run_serve(
+    settings: &Settings,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     migrate(settings).await?;
     let (store, bus) = connect(settings, "serve").await?;
     let processor = dropline_processor::run(

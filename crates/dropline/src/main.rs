@@ -59,7 +59,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => dropline::run_serve(&settings, bind(&settings).await?, shutdown).await,
-        Command::Gateway => dropline::run_gateway(&settings, bind(&settings).await?, shutdown).await,
+        Command::Gateway => {
+            dropline::run_gateway(&settings, bind(&settings).await?, shutdown).await
+        }
         Command::Processor => dropline::run_processor(&settings, shutdown).await,
     }
 }
@@ -71,8 +73,11 @@ async fn bind(settings: &Settings) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 fn init_tracing(json: bool) {
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -17,7 +17,12 @@ pub struct SettingsArgs {
     #[arg(long, env = "NATS_URL", default_value = dropline_bus::DEFAULT_NATS_URL, global = true)]
     pub nats_url: String,
     /// Where the HTTP API listens.
-    #[arg(long, env = "DROPLINE_HTTP_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "DROPLINE_HTTP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub http_addr: String,
     /// Most intents decided in one batch (one transaction).
     #[arg(long, env = "DROPLINE_BATCH_LEN_MAX", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=5_000), global = true)]

@@ -54,7 +54,11 @@ impl DropCache {
     fn fresh(&self, sku: &Sku) -> Option<Option<DropRow>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let (loaded, row) = entries.get(sku)?;
-        let ttl = if row.is_some() { self.ttl } else { self.miss_ttl };
+        let ttl = if row.is_some() {
+            self.ttl
+        } else {
+            self.miss_ttl
+        };
         (loaded.elapsed() < ttl).then(|| row.clone())
     }
 }

@@ -24,7 +24,12 @@ struct ProblemBody<'a> {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             slug,
@@ -35,7 +40,12 @@ impl ApiError {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -43,7 +53,12 @@ impl ApiError {
     }
 
     pub fn drop_not_open(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "drop-not-open", "Drop not open", detail)
+        Self::new(
+            StatusCode::CONFLICT,
+            "drop-not-open",
+            "Drop not open",
+            detail,
+        )
     }
 
     pub fn key_reused(detail: impl Into<String>) -> Self {

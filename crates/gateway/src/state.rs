@@ -21,7 +21,11 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state and starts the gateway's one decision subscription.
-    pub async fn new(store: Store, bus: Bus, config: GatewayConfig) -> Result<Self, dropline_bus::BusError> {
+    pub async fn new(
+        store: Store,
+        bus: Bus,
+        config: GatewayConfig,
+    ) -> Result<Self, dropline_bus::BusError> {
         // Install the recorder before anything counts, or early counts are lost.
         crate::routes::prometheus();
         let waiters = Arc::new(Waiters::default());

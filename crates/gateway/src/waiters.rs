@@ -13,10 +13,12 @@ use dropline_core::{Decision, IdempotencyKey, Sku};
 use tokio::sync::oneshot;
 
 type WaitKey = (Sku, IdempotencyKey);
+/// Each waiting request: its registration id and where to send the decision.
+type Pending = HashMap<WaitKey, Vec<(u64, oneshot::Sender<Decision>)>>;
 
 #[derive(Default)]
 pub struct Waiters {
-    pending: Mutex<HashMap<WaitKey, Vec<(u64, oneshot::Sender<Decision>)>>>,
+    pending: Mutex<Pending>,
     next_id: AtomicU64,
 }
 
@@ -29,17 +31,22 @@ pub struct Ticket {
 }
 
 impl Waiters {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WaitKey, Vec<(u64, oneshot::Sender<Decision>)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         // A panic while holding this lock cannot leave the map inconsistent
         // (every change is a single insert or remove), so poisoning is moot.
-        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn register(self: &Arc<Self>, sku: &Sku, key: &IdempotencyKey) -> Ticket {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         let wait_key = (sku.clone(), key.clone());
-        self.lock().entry(wait_key.clone()).or_default().push((id, sender));
+        self.lock()
+            .entry(wait_key.clone())
+            .or_default()
+            .push((id, sender));
         Ticket {
             waiters: self.clone(),
             key: wait_key,

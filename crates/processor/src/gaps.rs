@@ -40,7 +40,12 @@ pub(crate) async fn complete_batch(
 }
 
 /// Every intent of `sku` with a sequence in `first..=last`, read from the stream.
-async fn read_range(bus: &Bus, sku: &Sku, first: u64, last: u64) -> Result<Vec<PulledIntent>, BusError> {
+async fn read_range(
+    bus: &Bus,
+    sku: &Sku,
+    first: u64,
+    last: u64,
+) -> Result<Vec<PulledIntent>, BusError> {
     let mut intents = Vec::new();
     let mut from = first;
     while from <= last {

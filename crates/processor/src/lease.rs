@@ -11,7 +11,11 @@ use crate::partition::Context;
 
 /// Renews every third of the lease. The returned receiver turns `true` when
 /// the partition has moved to another epoch (another instance took it).
-pub(crate) fn keep_alive(ctx: Arc<Context>, sku: Sku, epoch: u64) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+pub(crate) fn keep_alive(
+    ctx: Arc<Context>,
+    sku: Sku,
+    epoch: u64,
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (lost_tx, lost_rx) = watch::channel(false);
     let every = Duration::from_millis((ctx.config.lease_ms / 3).max(1));
     let task = tokio::spawn(async move {

@@ -39,7 +39,11 @@ pub(crate) async fn own_partition(ctx: Arc<Context>, sku: Sku, mut stop: watch::
             .await;
         let pause = match claim {
             Ok(Some(claim)) => {
-                tracing::info!(epoch = claim.epoch, applied_seq = claim.applied_seq, "partition claimed");
+                tracing::info!(
+                    epoch = claim.epoch,
+                    applied_seq = claim.applied_seq,
+                    "partition claimed"
+                );
                 let (lost, renewer) = keep_alive(ctx.clone(), sku.clone(), claim.epoch);
                 let outcome = work(&ctx, &sku, claim.epoch, stop.clone(), lost).await;
                 renewer.abort();
@@ -56,13 +60,20 @@ pub(crate) async fn own_partition(ctx: Arc<Context>, sku: Sku, mut stop: watch::
                         return;
                     }
                     Ok(Exit::Fenced) => {
-                        tracing::warn!(epoch = claim.epoch, "fenced: another instance owns the partition");
+                        tracing::warn!(
+                            epoch = claim.epoch,
+                            "fenced: another instance owns the partition"
+                        );
                         failures = 0;
                         Duration::from_millis(ctx.config.lease_ms / 2)
                     }
                     Err(err) => {
                         failures += 1;
-                        tracing::warn!(epoch = claim.epoch, err = format!("{err:#}"), "partition loop failed; reclaiming");
+                        tracing::warn!(
+                            epoch = claim.epoch,
+                            err = format!("{err:#}"),
+                            "partition loop failed; reclaiming"
+                        );
                         backoff(&ctx.config, failures)
                     }
                 }
@@ -102,7 +113,12 @@ async fn work(
     let mut ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
     let mut puller = ctx
         .bus
-        .pull_intents(sku, ledger.applied_seq(), &ctx.config.consumer, ctx.config.batch_len_max)
+        .pull_intents(
+            sku,
+            ledger.applied_seq(),
+            &ctx.config.consumer,
+            ctx.config.batch_len_max,
+        )
         .await
         .map_err(bus_error)?;
     loop {
@@ -127,7 +143,8 @@ async fn work(
         )
         .await
         .map_err(bus_error)?;
-        let Some(plan) = commit(ctx, sku, epoch, &mut ledger, &intents, &batch, &mut stop).await? else {
+        let Some(plan) = commit(ctx, sku, epoch, &mut ledger, &intents, &batch, &mut stop).await?
+        else {
             return Ok(Exit::Fenced);
         };
         // Only after the commit: a crash before this ack means redelivery,
@@ -172,7 +189,11 @@ async fn commit(
                 ledger.apply(&plan);
                 if applied.remaining != ledger.remaining() {
                     // Stock moved outside this partition's ledger: trust the store.
-                    tracing::warn!(store = applied.remaining, ledger = ledger.remaining(), "stock differs; reloading ledger");
+                    tracing::warn!(
+                        store = applied.remaining,
+                        ledger = ledger.remaining(),
+                        "stock differs; reloading ledger"
+                    );
                     *ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
                 }
                 return Ok(Some(plan));

@@ -44,9 +44,9 @@ pub async fn run(
             }
         };
         for sku in live {
-            partitions.entry(sku.clone()).or_insert_with(|| {
-                tokio::spawn(own_partition(ctx.clone(), sku, stop_rx.clone()))
-            });
+            partitions
+                .entry(sku.clone())
+                .or_insert_with(|| tokio::spawn(own_partition(ctx.clone(), sku, stop_rx.clone())));
         }
     }
 

@@ -98,10 +98,12 @@ impl Store {
     }
 
     pub async fn drop(&self, sku: &Sku) -> Result<Option<DropRow>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {DROP_COLUMNS} FROM drops d WHERE d.sku = $1"))
-            .bind(sku.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {DROP_COLUMNS} FROM drops d WHERE d.sku = $1"
+        ))
+        .bind(sku.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(drop_from_row).transpose()
     }
 

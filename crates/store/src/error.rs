@@ -46,18 +46,20 @@ impl StoreError {
     /// True when retrying later may succeed (connection trouble, restarts).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Database(err) => matches!(
-                err,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-                    | sqlx::Error::Protocol(_)
-            ) || err
-                .as_database_error()
-                .and_then(|db| db.code())
-                // Class 08: connection exception; 57P: operator intervention (shutdown).
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            StoreError::Database(err) => {
+                matches!(
+                    err,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Protocol(_)
+                ) || err
+                    .as_database_error()
+                    .and_then(|db| db.code())
+                    // Class 08: connection exception; 57P: operator intervention (shutdown).
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+            }
             _ => false,
         }
     }

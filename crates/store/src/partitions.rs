@@ -73,7 +73,12 @@ impl Store {
     }
 
     /// Hands the partition back so another instance can take it at once.
-    pub async fn release_partition(&self, sku: &Sku, owner: &str, epoch: u64) -> Result<(), StoreError> {
+    pub async fn release_partition(
+        &self,
+        sku: &Sku,
+        owner: &str,
+        epoch: u64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE partitions SET owner = NULL, lease_until = NULL \
               WHERE sku = $1 AND owner = $2 AND epoch = $3",

@@ -53,7 +53,15 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
     }
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED).set_header([
-        "sku", "status", "stock", "won", "remaining", "decided", "queue", "applied seq", "epoch",
+        "sku",
+        "status",
+        "stock",
+        "won",
+        "remaining",
+        "decided",
+        "queue",
+        "applied seq",
+        "epoch",
     ]);
     for (d, depth) in &rows {
         table.add_row([

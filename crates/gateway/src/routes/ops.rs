@@ -31,8 +31,14 @@ pub async fn healthz() -> impl IntoResponse {
 /// Ready when both NATS and Postgres answer within the probe's bound.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let bound = Duration::from_millis(state.config.ready_timeout_ms);
-    let nats = matches!(tokio::time::timeout(bound, state.bus.ping()).await, Ok(Ok(())));
-    let postgres = matches!(tokio::time::timeout(bound, state.store.ping()).await, Ok(Ok(())));
+    let nats = matches!(
+        tokio::time::timeout(bound, state.bus.ping()).await,
+        Ok(Ok(()))
+    );
+    let postgres = matches!(
+        tokio::time::timeout(bound, state.store.ping()).await,
+        Ok(Ok(()))
+    );
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
     let status = if nats && postgres {
         StatusCode::OK

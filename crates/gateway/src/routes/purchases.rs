@@ -143,7 +143,11 @@ fn parse_purchase(
     let Path(raw_sku) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let sku = Sku::parse(raw_sku).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let key = match headers.get("idempotency-key") {
-        None => return Err(ApiError::bad_request("the Idempotency-Key header is required")),
+        None => {
+            return Err(ApiError::bad_request(
+                "the Idempotency-Key header is required",
+            ))
+        }
         Some(value) => {
             let text = value
                 .to_str()
@@ -161,10 +165,11 @@ fn parse_purchase(
     if !is_json(headers) {
         return Err(ApiError::unsupported_media_type());
     }
-    let raw: PurchaseBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    let raw: PurchaseBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
     let user_id = UserId::parse(raw.user_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let quantity = Quantity::parse(raw.quantity).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let quantity =
+        Quantity::parse(raw.quantity).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(PurchaseRequest {
         sku,
         intent: IntentPayload {
@@ -187,7 +192,11 @@ fn is_json(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
-async fn recorded(state: &AppState, sku: &Sku, key: &IdempotencyKey) -> Result<Option<Decision>, ApiError> {
+async fn recorded(
+    state: &AppState,
+    sku: &Sku,
+    key: &IdempotencyKey,
+) -> Result<Option<Decision>, ApiError> {
     state.store.purchase(sku, key).await.map_err(|err| {
         tracing::error!(%sku, %key, %err, "read purchase");
         ApiError::internal()
@@ -202,7 +211,12 @@ fn key_reused(sku: &Sku, key: &IdempotencyKey) -> ApiError {
 
 /// `201` for a win, `409` otherwise; `422` if the key's recorded decision is
 /// for a different request.
-fn answer_decision(sku: &Sku, intent: &IntentPayload, decision: Decision, wait: &Wait) -> Result<Response, ApiError> {
+fn answer_decision(
+    sku: &Sku,
+    intent: &IntentPayload,
+    decision: Decision,
+    wait: &Wait,
+) -> Result<Response, ApiError> {
     if decision.user_id != intent.user_id || decision.quantity != intent.quantity {
         return Err(key_reused(sku, &intent.key));
     }
@@ -210,7 +224,8 @@ fn answer_decision(sku: &Sku, intent: &IntentPayload, decision: Decision, wait: 
         Outcome::Won => StatusCode::CREATED,
         Outcome::SoldOut | Outcome::LimitReached => StatusCode::CONFLICT,
     };
-    metrics::counter!("dropline_gateway_answers_total", "outcome" => decision.outcome.as_str()).increment(1);
+    metrics::counter!("dropline_gateway_answers_total", "outcome" => decision.outcome.as_str())
+        .increment(1);
     let mut response = (status, Json(decision_body(sku, &decision))).into_response();
     apply_preference(&mut response, wait);
     Ok(response)
@@ -255,7 +270,11 @@ fn decision_body(sku: &Sku, d: &Decision) -> serde_json::Value {
 }
 
 fn apply_preference(response: &mut Response, wait: &Wait) {
-    if let Some(applied) = wait.applied.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+    if let Some(applied) = wait
+        .applied
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
         response.headers_mut().insert("preference-applied", applied);
     }
 }
