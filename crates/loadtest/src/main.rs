@@ -1,1 +1,77 @@
-fn main() {}
+//! `loadtest`: a burst of simultaneous buyers against a dropline gateway.
+//!
+//! Prepares every buyer, releases them all at once over a bounded pool of
+//! keep-alive connections, resolves every `202` by reading the purchase,
+//! verifies the promises through the API, and prints the tally. Exits
+//! non-zero when a promise is broken or a buyer got no definitive answer.
+
+mod burst;
+mod report;
+mod setup;
+mod verify;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// The gateway to load.
+    #[arg(long, env = "DROPLINE_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Simultaneous buyers.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub buyers: u32,
+    /// Units in the drop the tool creates.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
+    pub stock: u32,
+    /// Most units one user may win.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub per_user_limit: u32,
+    /// HTTP connections shared by all buyers.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+    /// Seconds each buyer asks to wait for its decision (`Prefer: wait`).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=30))]
+    pub wait_s: u64,
+    /// Use this existing drop instead of creating one (its stock is read).
+    #[arg(long)]
+    pub sku: Option<String>,
+    /// Postgres, to create the drop.
+    #[arg(long, env = "DATABASE_URL", default_value = dropline_store::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(err) => {
+            eprintln!("loadtest: {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Returns whether verification passed.
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let client = burst::client(args.connections)?;
+    let drop = setup::prepare_drop(&args, &client).await?;
+    eprintln!(
+        "drop {}: {} units, per-user limit {}; {} buyers over {} connections",
+        drop.sku, drop.stock, args.per_user_limit, args.buyers, args.connections
+    );
+    let results = burst::fire(&client, &args, &drop).await?;
+    let verdict = verify::verify(&client, &args, &drop, &results).await?;
+    let report = report::Report::new(&args, &drop, &results, &verdict);
+    report.print();
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(verdict.passed())
+}

@@ -1,0 +1,109 @@
+//! The tally: printed for people, written as JSON for machines.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::burst::BurstResults;
+use crate::setup::DropUnderTest;
+use crate::verify::{Verdict, Violation};
+use crate::Args;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub sku: String,
+    pub buyers: usize,
+    pub stock: u32,
+    pub won: usize,
+    pub sold_out: usize,
+    pub limit_reached: usize,
+    pub pending_resolved: usize,
+    pub errors: usize,
+    pub statuses: BTreeMap<u16, usize>,
+    pub burst_to_last_decision_s: f64,
+    pub decisions_per_s: f64,
+    pub accept_p50_ms: f64,
+    pub accept_p99_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub verified: bool,
+    pub replays_checked: usize,
+    pub violations: Vec<Violation>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+impl Report {
+    pub fn new(_args: &Args, drop: &DropUnderTest, results: &BurstResults, verdict: &Verdict) -> Self {
+        let buyers = &results.buyers;
+        let count = |outcome: &str| buyers.iter().filter(|b| b.outcome.as_deref() == Some(outcome)).count();
+        let mut statuses = BTreeMap::new();
+        for b in buyers {
+            *statuses.entry(b.first_status).or_insert(0) += 1;
+        }
+        let mut decided: Vec<Duration> = buyers.iter().filter_map(|b| b.decided_after).collect();
+        decided.sort();
+        let mut accepted: Vec<Duration> = buyers.iter().map(|b| b.accepted_after).collect();
+        accepted.sort();
+        let wall = results.wall.as_secs_f64();
+        Report {
+            sku: drop.sku.to_string(),
+            buyers: buyers.len(),
+            stock: drop.stock,
+            won: count("won"),
+            sold_out: count("sold_out"),
+            limit_reached: count("limit_reached"),
+            pending_resolved: buyers.iter().filter(|b| b.first_status == 202 && b.decided_after.is_some()).count(),
+            errors: buyers.iter().filter(|b| b.first_status == 0 || b.first_status >= 500).count(),
+            statuses,
+            burst_to_last_decision_s: wall,
+            decisions_per_s: if wall > 0.0 { decided.len() as f64 / wall } else { 0.0 },
+            accept_p50_ms: percentile(&accepted, 50.0),
+            accept_p99_ms: percentile(&accepted, 99.0),
+            p50_ms: percentile(&decided, 50.0),
+            p99_ms: percentile(&decided, 99.0),
+            max_ms: percentile(&decided, 100.0),
+            verified: verdict.passed(),
+            replays_checked: verdict.replays_checked,
+            violations: verdict.violations.clone(),
+        }
+    }
+
+    pub fn print(&self) {
+        println!("drop {}: {} buyers for {} units", self.sku, self.buyers, self.stock);
+        println!(
+            "  won {}   sold_out {}   limit_reached {}   errors {}   (202 resolved by GET: {})",
+            self.won, self.sold_out, self.limit_reached, self.errors, self.pending_resolved
+        );
+        let statuses: Vec<String> = self.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        println!("  HTTP statuses of the POSTs: {}", statuses.join(", "));
+        println!(
+            "  burst to last decision {:.3} s   ({:.0} decisions/s)",
+            self.burst_to_last_decision_s, self.decisions_per_s
+        );
+        println!(
+            "  time to first answer: p50 {:.1} ms   p99 {:.1} ms",
+            self.accept_p50_ms, self.accept_p99_ms
+        );
+        println!(
+            "  time to decision: p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
+            self.p50_ms, self.p99_ms, self.max_ms
+        );
+        if self.verified {
+            println!("  verified: every promise held ({} replays stable)", self.replays_checked);
+        } else {
+            println!("  VERIFICATION FAILED:");
+            for Violation(what) in &self.violations {
+                println!("    - {what}");
+            }
+        }
+    }
+}
