@@ -39,6 +39,11 @@ pub struct Args {
     /// Postgres, to create the drop.
     #[arg(long, env = "DATABASE_URL", default_value = dropline_store::DEFAULT_DATABASE_URL)]
     pub database_url: String,
+    /// Milliseconds between creating the drop and the burst. Real drops are
+    /// created ahead of their sale; this gives processors time to discover
+    /// and claim the new partition, so the burst measures selling, not setup.
+    #[arg(long, default_value_t = 1_000)]
+    pub settle_ms: u64,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -65,6 +70,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "drop {}: {} units, per-user limit {}; {} buyers over {} connections",
         drop.sku, drop.stock, args.per_user_limit, args.buyers, args.connections
     );
+    if args.sku.is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(args.settle_ms)).await;
+    }
     let results = burst::fire(&client, &args, &drop).await?;
     let verdict = verify::verify(&client, &args, &drop, &results).await?;
     let report = report::Report::new(&args, &drop, &results, &verdict);

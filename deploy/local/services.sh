@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Makes sure NATS (with JetStream) and Postgres answer, for the demo, the
+# tests and CI. Source it: it exports NATS_URL, DROPLINE_TEST_POSTGRES and
+# DROPLINE_POSTGRES (a base URL without database).
+#
+# Uses the services on their default local ports when they answer; otherwise
+# starts private throwaway instances from the locally installed `nats-server`
+# and Postgres binaries under $DROPLINE_SERVICES_DIR (default .services/),
+# and registers `dropline_stop_private_services` to stop them.
+
+dropline_nats_has_jetstream() { # host port
+  local reply
+  reply=$(
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    printf 'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.dropline_check 1\r\nPUB $JS.API.INFO _INBOX.dropline_check 0\r\n\r\nPING\r\n' >&3
+    timeout 2 cat <&3 2>/dev/null | head -c 4000
+  ) 2>/dev/null || true
+  [[ $reply == *account_info_response* && $reply != *'"error"'* ]]
+}
+
+dropline_postgres_answers() { # host port
+  command -v pg_isready >/dev/null && pg_isready -q -h "$1" -p "$2" -U postgres -t 2
+}
+
+dropline_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+DROPLINE_PRIVATE_PIDS=()
+DROPLINE_PRIVATE_PG=""
+
+dropline_stop_private_services() {
+  for pid in "${DROPLINE_PRIVATE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [[ -n $DROPLINE_PRIVATE_PG ]]; then
+    dropline_as_pg_owner "$(pg_config --bindir)/pg_ctl" -D "$DROPLINE_PRIVATE_PG" -m fast stop >/dev/null 2>&1 || true
+  fi
+}
+
+dropline_as_pg_owner() {
+  # initdb and postgres refuse to run as root.
+  if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+dropline_start_private_nats() {
+  local dir=$1 port
+  command -v nats-server >/dev/null || return 1
+  port=$(dropline_free_port)
+  mkdir -p "$dir/nats"
+  nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
+  DROPLINE_PRIVATE_PIDS+=($!)
+  for _ in $(seq 50); do
+    dropline_nats_has_jetstream 127.0.0.1 "$port" && { export NATS_URL="nats://127.0.0.1:$port"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+
+dropline_start_private_postgres() {
+  local dir=$1 bindir port
+  command -v pg_config >/dev/null || return 1
+  bindir=$(pg_config --bindir)
+  [[ -x $bindir/initdb ]] || return 1
+  port=$(dropline_free_port)
+  mkdir -p "$dir/pg"
+  [[ $(id -u) == 0 ]] && chown -R postgres "$dir/pg"
+  dropline_as_pg_owner "$bindir/initdb" -D "$dir/pg/data" -U postgres --auth=trust >"$dir/pg-init.log" 2>&1 || return 1
+  dropline_as_pg_owner "$bindir/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w \
+    -o "-p $port -k $dir/pg -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null || return 1
+  DROPLINE_PRIVATE_PG="$dir/pg/data"
+  export DROPLINE_POSTGRES="postgres://postgres@127.0.0.1:$port"
+}
+
+dropline_ensure_services() {
+  local dir=${DROPLINE_SERVICES_DIR:-$PWD/.services}
+  if dropline_nats_has_jetstream 127.0.0.1 4222; then
+    export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+  else
+    echo "NATS with JetStream is not answering on 127.0.0.1:4222; starting a private nats-server" >&2
+    dropline_start_private_nats "$dir" || {
+      echo "error: no NATS with JetStream on 127.0.0.1:4222 and no nats-server binary to start one (install nats-server 2.9+)" >&2
+      return 1
+    }
+  fi
+  if dropline_postgres_answers 127.0.0.1 5432; then
+    export DROPLINE_POSTGRES=${DROPLINE_POSTGRES:-postgres://postgres@127.0.0.1:5432}
+  else
+    echo "Postgres is not answering on 127.0.0.1:5432; starting a private one" >&2
+    dropline_start_private_postgres "$dir" || {
+      echo "error: no Postgres on 127.0.0.1:5432 and no Postgres binaries (pg_config --bindir) to start one" >&2
+      return 1
+    }
+  fi
+  export DROPLINE_TEST_POSTGRES=$DROPLINE_POSTGRES
+  echo "services: NATS $NATS_URL, Postgres $DROPLINE_POSTGRES" >&2
+}

@@ -1,0 +1,41 @@
+# dropline: sell limited stock to a burst of buyers, without a lock.
+# `just --list` shows the recipes; helpers start with `_`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# A drop of STOCK units and BUYERS simultaneous buyers against `dropline serve`, with the tally.
+demo buyers="3000" stock="100":
+    deploy/local/demo.sh {{buyers}} {{stock}}
+
+# Every test, against the local NATS and Postgres (or private ones if those are down).
+test *args:
+    deploy/local/with-services.sh cargo test --workspace {{args}}
+
+# Formatting and clippy with warnings denied (CI runs this too).
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# A burst of buyers against a running gateway (URL), verified: `just load-test --url http://127.0.0.1:8080`.
+load-test *args:
+    cargo build --release --quiet -p loadtest
+    target/release/loadtest {{args}}
+
+# Run gateway and processor in one process against the local services.
+serve *args:
+    cargo run --release -p dropline -- serve {{args}}
+
+# Create the database if missing and apply migrations.
+migrate:
+    cargo run --release -p dropline -- migrate
+
+# The operator CLI, e.g. `just dropctl status`.
+dropctl *args:
+    cargo run --release --quiet -p dropctl -- {{args}}
+
+# What CI runs: lint, then the tests.
+ci: lint test
