@@ -42,7 +42,11 @@ pub fn client(connections: u32) -> anyhow::Result<reqwest::Client> {
         .context("build HTTP client")
 }
 
-pub async fn fire(client: &reqwest::Client, args: &Args, drop: &DropUnderTest) -> anyhow::Result<BurstResults> {
+pub async fn fire(
+    client: &reqwest::Client,
+    args: &Args,
+    drop: &DropUnderTest,
+) -> anyhow::Result<BurstResults> {
     let buyers = args.buyers as usize;
     // Connections are bounded by bounding requests in flight.
     let connections = Arc::new(Semaphore::new(args.connections as usize));
@@ -70,7 +74,19 @@ pub async fn fire(client: &reqwest::Client, args: &Args, drop: &DropUnderTest) -
             let body = serde_json::json!({ "user_id": user }).to_string();
             barrier.wait().await;
             let released = *release.get_or_init(Instant::now);
-            buy(&client, &connections, &url, &read_base, &sku, key, user, body, wait_s, released).await
+            buy(
+                &client,
+                &connections,
+                &url,
+                &read_base,
+                &sku,
+                key,
+                user,
+                body,
+                wait_s,
+                released,
+            )
+            .await
         }));
     }
     barrier.wait().await;
@@ -85,7 +101,10 @@ pub async fn fire(client: &reqwest::Client, args: &Args, drop: &DropUnderTest) -
         .filter_map(|r| r.decided_after)
         .max()
         .unwrap_or_else(|| released.elapsed());
-    Ok(BurstResults { buyers: results, wall })
+    Ok(BurstResults {
+        buyers: results,
+        wall,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,7 +162,11 @@ async fn buy(
             result.outcome = read.1["outcome"].as_str().map(str::to_owned);
             result.order_id = read.1["order_id"].as_str().map(str::to_owned);
             result.seq = read.1["seq"].as_u64();
-            result.final_status = if result.outcome.as_deref() == Some("won") { 201 } else { 409 };
+            result.final_status = if result.outcome.as_deref() == Some("won") {
+                201
+            } else {
+                409
+            };
             result.decided_after = Some(released.elapsed());
             break;
         }

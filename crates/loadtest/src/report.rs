@@ -42,9 +42,19 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 impl Report {
-    pub fn new(_args: &Args, drop: &DropUnderTest, results: &BurstResults, verdict: &Verdict) -> Self {
+    pub fn new(
+        _args: &Args,
+        drop: &DropUnderTest,
+        results: &BurstResults,
+        verdict: &Verdict,
+    ) -> Self {
         let buyers = &results.buyers;
-        let count = |outcome: &str| buyers.iter().filter(|b| b.outcome.as_deref() == Some(outcome)).count();
+        let count = |outcome: &str| {
+            buyers
+                .iter()
+                .filter(|b| b.outcome.as_deref() == Some(outcome))
+                .count()
+        };
         let mut statuses = BTreeMap::new();
         for b in buyers {
             *statuses.entry(b.first_status).or_insert(0) += 1;
@@ -61,11 +71,21 @@ impl Report {
             won: count("won"),
             sold_out: count("sold_out"),
             limit_reached: count("limit_reached"),
-            pending_resolved: buyers.iter().filter(|b| b.first_status == 202 && b.decided_after.is_some()).count(),
-            errors: buyers.iter().filter(|b| b.first_status == 0 || b.first_status >= 500).count(),
+            pending_resolved: buyers
+                .iter()
+                .filter(|b| b.first_status == 202 && b.decided_after.is_some())
+                .count(),
+            errors: buyers
+                .iter()
+                .filter(|b| b.first_status == 0 || b.first_status >= 500)
+                .count(),
             statuses,
             burst_to_last_decision_s: wall,
-            decisions_per_s: if wall > 0.0 { decided.len() as f64 / wall } else { 0.0 },
+            decisions_per_s: if wall > 0.0 {
+                decided.len() as f64 / wall
+            } else {
+                0.0
+            },
             accept_p50_ms: percentile(&accepted, 50.0),
             accept_p99_ms: percentile(&accepted, 99.0),
             p50_ms: percentile(&decided, 50.0),
@@ -78,12 +98,19 @@ impl Report {
     }
 
     pub fn print(&self) {
-        println!("drop {}: {} buyers for {} units", self.sku, self.buyers, self.stock);
+        println!(
+            "drop {}: {} buyers for {} units",
+            self.sku, self.buyers, self.stock
+        );
         println!(
             "  won {}   sold_out {}   limit_reached {}   errors {}   (202 resolved by GET: {})",
             self.won, self.sold_out, self.limit_reached, self.errors, self.pending_resolved
         );
-        let statuses: Vec<String> = self.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        let statuses: Vec<String> = self
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
         println!("  HTTP statuses of the POSTs: {}", statuses.join(", "));
         println!(
             "  burst to last decision {:.3} s   ({:.0} decisions/s)",
@@ -98,7 +125,10 @@ impl Report {
             self.p50_ms, self.p99_ms, self.max_ms
         );
         if self.verified {
-            println!("  verified: every promise held ({} replays stable)", self.replays_checked);
+            println!(
+                "  verified: every promise held ({} replays stable)",
+                self.replays_checked
+            );
         } else {
             println!("  VERIFICATION FAILED:");
             for Violation(what) in &self.violations {

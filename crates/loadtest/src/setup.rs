@@ -23,10 +23,17 @@ pub async fn prepare_drop(args: &Args, client: &reqwest::Client) -> anyhow::Resu
             .with_context(|| format!("read drop {sku}"))?
             .json()
             .await?;
-        let stock = view["initial_stock"].as_u64().unwrap_or(0) + view["restocked"].as_u64().unwrap_or(0);
-        return Ok(DropUnderTest { sku, stock: stock as u32 });
+        let stock =
+            view["initial_stock"].as_u64().unwrap_or(0) + view["restocked"].as_u64().unwrap_or(0);
+        return Ok(DropUnderTest {
+            sku,
+            stock: stock as u32,
+        });
     }
-    let sku = Sku::parse(format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))?;
+    let sku = Sku::parse(format!(
+        "load-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ))?;
     let store = Store::connect_lazy(&args.database_url, &PoolOptions::default())?;
     store
         .create_drop(&NewDrop {
@@ -38,5 +45,8 @@ pub async fn prepare_drop(args: &Args, client: &reqwest::Client) -> anyhow::Resu
         .await
         .context("create the drop (is the database migrated? run `dropline migrate`)")?;
     store.close().await;
-    Ok(DropUnderTest { sku, stock: args.stock })
+    Ok(DropUnderTest {
+        sku,
+        stock: args.stock,
+    })
 }

@@ -44,26 +44,47 @@ pub async fn verify(
     if undecided > 0 {
         verdict.fail(format!("{undecided} buyers got no definitive answer"));
     }
-    let server_errors = buyers.iter().filter(|b| b.first_status >= 500 || b.first_status == 0).count();
+    let server_errors = buyers
+        .iter()
+        .filter(|b| b.first_status >= 500 || b.first_status == 0)
+        .count();
     if server_errors > 0 {
-        verdict.fail(format!("{server_errors} requests failed with 5xx or no answer"));
+        verdict.fail(format!(
+            "{server_errors} requests failed with 5xx or no answer"
+        ));
     }
 
-    let winners: Vec<_> = buyers.iter().filter(|b| b.outcome.as_deref() == Some("won")).collect();
+    let winners: Vec<_> = buyers
+        .iter()
+        .filter(|b| b.outcome.as_deref() == Some("won"))
+        .collect();
     let expected_winners = (drop.stock as usize).min(buyers.len());
     if winners.len() != expected_winners {
-        verdict.fail(format!("{} winners, expected {expected_winners}", winners.len()));
+        verdict.fail(format!(
+            "{} winners, expected {expected_winners}",
+            winners.len()
+        ));
     }
     let mut per_user: HashMap<&str, u32> = HashMap::new();
     for w in &winners {
         *per_user.entry(w.user.as_str()).or_default() += 1;
     }
     if let Some((user, n)) = per_user.iter().find(|(_, n)| **n > args.per_user_limit) {
-        verdict.fail(format!("user {user} won {n} times, limit {}", args.per_user_limit));
+        verdict.fail(format!(
+            "user {user} won {n} times, limit {}",
+            args.per_user_limit
+        ));
     }
-    let orders: HashSet<_> = winners.iter().filter_map(|w| w.order_id.as_deref()).collect();
+    let orders: HashSet<_> = winners
+        .iter()
+        .filter_map(|w| w.order_id.as_deref())
+        .collect();
     if orders.len() != winners.len() {
-        verdict.fail(format!("{} winners share {} order ids", winners.len(), orders.len()));
+        verdict.fail(format!(
+            "{} winners share {} order ids",
+            winners.len(),
+            orders.len()
+        ));
     }
 
     // First come, first served: every winner precedes every loser in stream order.
@@ -75,7 +96,9 @@ pub async fn verify(
         .min();
     if let (Some(last_win), Some(first_loss)) = (last_win, first_loss) {
         if first_loss < last_win {
-            verdict.fail(format!("a sold_out at seq {first_loss} precedes a win at seq {last_win}"));
+            verdict.fail(format!(
+                "a sold_out at seq {first_loss} precedes a win at seq {last_win}"
+            ));
         }
     }
 
@@ -88,18 +111,28 @@ pub async fn verify(
         .await?;
     let won_units = view["won"].as_u64().unwrap_or(u64::MAX);
     if won_units != winners.len() as u64 {
-        verdict.fail(format!("the drop says {won_units} units won, buyers were told {}", winners.len()));
+        verdict.fail(format!(
+            "the drop says {won_units} units won, buyers were told {}",
+            winners.len()
+        ));
     }
     let remaining = view["remaining"].as_u64().unwrap_or(u64::MAX);
     if remaining != u64::from(drop.stock) - won_units.min(u64::from(drop.stock)) {
-        verdict.fail(format!("the drop says {remaining} remaining of {}", drop.stock));
+        verdict.fail(format!(
+            "the drop says {remaining} remaining of {}",
+            drop.stock
+        ));
     }
 
     // Replays get the recorded answer.
     let sample: Vec<_> = winners
         .iter()
         .copied()
-        .chain(buyers.iter().filter(|b| b.outcome.as_deref() != Some("won")))
+        .chain(
+            buyers
+                .iter()
+                .filter(|b| b.outcome.as_deref() != Some("won")),
+        )
         .take(REPLAYS_MAX)
         .collect();
     for buyer in &sample {
@@ -116,7 +149,10 @@ pub async fn verify(
             || body["outcome"].as_str() != buyer.outcome.as_deref()
             || body["order_id"].as_str() != buyer.order_id.as_deref()
         {
-            verdict.fail(format!("replay of {} changed its answer: {status} {body}", buyer.key));
+            verdict.fail(format!(
+                "replay of {} changed its answer: {status} {body}",
+                buyer.key
+            ));
         }
     }
     verdict.replays_checked = sample.len();
