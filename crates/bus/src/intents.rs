@@ -11,7 +11,7 @@ use bytes::Bytes;
 use dropline_core::names::{intent_msg_id, intent_subject, INTENTS_STREAM};
 use dropline_core::wire::IntentPayload;
 use dropline_core::{Intent, Sku};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use crate::{Bus, BusError, ConsumerSettings};
 
@@ -96,7 +96,8 @@ impl Bus {
         Ok(IntentPuller {
             bus: self.clone(),
             sku: sku.clone(),
-            messages: Box::pin(messages.ready_chunks(batch_len_max)),
+            messages: Box::pin(messages),
+            batch_len_max,
             next_delivery: None,
         })
     }
@@ -227,10 +228,9 @@ impl IntentBatch {
     }
 }
 
-/// Delivered messages, grouped into whatever arrived together.
-type Deliveries = std::pin::Pin<
-    Box<dyn futures::Stream<Item = Vec<Result<Message, pull::MessagesError>>> + Send>,
->;
+/// Delivered messages, one at a time.
+type Deliveries =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<Message, pull::MessagesError>> + Send>>;
 
 /// A continuous pull of one SKU's intents, handed out as batches of whatever
 /// has arrived, up to the batch limit.
@@ -238,6 +238,7 @@ pub struct IntentPuller {
     bus: Bus,
     sku: Sku,
     messages: Deliveries,
+    batch_len_max: usize,
     /// The consumer delivery sequence the next message should carry.
     next_delivery: Option<u64>,
 }
@@ -245,9 +246,23 @@ pub struct IntentPuller {
 impl IntentPuller {
     /// The next batch, in delivery order. `Ok(None)` when the pull ended.
     pub async fn next_batch(&mut self) -> Result<Option<IntentBatch>, BusError> {
-        let Some(chunk) = self.messages.next().await else {
+        let Some(first) = self.messages.next().await else {
             return Ok(None);
         };
+        let mut chunk = Vec::with_capacity(self.batch_len_max);
+        chunk.push(first);
+        // Take everything already delivered, up to the limit. Unconstrained:
+        // tokio's cooperative budget would otherwise cut every batch at ~128
+        // messages, however many are waiting.
+        tokio::task::unconstrained(async {
+            while chunk.len() < self.batch_len_max {
+                match self.messages.next().now_or_never() {
+                    Some(Some(message)) => chunk.push(message),
+                    _ => break,
+                }
+            }
+        })
+        .await;
         let mut intents = Vec::with_capacity(chunk.len());
         let mut messages = Vec::with_capacity(chunk.len());
         let mut continuity = match self.next_delivery {
