@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use dropline_suite::{spawn_app, spawn_app_with, AppOptions, PrivateNats};
+use dropline_suite::{read_answer, spawn_app, spawn_app_with, AppOptions, PrivateNats, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_metrics_and_openapi_answer() {
@@ -86,4 +86,66 @@ async fn with_the_broker_down_purchases_get_503_with_retry_after_and_succeed_onc
     let retried = retried.expect("accepted again after the broker came back");
     assert_eq!(retried.status, 201, "{retried:?}");
     assert_eq!(app.drop_view().await["won"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_in_flight_bound_requests_get_429_and_nothing_is_accepted() {
+    // No processor: a purchase holds its slot for its whole wait.
+    let app = spawn_app_with(AppOptions {
+        role: Role::GatewayOnly,
+        tune: Box::new(|s| s.gateway.requests_in_flight_max = 1),
+        ..AppOptions::default()
+    })
+    .await;
+    let holder = {
+        let request = app
+            .http
+            .post(app.purchases_url())
+            .header("Idempotency-Key", "holder")
+            .header("Prefer", "wait=2")
+            .json(&serde_json::json!({ "user_id": "ana" }));
+        tokio::spawn(read_answer(request))
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shed = app.buy("shed", "bob", 1).await;
+    assert_eq!(shed.status, 429, "{shed:?}");
+    assert_eq!(shed.content_type, "application/problem+json");
+    assert_eq!(shed.headers["retry-after"], "1");
+    assert_eq!(app.get("/healthz").await.status, 200, "probes are not shed");
+    assert_eq!(holder.await.unwrap().status, 202);
+    assert_eq!(
+        app.intents_in_stream().await,
+        1,
+        "the shed request was not accepted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_the_gateway_finishes_requests_in_flight() {
+    let app = spawn_app_with(AppOptions {
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
+    let in_flight = {
+        let request = app
+            .http
+            .post(app.purchases_url())
+            .header("Idempotency-Key", "in-flight")
+            .header("Prefer", "wait=2")
+            .json(&serde_json::json!({ "user_id": "ana" }));
+        tokio::spawn(read_answer(request))
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base_url = app.base_url.clone();
+    app.stop().await;
+    let answer = in_flight.await.unwrap();
+    assert_eq!(
+        answer.status, 202,
+        "the request in flight got its answer: {answer:?}"
+    );
+    assert!(
+        reqwest::get(format!("{base_url}/healthz")).await.is_err(),
+        "no longer accepting"
+    );
 }

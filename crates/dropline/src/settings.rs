@@ -39,6 +39,9 @@ pub struct SettingsArgs {
     /// Postgres connections per process.
     #[arg(long, env = "DROPLINE_DB_CONNECTIONS_MAX", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512), global = true)]
     pub db_connections_max: u32,
+    /// Most API requests in flight per gateway; beyond it, 429 + Retry-After.
+    #[arg(long, env = "DROPLINE_REQUESTS_IN_FLIGHT_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub requests_in_flight_max: u32,
     /// Default seconds a purchase waits for its decision (`Prefer: wait` overrides).
     #[arg(long, env = "DROPLINE_WAIT_DEFAULT_S", default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=60), global = true)]
     pub wait_default_s: u64,
@@ -80,6 +83,7 @@ impl From<SettingsArgs> for Settings {
         settings.pool.connections_max = args.db_connections_max;
         settings.stream.replicas = args.stream_replicas as usize;
         settings.gateway.wait_default_ms = args.wait_default_s * 1_000;
+        settings.gateway.requests_in_flight_max = args.requests_in_flight_max as usize;
         settings.processor.batch_len_max = args.batch_len_max as usize;
         settings.processor.lease_ms = args.lease_ms;
         settings.processor.consumer = ConsumerSettings {

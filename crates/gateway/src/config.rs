@@ -14,6 +14,10 @@ pub struct GatewayConfig {
     pub drop_cache_miss_ttl_ms: u64,
     /// Told to clients in `Retry-After` when the broker is unreachable.
     pub retry_after_s: u64,
+    /// Most API requests in flight; beyond it, 429.
+    pub requests_in_flight_max: usize,
+    /// Added to `wait_max_ms` to bound a whole request.
+    pub request_slack_ms: u64,
     /// Bound on the readiness probe's calls to NATS and Postgres.
     pub ready_timeout_ms: u64,
 }
@@ -28,6 +32,8 @@ impl Default for GatewayConfig {
             drop_cache_miss_ttl_ms: 250,
             retry_after_s: 1,
             ready_timeout_ms: 1_000,
+            requests_in_flight_max: 10_000,
+            request_slack_ms: 15_000,
         }
     }
 }

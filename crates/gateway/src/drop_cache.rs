@@ -43,12 +43,29 @@ impl DropCache {
         if let Some(hit) = self.fresh(sku) {
             return Ok(hit);
         }
-        let row = self.store.drop(sku).await?;
+        let row = match self.store.drop(sku).await {
+            Ok(row) => row,
+            // Postgres unreachable: a drop seen before is still the best
+            // answer (its status rarely changes mid-burst); an unseen one is
+            // an error.
+            Err(err) => match self.stale(sku) {
+                Some(row) => {
+                    tracing::warn!(%sku, %err, "read drop; using the cached one");
+                    return Ok(row);
+                }
+                None => return Err(err),
+            },
+        };
         self.entries
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(sku.clone(), (Instant::now(), row.clone()));
         Ok(row)
+    }
+
+    fn stale(&self, sku: &Sku) -> Option<Option<DropRow>> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries.get(sku).and_then(|(_, row)| row.clone()).map(Some)
     }
 
     fn fresh(&self, sku: &Sku) -> Option<Option<DropRow>> {

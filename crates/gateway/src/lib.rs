@@ -8,6 +8,7 @@
 
 mod config;
 mod drop_cache;
+mod limits;
 mod problem;
 mod routes;
 mod state;

@@ -110,6 +110,19 @@ impl ApiError {
         }
     }
 
+    /// Too many requests in flight: shed at once, retry shortly.
+    pub fn too_many_requests(retry_after_s: u64) -> Self {
+        Self {
+            retry_after_s: Some(retry_after_s),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
+                "the gateway is at its in-flight limit; nothing was accepted, retry shortly",
+            )
+        }
+    }
+
     /// Something failed inside; the cause is logged where it happened.
     pub fn internal() -> Self {
         Self {

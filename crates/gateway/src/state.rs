@@ -7,6 +7,7 @@ use dropline_bus::Bus;
 use dropline_store::Store;
 
 use crate::drop_cache::DropCache;
+use crate::limits::InFlight;
 use crate::waiters::{spawn_feed, Waiters};
 use crate::GatewayConfig;
 
@@ -17,6 +18,7 @@ pub struct AppState {
     pub(crate) config: Arc<GatewayConfig>,
     pub(crate) waiters: Arc<Waiters>,
     pub(crate) drops: Arc<DropCache>,
+    pub(crate) in_flight: Arc<InFlight>,
 }
 
 impl AppState {
@@ -35,7 +37,9 @@ impl AppState {
             Duration::from_millis(config.drop_cache_ttl_ms),
             Duration::from_millis(config.drop_cache_miss_ttl_ms),
         ));
+        let in_flight = Arc::new(InFlight::new(config.requests_in_flight_max));
         Ok(Self {
+            in_flight,
             store,
             bus,
             config: Arc::new(config),

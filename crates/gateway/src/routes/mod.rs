@@ -17,7 +17,9 @@ pub fn router(state: AppState) -> Router {
     // Bodies larger than the limit are refused by the `Bytes` extractor,
     // which the purchase handler turns into a 413 problem.
     let body_limit = axum::extract::DefaultBodyLimit::max(state.config.body_bytes_max);
-    Router::new()
+    // Admission control covers the API, not the probes: an overloaded
+    // gateway must still answer /healthz and /metrics.
+    let api = Router::new()
         .route(
             "/v1/drops/{sku}/purchases",
             axum::routing::post(purchases::create),
@@ -27,6 +29,12 @@ pub fn router(state: AppState) -> Router {
             get(purchases::read),
         )
         .route("/v1/drops/{sku}", get(drops::read))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::admit,
+        ));
+    Router::new()
+        .merge(api)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -87,7 +87,7 @@ pub async fn create(
                 return Err(key_reused(&sku, &intent.key));
             }
         }
-        if let Some(decision) = recorded(&state, &sku, &intent.key).await? {
+        if let Some(decision) = recorded_if_reachable(&state, &sku, &intent.key).await {
             return answer_decision(&sku, &intent, decision, &wait);
         }
     }
@@ -95,7 +95,9 @@ pub async fn create(
     let decision = match ticket.wait(wait.duration).await {
         Some(decision) => Some(decision),
         // The broadcast may have been missed (reconnect): the store knows.
-        None => recorded(&state, &sku, &intent.key).await?,
+        // The intent is accepted either way, so a store that cannot answer
+        // now means 202, never an error the client would retry blindly.
+        None => recorded_if_reachable(&state, &sku, &intent.key).await,
     };
     match decision {
         Some(decision) => answer_decision(&sku, &intent, decision, &wait),
@@ -201,6 +203,16 @@ async fn recorded(
         tracing::error!(%sku, %key, %err, "read purchase");
         ApiError::internal()
     })
+}
+
+/// Like [`recorded`], for a purchase already accepted: a failed read is
+/// logged and treated as "not decided yet".
+async fn recorded_if_reachable(
+    state: &AppState,
+    sku: &Sku,
+    key: &IdempotencyKey,
+) -> Option<Decision> {
+    recorded(state, sku, key).await.ok().flatten()
 }
 
 fn key_reused(sku: &Sku, key: &IdempotencyKey) -> ApiError {
