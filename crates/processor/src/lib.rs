@@ -10,6 +10,7 @@ mod config;
 mod gaps;
 mod lease;
 mod partition;
+mod share;
 mod supervisor;
 
 pub use config::ProcessorConfig;

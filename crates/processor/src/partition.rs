@@ -12,12 +12,14 @@ use tokio::sync::watch;
 
 use crate::gaps::complete_batch;
 use crate::lease::keep_alive;
+use crate::share::Share;
 use crate::ProcessorConfig;
 
 pub(crate) struct Context {
     pub store: Store,
     pub bus: Bus,
     pub config: ProcessorConfig,
+    pub share: Share,
 }
 
 /// Why working a partition ended.
@@ -26,6 +28,8 @@ enum Exit {
     Stopped,
     /// Another instance holds a newer epoch: let go, try again later.
     Fenced,
+    /// This instance owns more than its share: hand the partition back.
+    Yielded,
 }
 
 /// Owns `sku`'s partition whenever it can, until `stop` turns true.
@@ -33,10 +37,22 @@ enum Exit {
 pub(crate) async fn own_partition(ctx: Arc<Context>, sku: Sku, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
     while !*stop.borrow() {
+        if !ctx.share.try_take() {
+            // At the fair share: leave this partition to another instance,
+            // unless it is still free when we look again.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(ctx.config.lease_ms / 2)) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
         let claim = ctx
             .store
             .claim_partition(&sku, &ctx.config.instance_id, ctx.config.lease_ms)
             .await;
+        if !matches!(claim, Ok(Some(_))) {
+            ctx.share.give_back();
+        }
         let pause = match claim {
             Ok(Some(claim)) => {
                 tracing::info!(
@@ -47,7 +63,25 @@ pub(crate) async fn own_partition(ctx: Arc<Context>, sku: Sku, mut stop: watch::
                 let (lost, renewer) = keep_alive(ctx.clone(), sku.clone(), claim.epoch);
                 let outcome = work(&ctx, &sku, claim.epoch, stop.clone(), lost).await;
                 renewer.abort();
+                if !matches!(outcome, Ok(Exit::Yielded)) {
+                    // `should_yield` already gave the slot back.
+                    ctx.share.give_back();
+                }
                 match outcome {
+                    Ok(Exit::Yielded) => {
+                        if let Err(err) = ctx
+                            .store
+                            .release_partition(&sku, &ctx.config.instance_id, claim.epoch)
+                            .await
+                        {
+                            tracing::warn!(%err, "hand partition back");
+                        }
+                        tracing::info!(
+                            epoch = claim.epoch,
+                            "partition handed to a less loaded instance"
+                        );
+                        Duration::from_millis(ctx.config.lease_ms)
+                    }
                     Ok(Exit::Stopped) => {
                         if let Err(err) = ctx
                             .store
@@ -111,6 +145,8 @@ async fn work(
     mut lost: watch::Receiver<bool>,
 ) -> anyhow::Result<Exit> {
     let mut ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
+    let mut rebalance =
+        tokio::time::interval(Duration::from_millis((ctx.config.lease_ms / 3).max(1)));
     let mut puller = ctx
         .bus
         .pull_intents(
@@ -125,6 +161,12 @@ async fn work(
         let batch = tokio::select! {
             _ = stop.changed() => return Ok(Exit::Stopped),
             _ = lost.changed() => return Ok(Exit::Fenced),
+            _ = rebalance.tick() => {
+                if ctx.share.should_yield() {
+                    return Ok(Exit::Yielded);
+                }
+                continue;
+            }
             batch = puller.next_batch() => batch.map_err(bus_error)?,
         };
         let Some(batch) = batch else {
@@ -184,7 +226,7 @@ async fn commit(
         if plan.is_noop() {
             return Ok(Some(plan));
         }
-        match ctx.store.apply_batch(sku, epoch, &plan).await {
+        match apply_keeping_messages(ctx, sku, epoch, &plan, batch).await {
             Ok(applied) => {
                 ledger.apply(&plan);
                 if applied.remaining != ledger.remaining() {
@@ -213,6 +255,31 @@ async fn commit(
                 match ctx.store.load_ledger_state(sku).await {
                     Ok(state) => *ledger = Ledger::new(state),
                     Err(err) => tracing::warn!(%err, "reload ledger"),
+                }
+            }
+        }
+    }
+}
+
+/// Applies the plan; while a slow commit runs, tells JetStream the batch is
+/// in progress so it is not redelivered after `ack_wait`.
+async fn apply_keeping_messages(
+    ctx: &Context,
+    sku: &Sku,
+    epoch: u64,
+    plan: &BatchPlan,
+    batch: &IntentBatch,
+) -> Result<dropline_store::AppliedBatch, StoreError> {
+    let apply = ctx.store.apply_batch(sku, epoch, plan);
+    tokio::pin!(apply);
+    let every = Duration::from_millis((ctx.config.consumer.ack_wait_ms / 3).max(1));
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            result = &mut apply => return result,
+            _ = progress.tick() => {
+                if let Err(err) = batch.in_progress().await {
+                    tracing::warn!(%err, "signal batch in progress");
                 }
             }
         }

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::partition::{own_partition, Context};
+use crate::share::Share;
 use crate::ProcessorConfig;
 
 /// Runs until `shutdown` completes, then stops every partition loop and
@@ -22,7 +23,12 @@ pub async fn run(
     config: ProcessorConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let ctx = Arc::new(Context { store, bus, config });
+    let ctx = Arc::new(Context {
+        store,
+        bus,
+        config,
+        share: Share::new(),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut partitions: HashMap<Sku, JoinHandle<()>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(ctx.config.discovery_interval_ms));
@@ -43,6 +49,15 @@ pub async fn run(
                 continue;
             }
         };
+        // A lease's length without a heartbeat and an instance counts as gone.
+        match ctx
+            .store
+            .processor_heartbeat(&ctx.config.instance_id, ctx.config.lease_ms)
+            .await
+        {
+            Ok(instances) => ctx.share.set_fair(live.len(), instances),
+            Err(err) => tracing::warn!(%err, "processor heartbeat"),
+        }
         for sku in live {
             partitions
                 .entry(sku.clone())
@@ -54,6 +69,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     for (_, task) in partitions {
         let _ = task.await;
+    }
+    if let Err(err) = ctx.store.processor_leaving(&ctx.config.instance_id).await {
+        tracing::warn!(%err, "leave the processor list");
     }
     Ok(())
 }

@@ -127,3 +127,40 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Records that `instance` is alive and returns how many instances
+    /// (itself included) sent a heartbeat within `alive_ms`.
+    pub async fn processor_heartbeat(
+        &self,
+        instance: &str,
+        alive_ms: u64,
+    ) -> Result<u64, StoreError> {
+        sqlx::query(
+            "INSERT INTO processors (instance_id) VALUES ($1) \
+             ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()",
+        )
+        .bind(instance)
+        .execute(&self.pool)
+        .await?;
+        let alive: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM processors WHERE heartbeat_at > now() - $1 * interval '1 millisecond'",
+        )
+        .bind(alive_ms as f64)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(alive.max(1) as u64)
+    }
+
+    /// Removes `instance` from the live ones (graceful shutdown), and
+    /// forgets instances silent for a day.
+    pub async fn processor_leaving(&self, instance: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM processors WHERE instance_id = $1 OR heartbeat_at < now() - interval '1 day'",
+        )
+        .bind(instance)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
