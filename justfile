@@ -13,6 +13,7 @@ demo buyers="3000" stock="100":
 
 # Every test, against the local NATS and Postgres (or private ones if those are down).
 test *args:
+    cargo build --quiet -p dropline -p dropctl
     deploy/local/with-services.sh cargo test --workspace {{args}}
 
 # Formatting and clippy with warnings denied (CI runs this too).

@@ -107,4 +107,5 @@ async fn two_thousand_simultaneous_buyers_for_a_hundred_pairs_get_exactly_a_hund
     assert_eq!((rows, won), (BUYERS as i64, STOCK as i64));
     // Replays within the duplicate window are answered without a new intent.
     assert_eq!(app.intents_in_stream().await, BUYERS as u64);
+    app.assert_invariants().await;
 }

@@ -44,6 +44,7 @@ async fn the_same_key_sent_twenty_times_at_once_gets_one_decision() {
         "the duplicate window kept one intent"
     );
     assert_eq!(app.drop_view().await["remaining"], 4);
+    app.assert_invariants().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,4 +113,5 @@ async fn a_retry_after_the_duplicate_window_still_gets_the_recorded_answer() {
     // Past the window the server took both late sends as new intents: the
     // processor, not the duplicate window, kept them from a second decision.
     assert_eq!(app.intents_in_stream().await, 4);
+    app.assert_invariants().await;
 }

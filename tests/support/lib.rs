@@ -86,6 +86,24 @@ async fn prune_old_databases(now: u64) {
     admin.close().await;
 }
 
+/// A workspace binary built next to the test executables (`just test`
+/// builds `dropline` and `dropctl` before running the tests).
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build -p {name}`, which `just test` does)",
+        path.display()
+    );
+    path
+}
+
 /// A direct connection to a test database, for assertions on what is stored.
 pub async fn db(url: &str) -> sqlx::PgPool {
     sqlx::PgPool::connect(url)
@@ -276,6 +294,21 @@ impl TestApp {
         let subjects: std::collections::HashMap<String, usize> =
             info.try_collect().await.expect("subject counts");
         subjects.get(&subject).copied().unwrap_or(0) as u64
+    }
+
+    /// Audits the drop (what `dropctl verify` runs) and fails the test on
+    /// any violation; nothing may be queued undecided.
+    pub async fn assert_invariants(&self) {
+        let options = dropline_bus::BusOptions::default();
+        let bus = dropline_bus::Bus::connect(&self.nats_url, &options, true)
+            .await
+            .expect("connect to NATS for the audit");
+        let report = dropline_audit::audit(&self.store, &bus, &self.sku)
+            .await
+            .expect("audit runs");
+        let violations: Vec<_> = report.violations().collect();
+        assert!(violations.is_empty(), "promises violated: {violations:#?}");
+        assert_eq!(report.queued, 0, "intents left undecided");
     }
 
     /// Stops the app and waits for it to finish.

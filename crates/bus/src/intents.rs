@@ -299,3 +299,39 @@ impl IntentPuller {
         &self.bus
     }
 }
+
+impl Bus {
+    /// Every intent of `sku` the stream still holds, in stream order, read
+    /// through a throwaway consumer (for audits; the processor's durable
+    /// consumer is not touched).
+    pub async fn read_all_intents(&self, sku: &Sku) -> Result<Vec<PulledIntent>, BusError> {
+        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                description: Some(format!("dropline audit of {sku}")),
+                filter_subject: intent_subject(sku),
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await?;
+        let mut intents = Vec::new();
+        loop {
+            let mut fetched = consumer.fetch().max_messages(1_000).messages().await?;
+            let before = intents.len();
+            while let Some(message) = fetched.next().await {
+                let message = message?;
+                let seq = message.info()?.stream_sequence;
+                intents.push(parse_intent(seq, &message.payload));
+            }
+            if intents.len() == before {
+                break;
+            }
+        }
+        let name = consumer.cached_info().name.clone();
+        let _ = stream.delete_consumer(&name).await;
+        intents.sort_by_key(PulledIntent::seq);
+        Ok(intents)
+    }
+}

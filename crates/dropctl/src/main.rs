@@ -23,6 +23,8 @@ enum Command {
     Drop(DropCommand),
     /// A table of drops: stock, won, decided, queue depth, applied sequence.
     Status(cmd::status::Args),
+    /// Audit a drop's promises from Postgres and the stream; non-zero exit on any violation.
+    Verify(cmd::verify::Args),
 }
 
 #[derive(Subcommand)]
@@ -37,6 +39,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Drop(DropCommand::Create(args)) => cmd::create::run(args, &cli.services).await,
         Command::Status(args) => cmd::status::run(args, &cli.services).await,
+        Command::Verify(args) => cmd::verify::run(args, &cli.services).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
