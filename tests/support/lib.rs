@@ -6,9 +6,16 @@
 //! Nothing here assumes an empty server: leftovers of earlier runs are
 //! ignored, and test databases older than an hour are pruned.
 
+pub mod buyers;
 mod nats;
+mod postgres;
+mod processes;
+mod proxy;
 
-pub use nats::PrivateNats;
+pub use nats::{PrivateCluster, PrivateNats};
+pub use postgres::PrivatePostgres;
+pub use processes::{ProcessorProcess, ProcessorSpec};
+pub use proxy::DelayProxy;
 
 use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -48,13 +55,18 @@ fn unique(prefix: &str) -> String {
 /// A fresh, migrated database; its name carries its creation time so that
 /// later runs can prune it.
 pub async fn fresh_database() -> String {
+    fresh_database_on(&postgres_base()).await
+}
+
+/// A fresh, migrated database on the Postgres at `base` (no database part).
+pub async fn fresh_database_on(base: &str) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     prune_old_databases(now).await;
     let name = format!("dropline_test_{now}_{}", &unique("")[..12]);
-    let url = format!("{}/{name}", postgres_base());
+    let url = format!("{base}/{name}");
     Store::migrate(&url)
         .await
         .expect("create and migrate the test database");
@@ -139,6 +151,8 @@ pub struct AppOptions {
     /// Run against an existing app's database and drop (a restart) instead
     /// of a fresh database with a new drop.
     pub reuse: Option<(String, Sku)>,
+    /// Postgres to create the database on (a [`PrivatePostgres`]).
+    pub postgres_base: Option<String>,
     /// NATS to use instead of the machine's (a [`PrivateNats`]).
     pub nats_url: Option<String>,
     pub stock: i64,
@@ -151,6 +165,7 @@ impl Default for AppOptions {
         Self {
             role: Role::Serve,
             reuse: None,
+            postgres_base: None,
             nats_url: None,
             stock: 100,
             per_user_limit: 1,
@@ -167,7 +182,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     init_tracing();
     let database_url = match &options.reuse {
         Some((url, _)) => url.clone(),
-        None => fresh_database().await,
+        None => match &options.postgres_base {
+            Some(base) => fresh_database_on(base).await,
+            None => fresh_database().await,
+        },
     };
     let nats = options.nats_url.clone().unwrap_or_else(nats_url);
     let mut settings = Settings::for_services(&database_url, &nats);
@@ -303,7 +321,9 @@ impl TestApp {
         let bus = dropline_bus::Bus::connect(&self.nats_url, &options, true)
             .await
             .expect("connect to NATS for the audit");
-        let report = dropline_audit::audit(&self.store, &bus, &self.sku)
+        // A pool of its own: the app's may hold connections a fault cut.
+        let store = Store::connect_lazy(&self.database_url, &PoolOptions::default()).expect("pool");
+        let report = dropline_audit::audit(&store, &bus, &self.sku)
             .await
             .expect("audit runs");
         let violations: Vec<_> = report.violations().collect();

@@ -39,7 +39,8 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// Connects; with `wait_for_server` false the call returns at once and
+    /// Connects to `url` (one server, or a comma-separated cluster list);
+    /// with `wait_for_server` false the call returns at once and
     /// the client keeps trying in the background (a gateway then answers 503
     /// until NATS is up, instead of refusing to start).
     pub async fn connect(
@@ -61,7 +62,13 @@ impl Bus {
         if !wait_for_server {
             connect = connect.retry_on_initial_connect();
         }
-        let client = connect.connect(url).await?;
+        // A cluster is given as a comma-separated list of server URLs.
+        let servers: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let client = connect.connect(servers).await?;
         let js = jetstream::ContextBuilder::new()
             .timeout(timeout)
             .max_ack_inflight(options.acks_inflight_max)

@@ -301,10 +301,27 @@ impl IntentPuller {
 }
 
 impl Bus {
-    /// Every intent of `sku` the stream still holds, in stream order, read
-    /// through a throwaway consumer (for audits; the processor's durable
-    /// consumer is not touched).
+    /// Every intent of `sku` the stream still holds, in stream order (for
+    /// audits; the processor's durable consumer is not touched). Read through
+    /// a throwaway consumer; if that cannot be placed (a cluster missing a
+    /// node can refuse), message by message from the stream instead.
     pub async fn read_all_intents(&self, sku: &Sku) -> Result<Vec<PulledIntent>, BusError> {
+        match self.read_all_intents_by_consumer(sku).await {
+            Ok(intents) => Ok(intents),
+            Err(err) => {
+                tracing::warn!(%sku, %err, "audit consumer failed; reading message by message");
+                let mut intents = Vec::new();
+                let mut from = 1;
+                while let Some(intent) = self.read_intent_from(sku, from).await? {
+                    from = intent.seq() + 1;
+                    intents.push(intent);
+                }
+                Ok(intents)
+            }
+        }
+    }
+
+    async fn read_all_intents_by_consumer(&self, sku: &Sku) -> Result<Vec<PulledIntent>, BusError> {
         let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         let consumer = stream
             .create_consumer(pull::Config {
@@ -315,10 +332,16 @@ impl Bus {
                 inactive_threshold: Duration::from_secs(60),
                 ..Default::default()
             })
-            .await?;
+            .await
+            .map_err(|e| format!("create audit consumer: {e}"))?;
         let mut intents = Vec::new();
         loop {
-            let mut fetched = consumer.fetch().max_messages(1_000).messages().await?;
+            let mut fetched = consumer
+                .fetch()
+                .max_messages(1_000)
+                .messages()
+                .await
+                .map_err(|e| format!("fetch for audit: {e}"))?;
             let before = intents.len();
             while let Some(message) = fetched.next().await {
                 let message = message?;

@@ -33,10 +33,26 @@ async fn connect(settings: &Settings, role: &str) -> anyhow::Result<(Store, Bus)
     let bus = Bus::connect(&settings.nats_url, &options, true)
         .await
         .map_err(|e| anyhow::anyhow!("connect to NATS at {}: {e}", settings.nats_url))?;
-    bus.ensure_stream(&settings.stream)
-        .await
-        .map_err(|e| anyhow::anyhow!("create stream: {e}"))?;
+    ensure_stream(&bus, settings).await?;
     Ok((store, bus))
+}
+
+/// Creates the stream, retrying for a while: a JetStream cluster that is
+/// still electing its leaders refuses stream requests for a few seconds.
+async fn ensure_stream(bus: &Bus, settings: &Settings) -> anyhow::Result<()> {
+    const ATTEMPTS_MAX: u32 = 30;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match bus.ensure_stream(&settings.stream).await {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt < ATTEMPTS_MAX => {
+                tracing::warn!(attempt, %err, "create stream; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(err) => anyhow::bail!("create stream after {attempt} attempts: {err}"),
+        }
+    }
 }
 
 /// Runs the HTTP gateway on `listener` until `shutdown` fires.

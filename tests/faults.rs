@@ -1,0 +1,349 @@
+//! Exactly once under faults: each test injects a real fault (a killed or
+//! frozen process, a slow database, a broker or database restart, a lost
+//! cluster node, a storm of duplicates) in the middle of a burst, and ends
+//! with the same audit as `dropctl verify`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dropline_suite::buyers::{assert_exactly_sold, burst, buy_until_decided};
+use dropline_suite::{
+    db, spawn_app_with, AppOptions, DelayProxy, PrivateCluster, PrivateNats, PrivatePostgres,
+    ProcessorProcess, ProcessorSpec, Role, TestApp,
+};
+
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Intents of the test's drop decided so far (0 while the store is unreachable).
+async fn decided(app: &TestApp) -> u64 {
+    match app.store.drop_statuses(Some(&app.sku)).await {
+        Ok(rows) => rows.first().map_or(0, |r| r.decided),
+        Err(_) => 0,
+    }
+}
+
+async fn wait_until_decided(app: &TestApp, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while decided(app).await < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {at_least} decided after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn epoch(app: &TestApp) -> i64 {
+    let pool = db(&app.database_url).await;
+    sqlx::query_scalar("SELECT epoch FROM partitions WHERE sku = $1")
+        .bind(app.sku.as_str())
+        .fetch_one(&pool)
+        .await
+        .expect("read epoch")
+}
+
+async fn wait_until_epoch(app: &TestApp, at_least: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while epoch(app).await < at_least {
+        assert!(Instant::now() < deadline, "epoch never reached {at_least}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn spec(app: &TestApp) -> ProcessorSpec<'_> {
+    ProcessorSpec {
+        database_url: &app.database_url,
+        nats_url: &app.nats_url,
+        lease_ms: 1_000,
+        ack_wait_ms: 1_000,
+        // Small batches: the burst spans many commits, so a fault lands mid-burst.
+        batch_len_max: 50,
+    }
+}
+
+fn report(test: &str, started: Instant) {
+    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_a_processor_killed_mid_burst_loses_and_doubles_nothing() {
+    let started = Instant::now();
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            role: Role::GatewayOnly,
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    let mut first = ProcessorProcess::start(&spec(&app));
+    wait_until_epoch(&app, 1).await;
+
+    let buyers = tokio::spawn({
+        let app = app.clone();
+        async move { burst(&app, "crash", 2_000, PATIENCE).await }
+    });
+    wait_until_decided(&app, 200).await;
+    first.kill9();
+    let killed_at = decided(&app).await;
+    let _second = ProcessorProcess::start(&spec(&app));
+
+    let outcomes = buyers.await.expect("burst");
+    assert!(
+        killed_at < 2_000,
+        "the kill landed mid-burst ({killed_at} decided)"
+    );
+    assert_exactly_sold(&outcomes, 100);
+    assert!(
+        epoch(&app).await >= 2,
+        "the second processor took over with a new epoch"
+    );
+    app.assert_invariants().await;
+    report("crash", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zombie_a_frozen_owner_that_wakes_after_losing_its_partition_applies_nothing() {
+    let started = Instant::now();
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            role: Role::GatewayOnly,
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    let mut zombie = ProcessorProcess::start(&spec(&app));
+    wait_until_epoch(&app, 1).await;
+    let _successor = ProcessorProcess::start(&spec(&app));
+
+    let buyers = tokio::spawn({
+        let app = app.clone();
+        async move { burst(&app, "zombie", 2_000, PATIENCE).await }
+    });
+    wait_until_decided(&app, 200).await;
+    zombie.freeze();
+    let frozen_epoch = epoch(&app).await;
+    // Longer than the lease: the successor takes the partition over.
+    wait_until_epoch(&app, frozen_epoch + 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    zombie.thaw();
+
+    let outcomes = buyers.await.expect("burst");
+    assert_exactly_sold(&outcomes, 100);
+
+    // Nothing the zombie did after waking was applied: every row of its
+    // epoch was committed before the first row of the successor's.
+    let pool = db(&app.database_url).await;
+    let (zombie_last, successor_first): (Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT (SELECT extract(epoch FROM max(decided_at))::float8 FROM purchases WHERE sku = $1 AND epoch = $2), \
+                (SELECT extract(epoch FROM min(decided_at))::float8 FROM purchases WHERE sku = $1 AND epoch > $2)",
+    )
+    .bind(app.sku.as_str())
+    .bind(frozen_epoch)
+    .fetch_one(&pool)
+    .await
+    .expect("commit times by epoch");
+    if let (Some(zombie_last), Some(successor_first)) = (zombie_last, successor_first) {
+        assert!(
+            zombie_last <= successor_first,
+            "a zombie commit landed after the takeover"
+        );
+    }
+    // It noticed and let go, without dying.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(zombie.is_running(), "the zombie survives its fencing");
+    let log = zombie.log_text();
+    assert!(
+        log.contains("fenced") || log.contains("lease lost"),
+        "the zombie noticed it was fenced:\n{log}"
+    );
+    app.assert_invariants().await;
+    report("zombie", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_database_writes_slower_than_the_lease_and_ack_wait_never_oversell_or_double() {
+    let started = Instant::now();
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            role: Role::GatewayOnly,
+            stock: 30,
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    // Every byte the slow processor sends to Postgres waits 1.2 s: above the
+    // 1 s lease and the 1 s ack_wait (the seed's 12 s DB, scaled down).
+    let proxy = DelayProxy::start(
+        "127.0.0.1:5432".parse().expect("addr"),
+        Duration::from_millis(1_200),
+    )
+    .await;
+    let slow_url = app
+        .database_url
+        .replace(":5432/", &format!(":{}/", proxy.port));
+    assert_ne!(
+        slow_url, app.database_url,
+        "the slow processor goes through the proxy"
+    );
+    let slow = ProcessorProcess::start(&ProcessorSpec {
+        database_url: &slow_url,
+        ..spec(&app)
+    });
+    wait_until_epoch(&app, 1).await;
+    let _fast = ProcessorProcess::start(&spec(&app));
+
+    let outcomes = burst(&app, "slow", 300, PATIENCE).await;
+    assert_exactly_sold(&outcomes, 30);
+    app.assert_invariants().await;
+    drop(slow);
+    report("slow database", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_burst_answers_503_while_down_and_decides_every_accepted_intent() {
+    let started = Instant::now();
+    let mut nats = PrivateNats::start().await;
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            nats_url: Some(nats.url.clone()),
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    let buyers = tokio::spawn({
+        let app = app.clone();
+        async move { burst(&app, "broker", 1_500, PATIENCE).await }
+    });
+    wait_until_decided(&app, 100).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While it is down, a purchase is refused quickly and accepts nothing.
+    let sent = Instant::now();
+    let refused = app.buy("while-down", "late-user", 5).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "no hang: {:?}",
+        sent.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    nats.restart().await;
+
+    let late = buy_until_decided(&app, "while-down".into(), "late-user".into(), PATIENCE).await;
+    let mut outcomes = buyers.await.expect("burst");
+    outcomes.push(late);
+    assert_exactly_sold(&outcomes, 100);
+    let slowest = outcomes.iter().map(|o| o.slowest).max().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_secs(30),
+        "no request hung: slowest {slowest:?}"
+    );
+    app.assert_invariants().await;
+    report("broker restart", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_losing_one_of_three_nodes_mid_burst_loses_nothing_accepted() {
+    let started = Instant::now();
+    let mut cluster = PrivateCluster::start().await;
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            nats_url: Some(cluster.url()),
+            tune: Box::new(|s| s.stream.replicas = 3),
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    let buyers = tokio::spawn({
+        let app = app.clone();
+        async move { burst(&app, "cluster", 1_500, PATIENCE).await }
+    });
+    wait_until_decided(&app, 100).await;
+    cluster.nodes[0].kill();
+    let outcomes = buyers.await.expect("burst");
+    assert_exactly_sold(&outcomes, 100);
+    app.assert_invariants().await;
+    report("cluster node loss", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_mid_burst_recovers_by_itself_with_nothing_lost_or_doubled() {
+    let started = Instant::now();
+    let postgres = PrivatePostgres::start().await;
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            postgres_base: Some(postgres.base_url()),
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    let buyers = tokio::spawn({
+        let app = app.clone();
+        async move { burst(&app, "pg", 1_500, PATIENCE).await }
+    });
+    wait_until_decided(&app, 100).await;
+    postgres.restart().await;
+    let outcomes = buyers.await.expect("burst");
+    assert_exactly_sold(&outcomes, 100);
+    app.assert_invariants().await;
+    report("postgres restart", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_storm_the_same_key_from_many_connections_before_and_after_the_window_gets_one_decision(
+) {
+    let started = Instant::now();
+    let nats = PrivateNats::start().await;
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            nats_url: Some(nats.url.clone()),
+            stock: 5,
+            tune: Box::new(|s| s.stream.duplicate_window_s = 1),
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    let storm = |app: Arc<TestApp>| async move {
+        let barrier = Arc::new(tokio::sync::Barrier::new(50));
+        let mut sends = Vec::new();
+        for _ in 0..50 {
+            let (app, barrier) = (app.clone(), barrier.clone());
+            sends.push(tokio::spawn(async move {
+                barrier.wait().await;
+                app.buy("storm", "ana", 10).await
+            }));
+        }
+        let mut answers = Vec::new();
+        for send in sends {
+            answers.push(send.await.expect("send"));
+        }
+        answers
+    };
+    let first = storm(app.clone()).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let second = storm(app.clone()).await;
+    let reference = &first[0];
+    assert_eq!(reference.status, 201);
+    for answer in first.iter().chain(&second) {
+        assert_eq!(
+            (answer.status, &answer.body),
+            (201, &reference.body),
+            "one answer for every copy"
+        );
+    }
+    assert!(
+        app.intents_in_stream().await >= 2,
+        "past the window the storm reached the stream again"
+    );
+    let pool = db(&app.database_url).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM purchases WHERE sku = $1")
+        .bind(app.sku.as_str())
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 1);
+    assert_eq!(app.drop_view().await["won"], 1);
+    app.assert_invariants().await;
+    report("duplicate storm", started);
+}
