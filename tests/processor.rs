@@ -123,7 +123,7 @@ async fn the_database_refuses_an_oversell_even_from_a_buggy_writer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_taken_by_another_puller_are_read_from_the_stream_in_order() {
+async fn deliveries_held_by_another_puller_are_decided_in_order_without_waiting_for_redelivery() {
     let app = spawn_app_with(AppOptions {
         stock: 3,
         role: Role::GatewayOnly,
@@ -247,4 +247,99 @@ async fn a_restarted_service_continues_from_the_applied_sequence() {
         epoch, 2,
         "the restarted processor took the partition over with a new epoch"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_never_skips_messages_an_earlier_owner_still_holds() {
+    // The hole this guards against: an earlier owner holds some deliveries
+    // (pending until ack_wait) while the reused consumer hands the new owner
+    // later messages with contiguous delivery sequences. Each owner now
+    // starts a fresh consumer at its applied sequence.
+    let app = spawn_app_with(AppOptions {
+        stock: 5,
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
+    let publish = |from: usize, to: usize| {
+        let app = &app;
+        async move {
+            for i in from..to {
+                let answer = read_answer(
+                    app.http
+                        .post(app.purchases_url())
+                        .header("Idempotency-Key", format!("k{i:02}"))
+                        .header("Prefer", "wait=0")
+                        .json(&serde_json::json!({ "user_id": format!("u{i}") })),
+                )
+                .await;
+                assert_eq!(answer.status, 202);
+            }
+        }
+    };
+    publish(0, 6).await;
+    let js = async_nats::jetstream::new(async_nats::connect(&app.nats_url).await.unwrap());
+    let stream = js.get_stream(INTENTS_STREAM).await.unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(consumer_name(&app.sku)),
+            filter_subject: intent_subject(&app.sku),
+            ack_policy: AckPolicy::All,
+            ack_wait: Duration::from_millis(1_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The earlier owner took k00..k01, then (half a second later) k02.
+    let take = |n: usize| {
+        let consumer = consumer.clone();
+        async move {
+            let mut batch = consumer.fetch().max_messages(n).messages().await.unwrap();
+            let mut got = 0;
+            while let Some(message) = batch.next().await {
+                message.unwrap();
+                got += 1;
+            }
+            assert_eq!(got, n);
+        }
+    };
+    take(2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    take(1).await;
+    // k00..k01 come due for redelivery before k02 does.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    publish(6, 12).await;
+
+    let (stop, shutdown) = dropline::Shutdown::new();
+    let settings = app.settings.clone();
+    let processor = tokio::spawn(async move { dropline::run_processor(&settings, shutdown).await });
+    let mut outcomes = Vec::new();
+    for i in 0..12 {
+        let read = read_answer(
+            app.http
+                .get(format!(
+                    "{}/v1/drops/{}/purchases/k{i:02}",
+                    app.base_url, app.sku
+                ))
+                .header("Prefer", "wait=20"),
+        )
+        .await;
+        assert_eq!(read.status, 200, "k{i:02}: {read:?}");
+        outcomes.push(
+            read.body["outcome"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    let expected: Vec<&str> = (0..12)
+        .map(|i| if i < 5 { "won" } else { "sold_out" })
+        .collect();
+    assert_eq!(
+        outcomes, expected,
+        "first come, first served, no intent skipped"
+    );
+    app.assert_invariants().await;
+    stop();
+    processor.await.unwrap().unwrap();
 }

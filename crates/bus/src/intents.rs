@@ -83,7 +83,7 @@ impl Bus {
         settings: &ConsumerSettings,
         batch_len_max: usize,
     ) -> Result<IntentPuller, BusError> {
-        let consumer = self.ensure_consumer(sku, applied_seq, settings).await?;
+        let consumer = self.fresh_consumer(sku, applied_seq, settings).await?;
         let messages = consumer
             .stream()
             // Twice the batch in flight: the next batch arrives while the

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::ErrorCode;
 use dropline_core::names::{consumer_name, intent_subject, INTENTS_STREAM, INTENTS_SUBJECTS};
 use dropline_core::Sku;
 
@@ -101,10 +103,18 @@ impl Bus {
         Ok(())
     }
 
-    /// The durable pull consumer of one SKU. Created, if missing, to start
-    /// right after `applied_seq`: the consumer is a cursor for speed, the
-    /// store's applied sequence is the truth.
-    pub(crate) async fn ensure_consumer(
+    /// A fresh durable pull consumer for one SKU, starting right after
+    /// `applied_seq`: the consumer is a cursor for speed, the store's applied
+    /// sequence is the truth.
+    ///
+    /// Fresh, not reused: an earlier owner (dead, or frozen and about to wake
+    /// up) may still hold deliveries of the old consumer, pending until
+    /// `ack_wait`. The old consumer would meanwhile hand this owner the
+    /// messages after them, leaving a hole that in-order new deliveries
+    /// cannot reveal. Replacing the consumer at each claim takes every
+    /// earlier puller out of the picture: from then on, every message after
+    /// the applied sequence goes to this owner.
+    pub(crate) async fn fresh_consumer(
         &self,
         sku: &Sku,
         applied_seq: u64,
@@ -112,8 +122,16 @@ impl Bus {
     ) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, BusError> {
         let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         let name = consumer_name(sku);
-        if let Ok(consumer) = stream.get_consumer::<pull::Config>(&name).await {
-            return Ok(consumer);
+        if let Err(err) = stream.delete_consumer(&name).await {
+            // Missing is the usual case for a new drop; anything else means
+            // the old consumer may live on, and must not be silently reused.
+            let missing = matches!(
+                err.kind(),
+                ConsumerErrorKind::JetStream(ref e) if e.error_code() == ErrorCode::CONSUMER_NOT_FOUND
+            );
+            if !missing {
+                return Err(err.into());
+            }
         }
         let config = pull::Config {
             durable_name: Some(name),

@@ -42,6 +42,9 @@ pub struct SettingsArgs {
     /// Most API requests in flight per gateway; beyond it, 429 + Retry-After.
     #[arg(long, env = "DROPLINE_REQUESTS_IN_FLIGHT_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub requests_in_flight_max: u32,
+    /// Names this processor in partition leases (default: random, unique).
+    #[arg(long, env = "DROPLINE_INSTANCE_ID", global = true)]
+    pub instance_id: Option<String>,
     /// Default seconds a purchase waits for its decision (`Prefer: wait` overrides).
     #[arg(long, env = "DROPLINE_WAIT_DEFAULT_S", default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=60), global = true)]
     pub wait_default_s: u64,
@@ -86,6 +89,9 @@ impl From<SettingsArgs> for Settings {
         settings.gateway.requests_in_flight_max = args.requests_in_flight_max as usize;
         settings.processor.batch_len_max = args.batch_len_max as usize;
         settings.processor.lease_ms = args.lease_ms;
+        if let Some(id) = args.instance_id {
+            settings.processor.instance_id = id;
+        }
         settings.processor.consumer = ConsumerSettings {
             ack_wait_ms: args.ack_wait_ms,
             ..ConsumerSettings::default()

@@ -14,8 +14,10 @@ use crate::Args;
 pub struct BuyerResult {
     pub key: String,
     pub user: String,
-    /// Status of the POST itself.
+    /// Status of the first POST.
     pub first_status: u16,
+    /// Status of every POST sent (retries after 503/429 included).
+    pub statuses: Vec<u16>,
     /// Status once any 202 was resolved by GET (200 maps to the outcome's).
     pub final_status: u16,
     pub outcome: Option<String>,
@@ -54,7 +56,7 @@ pub async fn fire(
     // The release instant: set by whichever task wakes first from the barrier,
     // so that latencies count from the burst, not from each task's wake-up.
     let release = Arc::new(OnceLock::new());
-    let url = Arc::new(format!("{}/v1/drops/{}/purchases", args.url, drop.sku));
+    let url = Arc::new(format!("{}/v1/drops/{}/purchases", args.url(), drop.sku));
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let mut tasks = Vec::with_capacity(buyers);
     for i in 0..buyers {
@@ -68,7 +70,7 @@ pub async fn fire(
         let key = format!("{}-{i}", &run_id[..8]);
         let user = format!("user-{i}");
         let wait_s = args.wait_s;
-        let read_base = args.url.clone();
+        let read_base = args.url().to_string();
         let sku = drop.sku.to_string();
         tasks.push(tokio::spawn(async move {
             let body = serde_json::json!({ "user_id": user }).to_string();
@@ -107,6 +109,11 @@ pub async fn fire(
     })
 }
 
+/// How long a buyer keeps trying (retries after 503/429, reads after 202).
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// One buyer, behaving like a good client: a 503 or 429 (nothing accepted)
+/// is retried with the same key; a 202 is read until decided.
 #[allow(clippy::too_many_arguments)]
 async fn buy(
     client: &reqwest::Client,
@@ -120,32 +127,47 @@ async fn buy(
     wait_s: u64,
     released: Instant,
 ) -> BuyerResult {
-    let answer = {
-        let _connection = connections.acquire().await;
-        send(
-            client
-                .post(url)
-                .header("Idempotency-Key", &key)
-                .header("Prefer", format!("wait={wait_s}"))
-                .header("content-type", "application/json")
-                .body(body),
-        )
-        .await
-    };
-    let accepted_after = released.elapsed();
     let mut result = BuyerResult {
         key,
         user,
-        first_status: answer.0,
-        final_status: answer.0,
-        outcome: answer.1["outcome"].as_str().map(str::to_owned),
-        order_id: answer.1["order_id"].as_str().map(str::to_owned),
-        seq: answer.1["seq"].as_u64(),
-        accepted_after,
+        first_status: 0,
+        final_status: 0,
+        statuses: Vec::new(),
+        outcome: None,
+        order_id: None,
+        seq: None,
+        accepted_after: Duration::ZERO,
         decided_after: None,
     };
+    let deadline = released + PATIENCE;
+    let answer = loop {
+        let answer = {
+            let _connection = connections.acquire().await;
+            send(
+                client
+                    .post(url)
+                    .header("Idempotency-Key", &result.key)
+                    .header("Prefer", format!("wait={wait_s}"))
+                    .header("content-type", "application/json")
+                    .body(body.clone()),
+            )
+            .await
+        };
+        if result.statuses.is_empty() {
+            result.first_status = answer.0;
+            result.accepted_after = released.elapsed();
+        }
+        result.statuses.push(answer.0);
+        let retry = matches!(answer.0, 0 | 429 | 503);
+        if !retry || Instant::now() >= deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    result.final_status = answer.0;
+    take(&mut result, &answer.1);
     if matches!(answer.0, 201 | 409) && result.outcome.is_some() {
-        result.decided_after = Some(accepted_after);
+        result.decided_after = Some(released.elapsed());
         return result;
     }
     if answer.0 != 202 {
@@ -153,15 +175,13 @@ async fn buy(
     }
     // Accepted, not decided in time: read it until it is.
     let read_url = format!("{read_base}/v1/drops/{sku}/purchases/{}", result.key);
-    for _ in 0..30 {
+    while Instant::now() < deadline {
         let read = {
             let _connection = connections.acquire().await;
             send(client.get(&read_url).header("Prefer", "wait=10")).await
         };
         if read.0 == 200 {
-            result.outcome = read.1["outcome"].as_str().map(str::to_owned);
-            result.order_id = read.1["order_id"].as_str().map(str::to_owned);
-            result.seq = read.1["seq"].as_u64();
+            take(&mut result, &read.1);
             result.final_status = if result.outcome.as_deref() == Some("won") {
                 201
             } else {
@@ -170,8 +190,15 @@ async fn buy(
             result.decided_after = Some(released.elapsed());
             break;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     result
+}
+
+fn take(result: &mut BuyerResult, body: &serde_json::Value) {
+    result.outcome = body["outcome"].as_str().map(str::to_owned);
+    result.order_id = body["order_id"].as_str().map(str::to_owned);
+    result.seq = body["seq"].as_u64();
 }
 
 /// Sends and reads the whole answer; a transport failure is status 0.

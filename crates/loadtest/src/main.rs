@@ -6,8 +6,10 @@
 //! non-zero when a promise is broken or a buyer got no definitive answer.
 
 mod burst;
+mod chaos;
 mod report;
 mod setup;
+mod stack;
 mod verify;
 
 use clap::Parser;
@@ -15,9 +17,23 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
-    /// The gateway to load.
-    #[arg(long, env = "DROPLINE_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// The gateway to load. Without it, the tool brings up its own stack
+    /// (fresh database, a gateway and two processors) on the local services.
+    #[arg(long, env = "DROPLINE_URL")]
+    pub url: Option<String>,
+    /// Postgres base URL for the tool's own stack (no database part).
+    #[arg(
+        long,
+        env = "DROPLINE_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
+    pub postgres: String,
+    /// NATS for the tool's own stack.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Inject a fault mid-burst (own stack only); verification must still pass.
+    #[arg(long, value_enum)]
+    pub chaos: Option<chaos::Chaos>,
     /// Simultaneous buyers.
     #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub buyers: u32,
@@ -62,8 +78,32 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+impl Args {
+    /// The gateway under test (set once the stack is up).
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or_default()
+    }
+}
+
 /// Returns whether verification passed.
-async fn run(args: Args) -> anyhow::Result<bool> {
+async fn run(mut args: Args) -> anyhow::Result<bool> {
+    let mut stack = match &args.url {
+        Some(_) => {
+            anyhow::ensure!(
+                args.chaos.is_none(),
+                "--chaos needs the tool's own stack: leave out --url"
+            );
+            None
+        }
+        None => {
+            let private_nats = args.chaos == Some(chaos::Chaos::NatsRestart);
+            let stack =
+                stack::Stack::start(&args.postgres, &args.nats_url, private_nats, 2).await?;
+            args.url = Some(stack.url.clone());
+            args.database_url = stack.database_url.clone();
+            Some(stack)
+        }
+    };
     let client = burst::client(args.connections)?;
     let drop = setup::prepare_drop(&args, &client).await?;
     eprintln!(
@@ -73,13 +113,28 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if args.sku.is_none() {
         tokio::time::sleep(std::time::Duration::from_millis(args.settle_ms)).await;
     }
-    let results = burst::fire(&client, &args, &drop).await?;
+    let (results, chaos) = match (args.chaos, stack.as_mut()) {
+        (Some(chaos), Some(stack)) => {
+            let (results, done) = tokio::join!(
+                burst::fire(&client, &args, &drop),
+                chaos::inject(chaos, stack, &drop, args.buyers)
+            );
+            (results?, Some(done?))
+        }
+        _ => (burst::fire(&client, &args, &drop).await?, None),
+    };
+    if let Some(done) = &chaos {
+        eprintln!("chaos: {done}");
+    }
     let verdict = verify::verify(&client, &args, &drop, &results).await?;
-    let report = report::Report::new(&args, &drop, &results, &verdict);
+    let report = report::Report::new(&args, &drop, &results, &verdict, chaos);
     report.print();
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
         eprintln!("wrote {}", path.display());
+    }
+    if let Some(stack) = &stack {
+        eprintln!("stack logs: {}", stack.log_dir().display());
     }
     Ok(verdict.passed())
 }

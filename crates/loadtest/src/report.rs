@@ -28,6 +28,7 @@ pub struct Report {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    pub chaos: Option<String>,
     pub verified: bool,
     pub replays_checked: usize,
     pub violations: Vec<Violation>,
@@ -47,6 +48,7 @@ impl Report {
         drop: &DropUnderTest,
         results: &BurstResults,
         verdict: &Verdict,
+        chaos: Option<String>,
     ) -> Self {
         let buyers = &results.buyers;
         let count = |outcome: &str| {
@@ -77,7 +79,8 @@ impl Report {
                 .count(),
             errors: buyers
                 .iter()
-                .filter(|b| b.first_status == 0 || b.first_status >= 500)
+                .flat_map(|b| &b.statuses)
+                .filter(|s| **s == 0 || **s >= 500)
                 .count(),
             statuses,
             burst_to_last_decision_s: wall,
@@ -91,6 +94,7 @@ impl Report {
             p50_ms: percentile(&decided, 50.0),
             p99_ms: percentile(&decided, 99.0),
             max_ms: percentile(&decided, 100.0),
+            chaos,
             verified: verdict.passed(),
             replays_checked: verdict.replays_checked,
             violations: verdict.violations.clone(),
@@ -124,6 +128,9 @@ impl Report {
             "  time to decision: p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
             self.p50_ms, self.p99_ms, self.max_ms
         );
+        if let Some(chaos) = &self.chaos {
+            println!("  chaos: {chaos}");
+        }
         if self.verified {
             println!(
                 "  verified: every promise held ({} replays stable)",

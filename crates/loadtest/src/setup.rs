@@ -15,10 +15,10 @@ pub async fn prepare_drop(args: &Args, client: &reqwest::Client) -> anyhow::Resu
     if let Some(sku) = &args.sku {
         let sku = Sku::parse(sku.clone())?;
         let view: serde_json::Value = client
-            .get(format!("{}/v1/drops/{sku}", args.url))
+            .get(format!("{}/v1/drops/{sku}", args.url()))
             .send()
             .await
-            .with_context(|| format!("reach the gateway at {}", args.url))?
+            .with_context(|| format!("reach the gateway at {}", args.url()))?
             .error_for_status()
             .with_context(|| format!("read drop {sku}"))?
             .json()

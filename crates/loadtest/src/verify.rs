@@ -40,13 +40,26 @@ pub async fn verify(
     let mut verdict = Verdict::default();
     let buyers = &results.buyers;
 
-    let undecided = buyers.iter().filter(|b| b.decided_after.is_none()).count();
-    if undecided > 0 {
-        verdict.fail(format!("{undecided} buyers got no definitive answer"));
+    let undecided: Vec<_> = buyers
+        .iter()
+        .filter(|b| b.decided_after.is_none())
+        .collect();
+    if let Some(example) = undecided.first() {
+        verdict.fail(format!(
+            "{} buyers got no definitive answer (e.g. key {} saw statuses {:?})",
+            undecided.len(),
+            example.key,
+            example.statuses
+        ));
     }
+    // A 503 (with Retry-After, nothing accepted) is the right answer while
+    // the broker is down, so it only counts as an error without chaos; a 500
+    // is never right.
+    let unacceptable = |s: &&u16| **s == 500 || (args.chaos.is_none() && (**s >= 500 || **s == 0));
     let server_errors = buyers
         .iter()
-        .filter(|b| b.first_status >= 500 || b.first_status == 0)
+        .flat_map(|b| &b.statuses)
+        .filter(unacceptable)
         .count();
     if server_errors > 0 {
         verdict.fail(format!(
@@ -104,7 +117,7 @@ pub async fn verify(
 
     // The drop agrees with the buyers.
     let view: serde_json::Value = client
-        .get(format!("{}/v1/drops/{}", args.url, drop.sku))
+        .get(format!("{}/v1/drops/{}", args.url(), drop.sku))
         .send()
         .await?
         .json()
@@ -137,7 +150,7 @@ pub async fn verify(
         .collect();
     for buyer in &sample {
         let answer = client
-            .post(format!("{}/v1/drops/{}/purchases", args.url, drop.sku))
+            .post(format!("{}/v1/drops/{}/purchases", args.url(), drop.sku))
             .header("Idempotency-Key", &buyer.key)
             .header("Prefer", "wait=10")
             .json(&serde_json::json!({ "user_id": buyer.user }))

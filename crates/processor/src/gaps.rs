@@ -1,8 +1,9 @@
 //! Proving a batch misses no intent of its subject.
 //!
-//! The consumer is a fast cursor, not the truth: a delivery can go to another
-//! puller or be lost in flight, and acking a later message (AckPolicy::All)
-//! would then ack it too. Before a batch is decided, it must start right after
+//! The consumer is a fast cursor, not the truth. Each owner pulls from a
+//! consumer of its own epoch (see `Bus::pull_intents`), so no earlier puller
+//! holds deliveries of it; what remains is a delivery lost in flight, which
+//! acking a later message (AckPolicy::All) would ack too. Before a batch is decided, it must start right after
 //! the applied sequence and have no holes; when that cannot be shown from
 //! delivery sequences, the batch is rebuilt from the stream itself.
 
