@@ -6,6 +6,9 @@ pub struct GatewayConfig {
     pub wait_default_ms: u64,
     /// The most a client may ask for with `Prefer: wait=N`.
     pub wait_max_ms: u64,
+    /// While waiting for a decision, how often the store is asked too (a
+    /// broadcast can be lost).
+    pub store_recheck_ms: u64,
     /// Largest request body accepted.
     pub body_bytes_max: usize,
     /// How long a drop's status is trusted before it is read again.
@@ -27,6 +30,7 @@ impl Default for GatewayConfig {
         Self {
             wait_default_ms: 3_000,
             wait_max_ms: 30_000,
+            store_recheck_ms: 2_000,
             body_bytes_max: 4 * 1024,
             drop_cache_ttl_ms: 1_000,
             drop_cache_miss_ttl_ms: 250,

@@ -145,6 +145,7 @@ async fn work(
     mut lost: watch::Receiver<bool>,
 ) -> anyhow::Result<Exit> {
     let mut ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
+    reannounce_last_batch(ctx, sku).await;
     let mut rebalance =
         tokio::time::interval(Duration::from_millis((ctx.config.lease_ms / 3).max(1)));
     let mut puller = ctx
@@ -286,9 +287,21 @@ async fn apply_keeping_messages(
     }
 }
 
+/// Announces the previous owner's last batch again: it may have died
+/// between committing and announcing, leaving buyers waiting out their wait.
+async fn reannounce_last_batch(ctx: &Context, sku: &Sku) {
+    match ctx.store.last_batch(sku, ctx.config.batch_len_max).await {
+        Ok(decisions) => publish_decisions(ctx, sku, decisions).await,
+        Err(err) => tracing::warn!(%err, "read the last batch to announce it again"),
+    }
+}
+
 /// Tells waiting gateways about every decision of the batch.
 async fn announce(ctx: &Context, sku: &Sku, plan: &BatchPlan) {
-    let decisions: Vec<_> = plan.announcements().cloned().collect();
+    publish_decisions(ctx, sku, plan.announcements().cloned().collect()).await;
+}
+
+async fn publish_decisions(ctx: &Context, sku: &Sku, decisions: Vec<dropline_core::Decision>) {
     if decisions.is_empty() {
         return;
     }

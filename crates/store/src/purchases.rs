@@ -53,3 +53,28 @@ impl Store {
         rows.iter().map(decision_from_row).collect()
     }
 }
+
+impl Store {
+    /// The decisions of the last committed batch of `sku` (rows sharing the
+    /// newest row's commit time and epoch). A new owner re-announces them:
+    /// the previous owner may have died between its commit and its announce.
+    pub async fn last_batch(
+        &self,
+        sku: &Sku,
+        batch_len_max: usize,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS} FROM ( \
+                 SELECT {DECISION_COLUMNS}, decided_at, epoch FROM purchases \
+                  WHERE sku = $1 ORDER BY seq DESC LIMIT $2) recent \
+              WHERE (decided_at, epoch) = ( \
+                 SELECT decided_at, epoch FROM purchases WHERE sku = $1 ORDER BY seq DESC LIMIT 1) \
+              ORDER BY seq"
+        ))
+        .bind(sku.as_str())
+        .bind(batch_len_max as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decision_from_row).collect()
+    }
+}

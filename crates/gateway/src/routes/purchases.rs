@@ -92,13 +92,7 @@ pub async fn create(
         }
     }
 
-    let decision = match ticket.wait(wait.duration).await {
-        Some(decision) => Some(decision),
-        // The broadcast may have been missed (reconnect): the store knows.
-        // The intent is accepted either way, so a store that cannot answer
-        // now means 202, never an error the client would retry blindly.
-        None => recorded_if_reachable(&state, &sku, &intent.key).await,
-    };
+    let decision = wait_for_decision(&state, &mut ticket, &sku, &intent.key, wait.duration).await;
     match decision {
         Some(decision) => answer_decision(&sku, &intent, decision, &wait),
         None => Ok(answer_pending(&sku, &intent, accepted.seq, &wait)),
@@ -121,10 +115,7 @@ pub async fn read(
     let mut ticket = state.waiters.register(&sku, &key);
     let mut decision = recorded(&state, &sku, &key).await?;
     if decision.is_none() && !wait.duration.is_zero() {
-        decision = match ticket.wait(wait.duration).await {
-            Some(d) => Some(d),
-            None => recorded(&state, &sku, &key).await?,
-        };
+        decision = wait_for_decision(&state, &mut ticket, &sku, &key, wait.duration).await;
     }
     let Some(decision) = decision else {
         return Err(ApiError::not_found(format!(
@@ -203,6 +194,34 @@ async fn recorded(
         tracing::error!(%sku, %key, %err, "read purchase");
         ApiError::internal()
     })
+}
+
+/// Waits up to `wait` for the decision of (sku, key): from the decision
+/// feed, and from the store every `store_recheck_ms` and at the end, since a
+/// broadcast can be lost (a processor that died between commit and
+/// announce, a reconnect). A store that cannot answer counts as "not yet":
+/// the intent is accepted either way.
+async fn wait_for_decision(
+    state: &AppState,
+    ticket: &mut crate::waiters::Ticket,
+    sku: &Sku,
+    key: &IdempotencyKey,
+    wait: std::time::Duration,
+) -> Option<Decision> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let recheck = std::time::Duration::from_millis(state.config.store_recheck_ms);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if let Some(decision) = ticket.wait(left.min(recheck)).await {
+            return Some(decision);
+        }
+        if let Some(decision) = recorded_if_reachable(state, sku, key).await {
+            return Some(decision);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+    }
 }
 
 /// Like [`recorded`], for a purchase already accepted: a failed read is
