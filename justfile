@@ -21,10 +21,16 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# A burst of buyers against a running gateway (URL), verified: `just load-test --url http://127.0.0.1:8080`.
+# A verified burst of buyers; brings up its own gateway and two processors unless given --url.
+# `just load-test --chaos kill|stall|nats-restart` injects a fault mid-burst.
 load-test *args:
-    cargo build --release --quiet -p loadtest
-    target/release/loadtest {{args}}
+    cargo build --release --quiet -p loadtest -p dropline
+    deploy/local/with-services.sh target/release/loadtest {{args}}
+
+# The processor alone on one hot SKU: drain a pre-filled partition, print decisions per second.
+bench *args:
+    cargo build --release --quiet -p loadtest -p dropline
+    deploy/local/with-services.sh target/release/bench {{args}}
 
 # Run gateway and processor in one process against the local services.
 serve *args:

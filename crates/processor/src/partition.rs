@@ -36,6 +36,8 @@ enum Exit {
 #[tracing::instrument(skip_all, fields(sku = %sku))]
 pub(crate) async fn own_partition(ctx: Arc<Context>, sku: Sku, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
+    // Set after losing the partition, so that finding it taken is said once.
+    let mut just_lost = false;
     while !*stop.borrow() {
         if !ctx.share.try_take() {
             // At the fair share: leave this partition to another instance,
@@ -113,7 +115,12 @@ pub(crate) async fn own_partition(ctx: Arc<Context>, sku: Sku, mut stop: watch::
                 }
             }
             // Someone else holds a live lease.
-            Ok(None) => Duration::from_millis(ctx.config.lease_ms / 2),
+            Ok(None) => {
+                if std::mem::take(&mut just_lost) {
+                    tracing::warn!("the partition moved to another instance; letting it go");
+                }
+                Duration::from_millis(ctx.config.lease_ms / 2)
+            }
             Err(err) => {
                 failures += 1;
                 tracing::warn!(%err, "claim partition");

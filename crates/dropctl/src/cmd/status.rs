@@ -62,6 +62,7 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
         "queue",
         "applied seq",
         "epoch",
+        "owner",
     ]);
     for (d, depth) in &rows {
         table.add_row([
@@ -74,6 +75,7 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
             depth.map_or("?".into(), |n| n.to_string()),
             d.applied_seq.to_string(),
             d.epoch.to_string(),
+            d.owner.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     println!("{table}");
