@@ -121,6 +121,7 @@ async fn zombie_a_frozen_owner_that_wakes_after_losing_its_partition_applies_not
     });
     wait_until_decided(&app, 200).await;
     zombie.freeze();
+    let at_fault = decided(&app).await;
     let frozen_epoch = epoch(&app).await;
     // Longer than the lease: the successor takes the partition over.
     wait_until_epoch(&app, frozen_epoch + 1).await;
@@ -128,6 +129,10 @@ async fn zombie_a_frozen_owner_that_wakes_after_losing_its_partition_applies_not
     zombie.thaw();
 
     let outcomes = buyers.await.expect("burst");
+    assert!(
+        at_fault < 2_000,
+        "the freeze landed mid-burst ({at_fault} decided)"
+    );
     assert_exactly_sold(&outcomes, 100);
 
     // Nothing the zombie did after waking was applied: every row of its
@@ -173,8 +178,8 @@ async fn slow_database_writes_slower_than_the_lease_and_ack_wait_never_oversell_
         })
         .await,
     );
-    // Every byte the slow processor sends to Postgres waits 1.2 s: above the
-    // 1 s lease and the 1 s ack_wait (the seed's 12 s DB, scaled down).
+    // Every statement the slow processor sends waits 1.2 s: above the 1 s
+    // lease and the 1 s ack_wait (the seed's 12 s database, scaled down).
     let proxy = DelayProxy::start(
         "127.0.0.1:5432".parse().expect("addr"),
         Duration::from_millis(1_200),
@@ -192,10 +197,21 @@ async fn slow_database_writes_slower_than_the_lease_and_ack_wait_never_oversell_
         ..spec(&app)
     });
     wait_until_epoch(&app, 1).await;
+    let buyers = tokio::spawn({
+        let app = app.clone();
+        async move { burst(&app, "slow", 300, PATIENCE).await }
+    });
+    // The slow owner commits through the proxy first; then a fast instance
+    // joins, ready to take over whenever the slow one's lease lapses.
+    wait_until_decided(&app, 1).await;
     let _fast = ProcessorProcess::start(&spec(&app));
-
-    let outcomes = burst(&app, "slow", 300, PATIENCE).await;
+    let outcomes = buyers.await.expect("burst");
     assert_exactly_sold(&outcomes, 30);
+    let log = slow.log_text();
+    assert!(
+        log.contains("slow statement") && log.contains("dropline_apply_batch"),
+        "the slow owner's batch commits took longer than the lease and ack_wait:\n{log}"
+    );
     app.assert_invariants().await;
     drop(slow);
     report("slow database", started);
@@ -217,6 +233,7 @@ async fn broker_restart_mid_burst_answers_503_while_down_and_decides_every_accep
         async move { burst(&app, "broker", 1_500, PATIENCE).await }
     });
     wait_until_decided(&app, 100).await;
+    let at_fault = decided(&app).await;
     nats.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // While it is down, a purchase is refused quickly and accepts nothing.
@@ -234,6 +251,10 @@ async fn broker_restart_mid_burst_answers_503_while_down_and_decides_every_accep
 
     let late = buy_until_decided(&app, "while-down".into(), "late-user".into(), PATIENCE).await;
     let mut outcomes = buyers.await.expect("burst");
+    assert!(
+        at_fault < 1_500,
+        "the fault landed mid-burst ({at_fault} decided)"
+    );
     outcomes.push(late);
     assert_exactly_sold(&outcomes, 100);
     let slowest = outcomes.iter().map(|o| o.slowest).max().unwrap_or_default();
@@ -262,8 +283,13 @@ async fn cluster_losing_one_of_three_nodes_mid_burst_loses_nothing_accepted() {
         async move { burst(&app, "cluster", 1_500, PATIENCE).await }
     });
     wait_until_decided(&app, 100).await;
+    let at_fault = decided(&app).await;
     cluster.nodes[0].kill();
     let outcomes = buyers.await.expect("burst");
+    assert!(
+        at_fault < 1_500,
+        "the fault landed mid-burst ({at_fault} decided)"
+    );
     assert_exactly_sold(&outcomes, 100);
     app.assert_invariants().await;
     report("cluster node loss", started);
@@ -285,8 +311,13 @@ async fn postgres_restart_mid_burst_recovers_by_itself_with_nothing_lost_or_doub
         async move { burst(&app, "pg", 1_500, PATIENCE).await }
     });
     wait_until_decided(&app, 100).await;
+    let at_fault = decided(&app).await;
     postgres.restart().await;
     let outcomes = buyers.await.expect("burst");
+    assert!(
+        at_fault < 1_500,
+        "the fault landed mid-burst ({at_fault} decided)"
+    );
     assert_exactly_sold(&outcomes, 100);
     app.assert_invariants().await;
     report("postgres restart", started);

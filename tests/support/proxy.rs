@@ -1,5 +1,6 @@
-//! A TCP proxy that delays everything the client sends: a slow database as
-//! seen from the process behind it (the seed's 12 s, scaled down).
+//! A TCP proxy that delays everything the client sends after its first
+//! packet (the startup message, so connecting stays quick): a slow database
+//! as seen from the process behind it (the seed's 12 s, scaled down).
 
 use std::time::Duration;
 
@@ -35,12 +36,15 @@ async fn relay(client: TcpStream, server: TcpStream, delay: Duration) {
     let (mut server_read, mut server_write) = server.into_split();
     let upstream = async move {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut first = true;
         loop {
             let n = match client_read.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            tokio::time::sleep(delay).await;
+            if !std::mem::take(&mut first) {
+                tokio::time::sleep(delay).await;
+            }
             if server_write.write_all(&buf[..n]).await.is_err() {
                 break;
             }
