@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dropline_suite::buyers::{assert_exactly_sold, burst, buy_until_decided};
+use dropline_suite::buyers::{assert_exactly_sold, buy_until_decided, spawn_burst};
 use dropline_suite::{
     db, spawn_app_with, AppOptions, DelayProxy, PrivateCluster, PrivateNats, PrivatePostgres,
     ProcessorProcess, ProcessorSpec, Role, TestApp,
@@ -78,10 +78,7 @@ async fn crash_a_processor_killed_mid_burst_loses_and_doubles_nothing() {
     let mut first = ProcessorProcess::start(&spec(&app));
     wait_until_epoch(&app, 1).await;
 
-    let buyers = tokio::spawn({
-        let app = app.clone();
-        async move { burst(&app, "crash", 2_000, PATIENCE).await }
-    });
+    let buyers = spawn_burst(&app, "crash", 2_000, PATIENCE);
     wait_until_decided(&app, 200).await;
     first.kill9();
     let killed_at = decided(&app).await;
@@ -115,10 +112,7 @@ async fn zombie_a_frozen_owner_that_wakes_after_losing_its_partition_applies_not
     wait_until_epoch(&app, 1).await;
     let _successor = ProcessorProcess::start(&spec(&app));
 
-    let buyers = tokio::spawn({
-        let app = app.clone();
-        async move { burst(&app, "zombie", 2_000, PATIENCE).await }
-    });
+    let buyers = spawn_burst(&app, "zombie", 2_000, PATIENCE);
     wait_until_decided(&app, 200).await;
     zombie.freeze();
     let at_fault = decided(&app).await;
@@ -197,10 +191,7 @@ async fn slow_database_writes_slower_than_the_lease_and_ack_wait_never_oversell_
         ..spec(&app)
     });
     wait_until_epoch(&app, 1).await;
-    let buyers = tokio::spawn({
-        let app = app.clone();
-        async move { burst(&app, "slow", 300, PATIENCE).await }
-    });
+    let buyers = spawn_burst(&app, "slow", 300, PATIENCE);
     // The slow owner commits through the proxy first; then a fast instance
     // joins, ready to take over whenever the slow one's lease lapses.
     wait_until_decided(&app, 1).await;
@@ -228,10 +219,7 @@ async fn broker_restart_mid_burst_answers_503_while_down_and_decides_every_accep
         })
         .await,
     );
-    let buyers = tokio::spawn({
-        let app = app.clone();
-        async move { burst(&app, "broker", 1_500, PATIENCE).await }
-    });
+    let buyers = spawn_burst(&app, "broker", 1_500, PATIENCE);
     wait_until_decided(&app, 100).await;
     let at_fault = decided(&app).await;
     nats.kill();
@@ -278,10 +266,7 @@ async fn cluster_losing_one_of_three_nodes_mid_burst_loses_nothing_accepted() {
         })
         .await,
     );
-    let buyers = tokio::spawn({
-        let app = app.clone();
-        async move { burst(&app, "cluster", 1_500, PATIENCE).await }
-    });
+    let buyers = spawn_burst(&app, "cluster", 1_500, PATIENCE);
     wait_until_decided(&app, 100).await;
     let at_fault = decided(&app).await;
     cluster.nodes[0].kill();
@@ -306,10 +291,7 @@ async fn postgres_restart_mid_burst_recovers_by_itself_with_nothing_lost_or_doub
         })
         .await,
     );
-    let buyers = tokio::spawn({
-        let app = app.clone();
-        async move { burst(&app, "pg", 1_500, PATIENCE).await }
-    });
+    let buyers = spawn_burst(&app, "pg", 1_500, PATIENCE);
     wait_until_decided(&app, 100).await;
     let at_fault = decided(&app).await;
     postgres.restart().await;

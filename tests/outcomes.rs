@@ -1,8 +1,5 @@
 //! What buyers are told: limits, quantities, closed drops, late decisions.
 
-use std::time::Duration;
-
-use dropline::Shutdown;
 use dropline_suite::{db, read_answer, spawn_app_with, AppOptions, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,26 +17,24 @@ async fn a_user_over_the_per_user_limit_gets_limit_reached() {
         (third.status, third.body["outcome"].as_str()),
         (409, Some("limit_reached"))
     );
-    let too_many = read_answer(
-        app.http
-            .post(app.purchases_url())
-            .header("Idempotency-Key", "b1")
-            .header("Prefer", "wait=10")
-            .json(&serde_json::json!({ "user_id": "bob", "quantity": 3 })),
-    )
-    .await;
+    let too_many = app
+        .buy_body(
+            "b1",
+            serde_json::json!({ "user_id": "bob", "quantity": 3 }),
+            10,
+        )
+        .await;
     assert_eq!(
         too_many.body["outcome"], "limit_reached",
         "asking for more than the limit at once"
     );
-    let two = read_answer(
-        app.http
-            .post(app.purchases_url())
-            .header("Idempotency-Key", "b2")
-            .header("Prefer", "wait=10")
-            .json(&serde_json::json!({ "user_id": "bob", "quantity": 2 })),
-    )
-    .await;
+    let two = app
+        .buy_body(
+            "b2",
+            serde_json::json!({ "user_id": "bob", "quantity": 2 }),
+            10,
+        )
+        .await;
     assert_eq!((two.status, two.body["quantity"].as_u64()), (201, Some(2)));
     let view = app.drop_view().await;
     assert_eq!(
@@ -57,14 +52,13 @@ async fn a_quantity_larger_than_what_remains_is_sold_out_and_a_smaller_one_still
     })
     .await;
     assert_eq!(app.buy("first", "ana", 10).await.status, 201);
-    let big = read_answer(
-        app.http
-            .post(app.purchases_url())
-            .header("Idempotency-Key", "big")
-            .header("Prefer", "wait=10")
-            .json(&serde_json::json!({ "user_id": "bob", "quantity": 2 })),
-    )
-    .await;
+    let big = app
+        .buy_body(
+            "big",
+            serde_json::json!({ "user_id": "bob", "quantity": 2 }),
+            10,
+        )
+        .await;
     assert_eq!(
         (big.status, big.body["outcome"].as_str()),
         (409, Some("sold_out"))
@@ -102,15 +96,7 @@ async fn intents_accepted_while_no_processor_runs_are_answered_202_and_decided_o
     .await;
     let mut pending = Vec::new();
     for i in 0..5 {
-        let answer = read_answer(
-            app.http
-                .post(app.purchases_url())
-                .header("Idempotency-Key", format!("k{i}"))
-                .header("Prefer", "wait=0")
-                .json(&serde_json::json!({ "user_id": format!("u{i}") })),
-        )
-        .await;
-        assert_eq!(answer.status, 202, "{answer:?}");
+        let answer = app.queue(&format!("k{i}"), &format!("u{i}")).await;
         assert_eq!(answer.body["outcome"], "pending");
         assert_eq!(answer.headers["preference-applied"], "wait=0");
         let location = answer.headers["location"]
@@ -123,9 +109,7 @@ async fn intents_accepted_while_no_processor_runs_are_answered_202_and_decided_o
     // Undecided: the purchase is not known yet.
     assert_eq!(app.get(&pending[0]).await.status, 404);
 
-    let (stop_processor, shutdown) = Shutdown::new();
-    let settings = app.settings.clone();
-    let processor = tokio::spawn(async move { dropline::run_processor(&settings, shutdown).await });
+    let processor = app.start_processor();
 
     let mut outcomes = Vec::new();
     for location in &pending {
@@ -148,10 +132,5 @@ async fn intents_accepted_while_no_processor_runs_are_answered_202_and_decided_o
         ["won", "won", "won", "sold_out", "sold_out"],
         "first come, first served"
     );
-    stop_processor();
-    tokio::time::timeout(Duration::from_secs(20), processor)
-        .await
-        .expect("processor stops")
-        .expect("join")
-        .expect("processor ran cleanly");
+    processor.stop().await;
 }

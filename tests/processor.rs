@@ -6,7 +6,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy};
 use dropline_core::names::{consumer_name, intent_subject, INTENTS_STREAM};
 use dropline_core::{BatchPlan, Decision, IdempotencyKey, Outcome, Quantity, UserId};
 use dropline_store::StoreError;
-use dropline_suite::{db, read_answer, spawn_app_with, AppOptions, Role};
+use dropline_suite::{db, spawn_app_with, AppOptions, Role};
 use futures::StreamExt;
 
 fn plan_of_one_win(seq: u64, applied_seq_before: u64) -> BatchPlan {
@@ -23,6 +23,46 @@ fn plan_of_one_win(seq: u64, applied_seq_before: u64) -> BatchPlan {
         applied_seq_before,
         applied_seq_after: seq,
         won_units: 1,
+    }
+}
+
+/// Another puller on the SKU's durable consumer, as an earlier owner would
+/// be: it takes deliveries and never acks them.
+struct RoguePuller(async_nats::jetstream::consumer::Consumer<pull::Config>);
+
+impl RoguePuller {
+    async fn join(app: &dropline_suite::TestApp, ack_wait: Duration) -> Self {
+        let js =
+            async_nats::jetstream::new(async_nats::connect(&app.nats_url).await.expect("connect"));
+        let stream = js.get_stream(INTENTS_STREAM).await.expect("stream");
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(consumer_name(&app.sku)),
+                filter_subject: intent_subject(&app.sku),
+                ack_policy: AckPolicy::All,
+                ack_wait,
+                ..Default::default()
+            })
+            .await
+            .expect("create the consumer");
+        Self(consumer)
+    }
+
+    /// Takes exactly `n` deliveries.
+    async fn take(&self, n: usize) {
+        let mut batch = self
+            .0
+            .fetch()
+            .max_messages(n)
+            .messages()
+            .await
+            .expect("fetch");
+        let mut got = 0;
+        while let Some(message) = batch.next().await {
+            message.expect("delivery");
+            got += 1;
+        }
+        assert_eq!(got, n);
     }
 }
 
@@ -131,62 +171,17 @@ async fn deliveries_held_by_another_puller_are_decided_in_order_without_waiting_
     })
     .await;
     for i in 0..10 {
-        let answer = read_answer(
-            app.http
-                .post(app.purchases_url())
-                .header("Idempotency-Key", format!("k{i}"))
-                .header("Prefer", "wait=0")
-                .json(&serde_json::json!({ "user_id": format!("u{i}") })),
-        )
-        .await;
-        assert_eq!(answer.status, 202);
+        app.queue(&format!("k{i}"), &format!("u{i}")).await;
     }
     // A rogue puller takes the first three deliveries and never acks them.
-    let js = async_nats::jetstream::new(async_nats::connect(&app.nats_url).await.unwrap());
-    let stream = js.get_stream(INTENTS_STREAM).await.unwrap();
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(consumer_name(&app.sku)),
-            filter_subject: intent_subject(&app.sku),
-            ack_policy: AckPolicy::All,
-            ack_wait: Duration::from_secs(60),
-            ..Default::default()
-        })
+    RoguePuller::join(&app, Duration::from_secs(60))
         .await
-        .unwrap();
-    let mut stolen = consumer.fetch().max_messages(3).messages().await.unwrap();
-    let mut taken = 0;
-    while let Some(message) = stolen.next().await {
-        message.unwrap();
-        taken += 1;
-    }
-    assert_eq!(taken, 3);
-
-    let (stop, shutdown) = dropline::Shutdown::new();
-    let settings = app.settings.clone();
-    let processor = tokio::spawn(async move { dropline::run_processor(&settings, shutdown).await });
-    let mut outcomes = Vec::new();
-    for i in 0..10 {
-        let read = read_answer(
-            app.http
-                .get(format!(
-                    "{}/v1/drops/{}/purchases/k{i}",
-                    app.base_url, app.sku
-                ))
-                .header("Prefer", "wait=20"),
-        )
+        .take(3)
         .await;
-        assert_eq!(
-            read.status, 200,
-            "k{i} decided without waiting for redelivery: {read:?}"
-        );
-        outcomes.push(
-            read.body["outcome"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
-    }
+
+    let processor = app.start_processor();
+    let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+    let outcomes = app.outcomes_of(&keys).await;
     let expected: Vec<&str> = (0..10)
         .map(|i| if i < 3 { "won" } else { "sold_out" })
         .collect();
@@ -194,8 +189,7 @@ async fn deliveries_held_by_another_puller_are_decided_in_order_without_waiting_
         outcomes, expected,
         "the stolen first three still won, in stream order"
     );
-    stop();
-    processor.await.unwrap().unwrap();
+    processor.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,15 +223,8 @@ async fn a_restarted_service_continues_from_the_applied_sequence() {
         let answer = app.buy(key, user, 10).await;
         assert_eq!(answer.status, status, "{key}: {answer:?}");
     }
+    assert_eq!(app.stored_counts().await, (6, 4));
     let pool = db(&app.database_url).await;
-    let (decided, won): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE outcome = 'won') FROM purchases WHERE sku = $1",
-    )
-    .bind(app.sku.as_str())
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!((decided, won), (6, 4));
     let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM partitions WHERE sku = $1")
         .bind(app.sku.as_str())
         .fetch_one(&pool)
@@ -265,73 +252,23 @@ async fn a_new_owner_never_skips_messages_an_earlier_owner_still_holds() {
         let app = &app;
         async move {
             for i in from..to {
-                let answer = read_answer(
-                    app.http
-                        .post(app.purchases_url())
-                        .header("Idempotency-Key", format!("k{i:02}"))
-                        .header("Prefer", "wait=0")
-                        .json(&serde_json::json!({ "user_id": format!("u{i}") })),
-                )
-                .await;
-                assert_eq!(answer.status, 202);
+                app.queue(&format!("k{i:02}"), &format!("u{i}")).await;
             }
         }
     };
     publish(0, 6).await;
-    let js = async_nats::jetstream::new(async_nats::connect(&app.nats_url).await.unwrap());
-    let stream = js.get_stream(INTENTS_STREAM).await.unwrap();
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(consumer_name(&app.sku)),
-            filter_subject: intent_subject(&app.sku),
-            ack_policy: AckPolicy::All,
-            ack_wait: Duration::from_millis(1_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
     // The earlier owner took k00..k01, then (half a second later) k02.
-    let take = |n: usize| {
-        let consumer = consumer.clone();
-        async move {
-            let mut batch = consumer.fetch().max_messages(n).messages().await.unwrap();
-            let mut got = 0;
-            while let Some(message) = batch.next().await {
-                message.unwrap();
-                got += 1;
-            }
-            assert_eq!(got, n);
-        }
-    };
-    take(2).await;
+    let earlier_owner = RoguePuller::join(&app, Duration::from_millis(1_000)).await;
+    earlier_owner.take(2).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    take(1).await;
+    earlier_owner.take(1).await;
     // k00..k01 come due for redelivery before k02 does.
     tokio::time::sleep(Duration::from_millis(600)).await;
     publish(6, 12).await;
 
-    let (stop, shutdown) = dropline::Shutdown::new();
-    let settings = app.settings.clone();
-    let processor = tokio::spawn(async move { dropline::run_processor(&settings, shutdown).await });
-    let mut outcomes = Vec::new();
-    for i in 0..12 {
-        let read = read_answer(
-            app.http
-                .get(format!(
-                    "{}/v1/drops/{}/purchases/k{i:02}",
-                    app.base_url, app.sku
-                ))
-                .header("Prefer", "wait=20"),
-        )
-        .await;
-        assert_eq!(read.status, 200, "k{i:02}: {read:?}");
-        outcomes.push(
-            read.body["outcome"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
-    }
+    let processor = app.start_processor();
+    let keys: Vec<String> = (0..12).map(|i| format!("k{i:02}")).collect();
+    let outcomes = app.outcomes_of(&keys).await;
     let expected: Vec<&str> = (0..12)
         .map(|i| if i < 5 { "won" } else { "sold_out" })
         .collect();
@@ -340,6 +277,5 @@ async fn a_new_owner_never_skips_messages_an_earlier_owner_still_holds() {
         "first come, first served, no intent skipped"
     );
     app.assert_invariants().await;
-    stop();
-    processor.await.unwrap().unwrap();
+    processor.stop().await;
 }

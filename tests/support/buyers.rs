@@ -47,6 +47,17 @@ pub async fn burst(
     outcomes
 }
 
+/// [`burst`] on its own task, so the test can inject a fault meanwhile.
+pub fn spawn_burst(
+    app: &Arc<TestApp>,
+    prefix: &'static str,
+    buyers: usize,
+    patience: Duration,
+) -> tokio::task::JoinHandle<Vec<Outcome>> {
+    let app = app.clone();
+    tokio::spawn(async move { burst(&app, prefix, buyers, patience).await })
+}
+
 pub async fn buy_until_decided(
     app: &TestApp,
     key: String,

@@ -242,6 +242,24 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     app
 }
 
+/// A processor running in the test's process.
+pub struct InProcessProcessor {
+    stop: Box<dyn FnOnce() + Send>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcessProcessor {
+    /// Stops it and asserts it ran without error.
+    pub async fn stop(self) {
+        (self.stop)();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("processor stops within 30 s")
+            .expect("processor task")
+            .expect("processor ran cleanly");
+    }
+}
+
 /// One HTTP answer, read whole.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -282,6 +300,76 @@ impl TestApp {
             .header("Prefer", format!("wait={wait_s}"))
             .json(&serde_json::json!({ "user_id": user }));
         read_answer(request).await
+    }
+
+    /// POSTs a purchase with any body (e.g. a quantity) and `Prefer: wait=N`.
+    pub async fn buy_body(&self, key: &str, body: Value, wait_s: u64) -> Answer {
+        let request = self
+            .http
+            .post(self.purchases_url())
+            .header("Idempotency-Key", key)
+            .header("Prefer", format!("wait={wait_s}"))
+            .json(&body);
+        read_answer(request).await
+    }
+
+    /// POSTs with `Prefer: wait=0` and asserts the intent was accepted but
+    /// not decided yet (no processor is running).
+    pub async fn queue(&self, key: &str, user: &str) -> Answer {
+        let answer = self
+            .buy_body(key, serde_json::json!({ "user_id": user }), 0)
+            .await;
+        assert_eq!(answer.status, 202, "{key} queued: {answer:?}");
+        answer
+    }
+
+    /// GETs a purchase, waiting up to `wait_s` for its decision.
+    pub async fn read_purchase(&self, key: &str, wait_s: u64) -> Answer {
+        let url = format!("{}/v1/drops/{}/purchases/{key}", self.base_url, self.sku);
+        read_answer(
+            self.http
+                .get(url)
+                .header("Prefer", format!("wait={wait_s}")),
+        )
+        .await
+    }
+
+    /// The outcome of each key, read with a wait, asserting each is decided.
+    pub async fn outcomes_of(&self, keys: &[String]) -> Vec<String> {
+        let mut outcomes = Vec::with_capacity(keys.len());
+        for key in keys {
+            let read = self.read_purchase(key, 20).await;
+            assert_eq!(read.status, 200, "{key} decided: {read:?}");
+            outcomes.push(
+                read.body["outcome"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        outcomes
+    }
+
+    /// (decisions, wins) stored for this drop.
+    pub async fn stored_counts(&self) -> (i64, i64) {
+        let pool = db(&self.database_url).await;
+        sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE outcome = 'won') FROM purchases WHERE sku = $1",
+        )
+        .bind(self.sku.as_str())
+        .fetch_one(&pool)
+        .await
+        .expect("count purchases")
+    }
+
+    /// Starts a processor in this process, against this app's services.
+    pub fn start_processor(&self) -> InProcessProcessor {
+        let (stop, shutdown) = Shutdown::new();
+        let settings = self.settings.clone();
+        InProcessProcessor {
+            stop: Box::new(stop),
+            task: tokio::spawn(async move { dropline::run_processor(&settings, shutdown).await }),
+        }
     }
 
     pub async fn get(&self, path: &str) -> Answer {
