@@ -27,6 +27,12 @@ load-test *args:
     cargo build --release --quiet -p loadtest -p dropline
     deploy/local/with-services.sh target/release/loadtest {{args}}
 
+# The incident, replayed: the same buyers against seed-lock, row-lock, redis-lua and dropline,
+# one table per workload (sneaker, big, slow-db); e.g. `just compare --buyers-scale 0.1 --json compare.json`.
+compare *args:
+    cargo build --release --quiet -p loadtest -p dropline
+    deploy/local/with-services.sh target/release/compare {{args}}
+
 # The processor alone on one hot SKU: drain a pre-filled partition, print decisions per second.
 bench *args:
     cargo build --release --quiet -p loadtest -p dropline

@@ -10,12 +10,12 @@ pub mod buyers;
 mod nats;
 mod postgres;
 mod processes;
-mod proxy;
 
+/// The delaying TCP proxy the comparisons use, shared with the fault tests.
+pub use loadtest::reference::proxy::DelayProxy;
 pub use nats::{PrivateCluster, PrivateNats};
 pub use postgres::PrivatePostgres;
 pub use processes::{ProcessorProcess, ProcessorSpec};
-pub use proxy::DelayProxy;
 
 use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -8,6 +8,8 @@
 
 pub mod burst;
 pub mod chaos;
+pub mod compare;
+pub mod reference;
 pub mod report;
 pub mod setup;
 pub mod stack;

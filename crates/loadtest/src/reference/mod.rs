@@ -1,0 +1,195 @@
+//! REFERENCE DESIGNS FOR COMPARISON, NOT PRODUCT CODE.
+//!
+//! The designs dropline is measured against in `just compare`, each served
+//! by a small axum server inside the load-test tool, over the same HTTP
+//! contract as the real gateway, so one load generator measures them all:
+//!
+//! - [`Design::SeedLock`]: the seed's design exactly, bug included (a Redis
+//!   lock that expires under a slow write and is `DEL`eted unconditionally).
+//! - [`Design::RowLock`]: one transaction per request, a conditional
+//!   `UPDATE` of the hot stock row, plus the order insert.
+//! - [`Design::RedisLua`]: an atomic check-and-decrement script in Redis,
+//!   the order written to Postgres afterwards.
+//!
+//! Each server gets a fresh database of its own (`reference_<design>_<id>`)
+//! with two plain tables, `stock` and `orders` (see [`db`]). Nothing here is
+//! used by dropline itself; it exists so the incident can be replayed.
+//!
+//! What a design does not do: per-user limits (every buyer of the load
+//! generator is a distinct user) and `Prefer: wait` (every answer is
+//! synchronous, so there is never a `202`).
+
+mod db;
+mod http;
+pub mod proxy;
+mod redis_lua;
+mod row_lock;
+mod seed_lock;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+pub use db::{create_database, order_keys};
+
+/// Which reference design a server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Design {
+    SeedLock,
+    RowLock,
+    RedisLua,
+}
+
+impl Design {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SeedLock => "seed-lock",
+            Self::RowLock => "row-lock",
+            Self::RedisLua => "redis-lua",
+        }
+    }
+}
+
+/// The knobs of the designs. Timings are the seed's, scaled down.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// `seed-lock`: the lock's time to live (`SET … PX lock_ms`).
+    pub lock_ms: u64,
+    /// `seed-lock`: how long a request spins for the lock before it answers
+    /// `503` + `Retry-After` (the seed's "busy, try again").
+    pub lock_wait_ms: u64,
+    /// `seed-lock`: pause between two attempts to take the lock.
+    pub lock_retry_ms: u64,
+    /// `seed-lock`: the slow write, between reading and writing the stock.
+    pub write_ms: u64,
+    /// Every design: added to every database transaction, slept inside the
+    /// transaction just before its `COMMIT` (locks stay held meanwhile, as
+    /// on a database whose commits are slow).
+    pub db_delay_ms: u64,
+    /// Every design: Postgres connections in the server's pool.
+    pub db_connections_max: u32,
+}
+
+/// What a design answers to one purchase.
+pub(crate) enum Answer {
+    Won {
+        order_id: uuid::Uuid,
+        seq: i64,
+    },
+    SoldOut,
+    /// Nothing done; the client may retry with the same key (`503`).
+    Busy(&'static str),
+}
+
+/// Shared by every request of one server.
+pub(crate) struct State {
+    design: Design,
+    sku: String,
+    initial_stock: i64,
+    timings: Timings,
+    pool: sqlx::PgPool,
+    redis: redis::aio::MultiplexedConnection,
+}
+
+impl State {
+    /// The slow-database injection, slept inside a transaction before it ends.
+    async fn db_delay(&self) {
+        if self.timings.db_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.timings.db_delay_ms)).await;
+        }
+    }
+}
+
+/// One reference design, listening on 127.0.0.1 with its own database.
+pub struct Server {
+    pub url: String,
+    pub database_url: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    pool: sqlx::PgPool,
+}
+
+impl Server {
+    /// Creates the design's database (stock `stock` for `sku`), primes Redis
+    /// and starts serving.
+    pub async fn start(
+        design: Design,
+        timings: Timings,
+        postgres: &str,
+        redis_url: &str,
+        sku: &str,
+        stock: u32,
+    ) -> anyhow::Result<Self> {
+        let database_url = create_database(postgres, design).await?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(timings.db_connections_max)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect(&database_url)
+            .await
+            .with_context(|| format!("connect to {database_url}"))?;
+        db::migrate(&pool, design, sku, stock).await?;
+        let redis = redis::Client::open(redis_url)
+            .context("parse the Redis URL")?
+            .get_multiplexed_async_connection()
+            .await
+            .with_context(|| format!("connect to Redis at {redis_url}"))?;
+        let state = Arc::new(State {
+            design,
+            sku: sku.to_string(),
+            initial_stock: stock.into(),
+            timings,
+            pool: pool.clone(),
+            redis,
+        });
+        if design == Design::RedisLua {
+            redis_lua::prime(&state).await?;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("bind the reference server")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = http::router(state);
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(err) = served {
+                eprintln!("reference server: {err}");
+            }
+        });
+        Ok(Self {
+            url,
+            database_url,
+            shutdown: Some(shutdown),
+            task,
+            pool,
+        })
+    }
+
+    /// Stops serving and closes the pool.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+        self.pool.close().await;
+    }
+}
+
+/// Runs one purchase through the design.
+pub(crate) async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<Answer> {
+    match state.design {
+        Design::SeedLock => seed_lock::purchase(state, key, user).await,
+        Design::RowLock => row_lock::purchase(state, key, user).await,
+        Design::RedisLua => redis_lua::purchase(state, key, user).await,
+    }
+}
