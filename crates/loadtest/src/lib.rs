@@ -9,6 +9,7 @@
 pub mod burst;
 pub mod chaos;
 pub mod compare;
+pub mod latency;
 pub mod reference;
 pub mod report;
 pub mod setup;
@@ -38,7 +39,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub chaos: Option<chaos::Chaos>,
     /// Simultaneous buyers.
-    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub buyers: u32,
     /// Units in the drop the tool creates.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000_000))]

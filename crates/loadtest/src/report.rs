@@ -1,11 +1,11 @@
 //! The tally: printed for people, written as JSON for machines.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::burst::BurstResults;
+use crate::latency::Latencies;
 use crate::setup::DropUnderTest;
 use crate::verify::{Verdict, Violation};
 use crate::Args;
@@ -26,20 +26,13 @@ pub struct Report {
     pub accept_p50_ms: f64,
     pub accept_p99_ms: f64,
     pub p50_ms: f64,
+    pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
     pub chaos: Option<String>,
     pub verified: bool,
     pub replays_checked: usize,
     pub violations: Vec<Violation>,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1e3
 }
 
 impl Report {
@@ -61,10 +54,8 @@ impl Report {
         for b in buyers {
             *statuses.entry(b.first_status).or_insert(0) += 1;
         }
-        let mut decided: Vec<Duration> = buyers.iter().filter_map(|b| b.decided_after).collect();
-        decided.sort();
-        let mut accepted: Vec<Duration> = buyers.iter().map(|b| b.accepted_after).collect();
-        accepted.sort();
+        let decided = Latencies::from_durations(buyers.iter().filter_map(|b| b.decided_after));
+        let accepted = Latencies::from_durations(buyers.iter().map(|b| b.accepted_after));
         let wall = results.wall.as_secs_f64();
         Report {
             sku: drop.sku.to_string(),
@@ -89,11 +80,12 @@ impl Report {
             } else {
                 0.0
             },
-            accept_p50_ms: percentile(&accepted, 50.0),
-            accept_p99_ms: percentile(&accepted, 99.0),
-            p50_ms: percentile(&decided, 50.0),
-            p99_ms: percentile(&decided, 99.0),
-            max_ms: percentile(&decided, 100.0),
+            accept_p50_ms: accepted.quantile_ms(0.50),
+            accept_p99_ms: accepted.quantile_ms(0.99),
+            p50_ms: decided.quantile_ms(0.50),
+            p90_ms: decided.quantile_ms(0.90),
+            p99_ms: decided.quantile_ms(0.99),
+            max_ms: decided.max_ms(),
             chaos,
             verified: verdict.passed(),
             replays_checked: verdict.replays_checked,
@@ -125,8 +117,8 @@ impl Report {
             self.accept_p50_ms, self.accept_p99_ms
         );
         println!(
-            "  time to decision: p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
-            self.p50_ms, self.p99_ms, self.max_ms
+            "  time to decision: p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
+            self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
         );
         if let Some(chaos) = &self.chaos {
             println!("  chaos: {chaos}");

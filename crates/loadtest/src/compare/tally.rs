@@ -12,6 +12,7 @@
 //!   `decisions_per_s`: buyers answered definitively per second of it;
 //!   `p50_ms`, `p99_ms`: burst to each buyer's definitive answer.
 
+use crate::latency::Latencies;
 use std::collections::HashSet;
 
 use serde::Serialize;
@@ -59,12 +60,7 @@ pub fn row(
         .flat_map(|b| &b.statuses)
         .filter(|s| **s == 0 || **s >= 500)
         .count();
-    let mut decided_ms: Vec<f64> = buyers
-        .iter()
-        .filter_map(|b| b.decided_after)
-        .map(|d| d.as_secs_f64() * 1e3)
-        .collect();
-    decided_ms.sort_by(f64::total_cmp);
+    let decided = Latencies::from_durations(buyers.iter().filter_map(|b| b.decided_after));
     let wall_s = results.wall.as_secs_f64();
     Row {
         workload: workload.to_string(),
@@ -78,22 +74,13 @@ pub fn row(
         errors: errors as u64,
         wall_s,
         decisions_per_s: if wall_s > 0.0 {
-            decided_ms.len() as f64 / wall_s
+            decided.len() as f64 / wall_s
         } else {
             0.0
         },
-        p50_ms: percentile(&decided_ms, 0.50),
-        p99_ms: percentile(&decided_ms, 0.99),
+        p50_ms: decided.quantile_ms(0.50),
+        p99_ms: decided.quantile_ms(0.99),
     }
-}
-
-/// Nearest-rank percentile of sorted values; 0 when there are none.
-fn percentile(sorted: &[f64], quantile: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (quantile * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// One table for the rows of one workload, for the terminal.
