@@ -1,6 +1,6 @@
 //! Every malformed request gets a 4xx problem+json and changes nothing.
 
-use dropline_suite::{db, read_answer, spawn_app, Answer, TestApp};
+use dropline_suite::{read_answer, spawn_app, Answer, TestApp};
 
 async fn post(app: &TestApp, sku: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     let mut request = app
@@ -191,12 +191,7 @@ async fn each_malformed_purchase_gets_a_problem_and_changes_nothing() {
 
     // Nothing was accepted, decided or sold.
     assert_eq!(app.intents_in_stream().await, 0);
-    let pool = db(&app.database_url).await;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM purchases")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(rows, 0);
+    assert_eq!(app.stored_counts().await, (0, 0));
     let view = app.drop_view().await;
     assert_eq!(
         (view["remaining"].as_u64(), view["won"].as_u64()),

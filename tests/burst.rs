@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use dropline_suite::{db, spawn_app, Answer};
+use dropline_suite::{spawn_app, Answer};
 use tokio::sync::Barrier;
 
 const BUYERS: usize = 2_000;
@@ -96,15 +96,7 @@ async fn two_thousand_simultaneous_buyers_for_a_hundred_pairs_get_exactly_a_hund
     assert_eq!(view["initial_stock"], STOCK as u64);
 
     // What the database holds agrees with what buyers were told.
-    let pool = db(&app.database_url).await;
-    let (rows, won): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE outcome = 'won') FROM purchases WHERE sku = $1",
-    )
-    .bind(app.sku.as_str())
-    .fetch_one(&pool)
-    .await
-    .expect("count purchases");
-    assert_eq!((rows, won), (BUYERS as i64, STOCK as i64));
+    assert_eq!(app.stored_counts().await, (BUYERS as i64, STOCK as i64));
     // Replays within the duplicate window are answered without a new intent.
     assert_eq!(app.intents_in_stream().await, BUYERS as u64);
     app.assert_invariants().await;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dropline_suite::buyers::{assert_exactly_sold, buy_until_decided, spawn_burst};
+use dropline_suite::buyers::{assert_exactly_sold, buy_until_decided, spawn_burst, storm};
 use dropline_suite::{
     db, spawn_app_with, AppOptions, DelayProxy, PrivateCluster, PrivateNats, PrivatePostgres,
     ProcessorProcess, ProcessorSpec, Role, TestApp,
@@ -317,25 +317,9 @@ async fn duplicate_storm_the_same_key_from_many_connections_before_and_after_the
         })
         .await,
     );
-    let storm = |app: Arc<TestApp>| async move {
-        let barrier = Arc::new(tokio::sync::Barrier::new(50));
-        let mut sends = Vec::new();
-        for _ in 0..50 {
-            let (app, barrier) = (app.clone(), barrier.clone());
-            sends.push(tokio::spawn(async move {
-                barrier.wait().await;
-                app.buy("storm", "ana", 10).await
-            }));
-        }
-        let mut answers = Vec::new();
-        for send in sends {
-            answers.push(send.await.expect("send"));
-        }
-        answers
-    };
-    let first = storm(app.clone()).await;
+    let first = storm(&app, "storm", "ana", 50).await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let second = storm(app.clone()).await;
+    let second = storm(&app, "storm", "ana", 50).await;
     let reference = &first[0];
     assert_eq!(reference.status, 201);
     for answer in first.iter().chain(&second) {
@@ -349,13 +333,7 @@ async fn duplicate_storm_the_same_key_from_many_connections_before_and_after_the
         app.intents_in_stream().await >= 2,
         "past the window the storm reached the stream again"
     );
-    let pool = db(&app.database_url).await;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM purchases WHERE sku = $1")
-        .bind(app.sku.as_str())
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(rows, 1);
+    assert_eq!(app.stored_counts().await, (1, 1));
     assert_eq!(app.drop_view().await["won"], 1);
     app.assert_invariants().await;
     report("duplicate storm", started);

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use dropline_suite::{db, read_answer, spawn_app, spawn_app_with, AppOptions, PrivateNats};
-use tokio::sync::Barrier;
+use dropline_suite::buyers::storm;
+use dropline_suite::{read_answer, spawn_app, spawn_app_with, AppOptions, PrivateNats};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_key_sent_twenty_times_at_once_gets_one_decision() {
@@ -14,30 +14,12 @@ async fn the_same_key_sent_twenty_times_at_once_gets_one_decision() {
         })
         .await,
     );
-    let barrier = Arc::new(Barrier::new(20));
-    let mut sends = Vec::new();
-    for _ in 0..20 {
-        let (app, barrier) = (app.clone(), barrier.clone());
-        sends.push(tokio::spawn(async move {
-            barrier.wait().await;
-            app.buy("storm-key", "storm-user", 10).await
-        }));
-    }
-    let mut answers = Vec::new();
-    for send in sends {
-        answers.push(send.await.expect("send"));
-    }
+    let answers = storm(&app, "storm-key", "storm-user", 20).await;
     for a in &answers {
         assert_eq!(a.status, 201, "{a:?}");
         assert_eq!(a.body, answers[0].body, "every copy gets the same answer");
     }
-    let pool = db(&app.database_url).await;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM purchases WHERE sku = $1")
-        .bind(app.sku.as_str())
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(rows, 1);
+    assert_eq!(app.stored_counts().await, (1, 1));
     assert_eq!(
         app.intents_in_stream().await,
         1,
@@ -100,14 +82,9 @@ async fn a_retry_after_the_duplicate_window_still_gets_the_recorded_answer() {
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
     let reused = app.buy("late-retry", "mallory", 10).await;
     assert_eq!(reused.status, 422, "{reused:?}");
-    let pool = db(&app.database_url).await;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM purchases WHERE sku = $1")
-        .bind(app.sku.as_str())
-        .fetch_one(&pool)
-        .await
-        .expect("count");
     assert_eq!(
-        rows, 2,
+        app.stored_counts().await,
+        (2, 1),
         "the late retries were decided as repeats, not recorded again"
     );
     // Past the window the server took both late sends as new intents: the

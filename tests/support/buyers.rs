@@ -47,6 +47,29 @@ pub async fn burst(
     outcomes
 }
 
+/// The same purchase sent `copies` times at once from as many connections.
+pub async fn storm(
+    app: &Arc<TestApp>,
+    key: &'static str,
+    user: &'static str,
+    copies: usize,
+) -> Vec<Answer> {
+    let barrier = Arc::new(Barrier::new(copies));
+    let mut sends = Vec::with_capacity(copies);
+    for _ in 0..copies {
+        let (app, barrier) = (app.clone(), barrier.clone());
+        sends.push(tokio::spawn(async move {
+            barrier.wait().await;
+            app.buy(key, user, 10).await
+        }));
+    }
+    let mut answers = Vec::with_capacity(copies);
+    for send in sends {
+        answers.push(send.await.expect("send"));
+    }
+    answers
+}
+
 /// [`burst`] on its own task, so the test can inject a fault meanwhile.
 pub fn spawn_burst(
     app: &Arc<TestApp>,

@@ -94,8 +94,6 @@ impl Bus {
             .messages()
             .await?;
         Ok(IntentPuller {
-            bus: self.clone(),
-            sku: sku.clone(),
             messages: Box::pin(messages),
             batch_len_max,
             next_delivery: None,
@@ -235,8 +233,6 @@ type Deliveries =
 /// A continuous pull of one SKU's intents, handed out as batches of whatever
 /// has arrived, up to the batch limit.
 pub struct IntentPuller {
-    bus: Bus,
-    sku: Sku,
     messages: Deliveries,
     batch_len_max: usize,
     /// The consumer delivery sequence the next message should carry.
@@ -289,14 +285,6 @@ impl IntentPuller {
             continuity,
             messages,
         }))
-    }
-
-    pub fn sku(&self) -> &Sku {
-        &self.sku
-    }
-
-    pub fn bus(&self) -> &Bus {
-        &self.bus
     }
 }
 

@@ -8,11 +8,15 @@ use std::time::{Duration, Instant};
 use dropline_core::Sku;
 use dropline_store::{DropRow, Store, StoreError};
 
+/// A cached lookup: when it was read, and the drop (`None`: no such drop).
+type Entry = (Instant, Option<Arc<DropRow>>);
+
 pub struct DropCache {
     store: Store,
     ttl: Duration,
     miss_ttl: Duration,
-    entries: RwLock<HashMap<Sku, (Instant, Option<DropRow>)>>,
+    /// Shared rows: a hit costs a reference count, not a copy of the row.
+    entries: RwLock<HashMap<Sku, Entry>>,
     /// One refresh in flight per SKU; everyone else waits for its result.
     refreshing: Mutex<HashMap<Sku, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -28,7 +32,7 @@ impl DropCache {
         }
     }
 
-    pub async fn get(&self, sku: &Sku) -> Result<Option<DropRow>, StoreError> {
+    pub async fn get(&self, sku: &Sku) -> Result<Option<Arc<DropRow>>, StoreError> {
         if let Some(hit) = self.fresh(sku) {
             return Ok(hit);
         }
@@ -44,7 +48,7 @@ impl DropCache {
             return Ok(hit);
         }
         let row = match self.store.drop(sku).await {
-            Ok(row) => row,
+            Ok(row) => row.map(Arc::new),
             // Postgres unreachable: a drop seen before is still the best
             // answer (its status rarely changes mid-burst); an unseen one is
             // an error.
@@ -63,12 +67,12 @@ impl DropCache {
         Ok(row)
     }
 
-    fn stale(&self, sku: &Sku) -> Option<Option<DropRow>> {
+    fn stale(&self, sku: &Sku) -> Option<Option<Arc<DropRow>>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         entries.get(sku).and_then(|(_, row)| row.clone()).map(Some)
     }
 
-    fn fresh(&self, sku: &Sku) -> Option<Option<DropRow>> {
+    fn fresh(&self, sku: &Sku) -> Option<Option<Arc<DropRow>>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let (loaded, row) = entries.get(sku)?;
         let ttl = if row.is_some() {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::{Barrier, Semaphore};
 
+use crate::latency::Latencies;
 use crate::setup::DropUnderTest;
 use crate::Args;
 
@@ -33,6 +34,37 @@ pub struct BurstResults {
     pub buyers: Vec<BuyerResult>,
     /// From release to the last buyer's definitive answer.
     pub wall: Duration,
+}
+
+impl BurstResults {
+    /// Requests answered 5xx or not at all, retries included.
+    pub fn server_errors(&self) -> usize {
+        self.buyers
+            .iter()
+            .flat_map(|b| &b.statuses)
+            .filter(|s| **s == 0 || **s >= 500)
+            .count()
+    }
+
+    /// From the burst to each buyer's definitive answer.
+    pub fn decision_latencies(&self) -> Latencies {
+        Latencies::from_durations(self.buyers.iter().filter_map(|b| b.decided_after))
+    }
+
+    /// Buyers answered per second of the burst-to-last-decision wall time.
+    pub fn decisions_per_s(&self) -> f64 {
+        let wall = self.wall.as_secs_f64();
+        let decided = self
+            .buyers
+            .iter()
+            .filter(|b| b.decided_after.is_some())
+            .count();
+        if wall > 0.0 {
+            decided as f64 / wall
+        } else {
+            0.0
+        }
+    }
 }
 
 pub fn client(connections: u32) -> anyhow::Result<reqwest::Client> {

@@ -18,6 +18,22 @@ pub mod verify;
 
 use clap::Parser;
 
+/// Where a tool-made stack finds the local services (shared by the load
+/// test and the comparisons).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Services {
+    /// Postgres base URL (no database part): stacks create fresh databases on it.
+    #[arg(
+        long,
+        env = "DROPLINE_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
+    pub postgres: String,
+    /// NATS for dropline.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+}
+
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
@@ -25,16 +41,8 @@ pub struct Args {
     /// (fresh database, a gateway and two processors) on the local services.
     #[arg(long, env = "DROPLINE_URL")]
     pub url: Option<String>,
-    /// Postgres base URL for the tool's own stack (no database part).
-    #[arg(
-        long,
-        env = "DROPLINE_POSTGRES",
-        default_value = "postgres://postgres@127.0.0.1:5432"
-    )]
-    pub postgres: String,
-    /// NATS for the tool's own stack.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    #[command(flatten)]
+    pub services: Services,
     /// Inject a fault mid-burst (own stack only); verification must still pass.
     #[arg(long, value_enum)]
     pub chaos: Option<chaos::Chaos>,
@@ -88,8 +96,13 @@ pub async fn run(mut args: Args) -> anyhow::Result<bool> {
         }
         None => {
             let private_nats = args.chaos == Some(chaos::Chaos::NatsRestart);
-            let stack =
-                stack::Stack::start(&args.postgres, &args.nats_url, private_nats, 2).await?;
+            let stack = stack::Stack::start(
+                &args.services.postgres,
+                &args.services.nats_url,
+                private_nats,
+                2,
+            )
+            .await?;
             args.url = Some(stack.url.clone());
             args.database_url = stack.database_url.clone();
             Some(stack)

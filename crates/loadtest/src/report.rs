@@ -54,7 +54,7 @@ impl Report {
         for b in buyers {
             *statuses.entry(b.first_status).or_insert(0) += 1;
         }
-        let decided = Latencies::from_durations(buyers.iter().filter_map(|b| b.decided_after));
+        let decided = results.decision_latencies();
         let accepted = Latencies::from_durations(buyers.iter().map(|b| b.accepted_after));
         let wall = results.wall.as_secs_f64();
         Report {
@@ -68,18 +68,10 @@ impl Report {
                 .iter()
                 .filter(|b| b.first_status == 202 && b.decided_after.is_some())
                 .count(),
-            errors: buyers
-                .iter()
-                .flat_map(|b| &b.statuses)
-                .filter(|s| **s == 0 || **s >= 500)
-                .count(),
+            errors: results.server_errors(),
             statuses,
             burst_to_last_decision_s: wall,
-            decisions_per_s: if wall > 0.0 {
-                decided.len() as f64 / wall
-            } else {
-                0.0
-            },
+            decisions_per_s: results.decisions_per_s(),
             accept_p50_ms: accepted.quantile_ms(0.50),
             accept_p99_ms: accepted.quantile_ms(0.99),
             p50_ms: decided.quantile_ms(0.50),

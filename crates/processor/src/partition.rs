@@ -177,22 +177,24 @@ async fn work(
             }
             batch = puller.next_batch() => batch.map_err(bus_error)?,
         };
-        let Some(batch) = batch else {
+        let Some(mut batch) = batch else {
             anyhow::bail!("pull of {sku} ended");
         };
         if batch.is_empty() {
             continue;
         }
         let started = Instant::now();
-        let intents = complete_batch(
+        // The batch keeps its messages (to ack); the intents move on.
+        let pulled = complete_batch(
             &ctx.bus,
             sku,
             ledger.applied_seq(),
             batch.continuity,
-            batch.intents.clone(),
+            std::mem::take(&mut batch.intents),
         )
         .await
         .map_err(bus_error)?;
+        let intents = intents_of(pulled);
         let Some(plan) = commit(ctx, sku, epoch, &mut ledger, &intents, &batch, &mut stop).await?
         else {
             return Ok(Exit::Fenced);
@@ -207,6 +209,21 @@ async fn work(
     }
 }
 
+/// The intents of a batch; a message that is not an intent is logged and
+/// left undecided (only a stray publisher can put one on the subject).
+fn intents_of(pulled: Vec<PulledIntent>) -> Vec<Intent> {
+    pulled
+        .into_iter()
+        .filter_map(|p| match p {
+            PulledIntent::Intent(intent) => Some(intent),
+            PulledIntent::Malformed { seq, reason } => {
+                tracing::error!(seq, reason, "skip a message that is not an intent");
+                None
+            }
+        })
+        .collect()
+}
+
 /// Decides and commits one batch, retrying until it is in the store.
 /// Returns the committed plan, or `None` when fenced.
 async fn commit(
@@ -214,23 +231,13 @@ async fn commit(
     sku: &Sku,
     epoch: u64,
     ledger: &mut Ledger,
-    pulled: &[PulledIntent],
+    intents: &[Intent],
     batch: &IntentBatch,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<BatchPlan>> {
-    let intents: Vec<Intent> = pulled
-        .iter()
-        .filter_map(|p| match p {
-            PulledIntent::Intent(intent) => Some(intent.clone()),
-            PulledIntent::Malformed { seq, reason } => {
-                tracing::error!(seq, reason, "skip a message that is not an intent");
-                None
-            }
-        })
-        .collect();
     let mut failures = 0u32;
     loop {
-        let plan = ledger.decide(&intents);
+        let plan = ledger.decide(intents);
         if plan.is_noop() {
             return Ok(Some(plan));
         }

@@ -29,7 +29,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Classifies a database error by SQLSTATE and constraint name.
+    /// Classifies a database error by the SQLSTATEs `dropline_apply_batch` raises.
     pub(crate) fn from_db(err: sqlx::Error) -> Self {
         if let Some(db) = err.as_database_error() {
             match db.code().as_deref() {
@@ -41,27 +41,6 @@ impl StoreError {
             }
         }
         StoreError::Database(err)
-    }
-
-    /// True when retrying later may succeed (connection trouble, restarts).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Database(err) => {
-                matches!(
-                    err,
-                    sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::WorkerCrashed
-                        | sqlx::Error::Protocol(_)
-                ) || err
-                    .as_database_error()
-                    .and_then(|db| db.code())
-                    // Class 08: connection exception; 57P: operator intervention (shutdown).
-                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
-            }
-            _ => false,
-        }
     }
 }
 

@@ -125,16 +125,8 @@ pub struct Args {
     /// Postgres connections of each reference design's pool.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub db_connections_max: u32,
-    /// Postgres base URL (no database part): each design gets a fresh database on it.
-    #[arg(
-        long,
-        env = "DROPLINE_POSTGRES",
-        default_value = "postgres://postgres@127.0.0.1:5432"
-    )]
-    pub postgres: String,
-    /// NATS for dropline.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    #[command(flatten)]
+    pub services: crate::Services,
     /// Redis for seed-lock and redis-lua.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
@@ -196,8 +188,7 @@ impl Args {
     fn load(&self, url: &str, sizes: &Sizes, database_url: &str) -> crate::Args {
         crate::Args {
             url: Some(url.to_string()),
-            postgres: self.postgres.clone(),
-            nats_url: self.nats_url.clone(),
+            services: self.services.clone(),
             chaos: None,
             buyers: sizes.buyers,
             stock: sizes.stock,
@@ -278,7 +269,7 @@ async fn reference_run(
     let server = reference::Server::start(
         design,
         args.timings(sizes.db_delay_ms),
-        &args.postgres,
+        &args.services.postgres,
         &args.redis_url,
         &sku,
         sizes.stock,
@@ -316,21 +307,22 @@ async fn dropline_run(args: &Args, workload: Workload, sizes: &Sizes) -> anyhow:
     let proxy = match sizes.db_delay_ms {
         0 => None,
         delay_ms => {
-            let upstream = reference::proxy::upstream_of(&args.postgres).await?;
+            let upstream = reference::proxy::upstream_of(&args.services.postgres).await?;
             Some(DelayProxy::start(upstream, delay_ms).await?)
         }
     };
     let stack_postgres = match &proxy {
-        Some(proxy) => proxy.base_url(&args.postgres)?,
-        None => args.postgres.clone(),
+        Some(proxy) => proxy.base_url(&args.services.postgres)?,
+        None => args.services.postgres.clone(),
     };
-    let stack = crate::stack::Stack::start(&stack_postgres, &args.nats_url, false, 2).await?;
+    let stack =
+        crate::stack::Stack::start(&stack_postgres, &args.services.nats_url, false, 2).await?;
     let database = stack
         .database_url
         .rsplit_once('/')
         .map(|(_, name)| name.to_string())
         .context("the stack's database name")?;
-    let database_url = format!("{}/{database}", args.postgres);
+    let database_url = format!("{}/{database}", args.services.postgres);
     let load = args.load(&stack.url, sizes, &database_url);
     let client = crate::burst::client(args.connections)?;
     let sale = crate::setup::prepare_drop(&load, &client).await?;

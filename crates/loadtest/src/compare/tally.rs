@@ -12,7 +12,6 @@
 //!   `decisions_per_s`: buyers answered definitively per second of it;
 //!   `p50_ms`, `p99_ms`: burst to each buyer's definitive answer.
 
-use crate::latency::Latencies;
 use std::collections::HashSet;
 
 use serde::Serialize;
@@ -55,13 +54,7 @@ pub fn row(
         .collect();
     let lost =
         answered_won.difference(&ordered).count() + ordered.difference(&answered_won).count();
-    let errors = buyers
-        .iter()
-        .flat_map(|b| &b.statuses)
-        .filter(|s| **s == 0 || **s >= 500)
-        .count();
-    let decided = Latencies::from_durations(buyers.iter().filter_map(|b| b.decided_after));
-    let wall_s = results.wall.as_secs_f64();
+    let decided = results.decision_latencies();
     Row {
         workload: workload.to_string(),
         strategy: strategy.to_string(),
@@ -71,13 +64,9 @@ pub fn row(
         oversold: sold.saturating_sub(stock.into()),
         duplicates,
         lost: lost as u64,
-        errors: errors as u64,
-        wall_s,
-        decisions_per_s: if wall_s > 0.0 {
-            decided.len() as f64 / wall_s
-        } else {
-            0.0
-        },
+        errors: results.server_errors() as u64,
+        wall_s: results.wall.as_secs_f64(),
+        decisions_per_s: results.decisions_per_s(),
         p50_ms: decided.quantile_ms(0.50),
         p99_ms: decided.quantile_ms(0.99),
     }
