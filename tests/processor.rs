@@ -163,6 +163,49 @@ async fn the_database_refuses_an_oversell_even_from_a_buggy_writer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_keeps_every_purchase_tied_to_its_drop() {
+    let app = spawn_app_with(AppOptions {
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
+    let pool = db(&app.database_url).await;
+    let orphan = sqlx::query(
+        "INSERT INTO purchases (sku, idempotency_key, user_id, quantity, outcome, seq, epoch) \
+         VALUES ($1, 'k1', 'u1', 1, 'sold_out', 1, 1), ('no-such-drop', 'k2', 'u2', 1, 'sold_out', 2, 1)",
+    )
+    .bind(app.sku.as_str())
+    .execute(&pool)
+    .await
+    .expect_err("a purchase of an unknown drop");
+    assert!(
+        orphan.to_string().contains("unknown drop no-such-drop"),
+        "{orphan}"
+    );
+
+    sqlx::query(
+        "INSERT INTO purchases (sku, idempotency_key, user_id, quantity, outcome, seq, epoch) \
+         VALUES ($1, 'k1', 'u1', 1, 'sold_out', 1, 1)",
+    )
+    .bind(app.sku.as_str())
+    .execute(&pool)
+    .await
+    .expect("a purchase of a known drop");
+    let moved = sqlx::query("UPDATE purchases SET sku = 'no-such-drop' WHERE sku = $1")
+        .bind(app.sku.as_str())
+        .execute(&pool)
+        .await
+        .expect_err("a purchase moved to an unknown drop");
+    assert!(moved.to_string().contains("unknown drop"), "{moved}");
+    let renamed = sqlx::query("UPDATE drops SET sku = 'renamed' WHERE sku = $1")
+        .bind(app.sku.as_str())
+        .execute(&pool)
+        .await
+        .expect_err("a drop with purchases renamed");
+    assert!(renamed.to_string().contains("has purchases"), "{renamed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_held_by_another_puller_are_decided_in_order_without_waiting_for_redelivery() {
     let app = spawn_app_with(AppOptions {
         stock: 3,
@@ -278,4 +321,45 @@ async fn a_new_owner_never_skips_messages_an_earlier_owner_still_holds() {
     );
     app.assert_invariants().await;
     processor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_too_big_for_one_message_is_announced_whole() {
+    use dropline_bus::{Bus, BusOptions};
+    let bus = Bus::connect(&dropline_suite::nats_url(), &BusOptions::default(), true)
+        .await
+        .expect("connect to NATS");
+    let mut feed = bus.decision_feed().await.expect("subscribe to decisions");
+    let sku = dropline_core::Sku::parse(format!(
+        "announce-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ))
+    .expect("valid sku");
+    // Longest keys and user ids: 2,500 of them are about 1.3 MB of JSON, over
+    // NATS's 1 MiB payload limit for a single message.
+    let decisions: Vec<Decision> = (1..=2_500u64)
+        .map(|seq| Decision {
+            seq,
+            key: IdempotencyKey::parse(format!("{seq:0>255}")).expect("valid key"),
+            user_id: UserId::parse(format!("{seq:0>128}")).expect("valid user"),
+            quantity: Quantity::ONE,
+            outcome: Outcome::SoldOut,
+            order_id: None,
+        })
+        .collect();
+    bus.publish_decisions(&sku, &decisions)
+        .await
+        .expect("announce the batch");
+
+    let mut heard = Vec::new();
+    while heard.len() < decisions.len() {
+        let batch = tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("every decision is heard within 10 s")
+            .expect("the feed stays open");
+        if batch.sku == sku {
+            heard.extend(batch.decisions);
+        }
+    }
+    assert_eq!(heard, decisions, "every decision, once, in order");
 }

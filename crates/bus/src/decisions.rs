@@ -6,18 +6,29 @@
 //! since a waiting gateway falls back to reading the store.
 
 use dropline_core::names::{decision_subject, DECISIONS_SUBJECTS};
-use dropline_core::wire::DecisionBatch;
+use dropline_core::wire::{DecisionBatch, DecisionBatchRef, DECISIONS_PER_MESSAGE};
+use dropline_core::{Decision, Sku};
 use futures::StreamExt;
 
 use crate::{Bus, BusError};
 
 impl Bus {
-    /// Broadcasts one batch's decisions (fire and forget).
-    pub async fn publish_decisions(&self, batch: &DecisionBatch) -> Result<(), BusError> {
-        let payload = serde_json::to_vec(batch)?;
-        self.client
-            .publish(decision_subject(&batch.sku), payload.into())
-            .await?;
+    /// Broadcasts decisions of `sku` (fire and forget), in messages of at
+    /// most `DECISIONS_PER_MESSAGE`.
+    pub async fn publish_decisions(
+        &self,
+        sku: &Sku,
+        decisions: &[Decision],
+    ) -> Result<(), BusError> {
+        for chunk in decisions.chunks(DECISIONS_PER_MESSAGE) {
+            let payload = serde_json::to_vec(&DecisionBatchRef {
+                sku,
+                decisions: chunk,
+            })?;
+            self.client
+                .publish(decision_subject(sku), payload.into())
+                .await?;
+        }
         Ok(())
     }
 

@@ -241,6 +241,10 @@ pub struct IntentPuller {
 
 impl IntentPuller {
     /// The next batch, in delivery order. `Ok(None)` when the pull ended.
+    ///
+    /// Cancel-safe: the only await is for the first message (a stream's
+    /// `next`); the rest of the batch is taken without waiting, so dropping
+    /// the future part-way never drops a delivered message.
     pub async fn next_batch(&mut self) -> Result<Option<IntentBatch>, BusError> {
         let Some(first) = self.messages.next().await else {
             return Ok(None);

@@ -19,11 +19,24 @@ pub struct IntentPayload {
     pub quantity: Quantity,
 }
 
-/// One message on `dropline.decisions.<sku>` per committed batch: every
-/// decision of the batch, including recorded ones re-announced for a key that
-/// came again, so that whichever gateway waits for a key hears about it.
+/// A message on `dropline.decisions.<sku>`, as read: decisions of a
+/// committed batch, including recorded ones re-announced for a key that came
+/// again, so that whichever gateway waits for a key hears about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionBatch {
     pub sku: Sku,
     pub decisions: Vec<Decision>,
 }
+
+/// The same message, as written: borrowed, so a batch is announced without
+/// copying its decisions.
+#[derive(Debug, Serialize)]
+pub struct DecisionBatchRef<'a> {
+    pub sku: &'a Sku,
+    pub decisions: &'a [Decision],
+}
+
+/// At most this many decisions per message: with the longest keys and user
+/// ids (about 0.5 KiB a decision) a message stays well below NATS's default
+/// 1 MiB payload limit, whatever the processor's batch length.
+pub const DECISIONS_PER_MESSAGE: usize = 500;

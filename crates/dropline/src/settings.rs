@@ -25,7 +25,7 @@ pub struct SettingsArgs {
     )]
     pub http_addr: String,
     /// Most intents decided in one batch (one transaction).
-    #[arg(long, env = "DROPLINE_BATCH_LEN_MAX", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=5_000), global = true)]
+    #[arg(long, env = "DROPLINE_BATCH_LEN_MAX", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub batch_len_max: u32,
     /// Partition lease length in milliseconds.
     #[arg(long, env = "DROPLINE_LEASE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000), global = true)]

@@ -22,7 +22,7 @@ impl Default for ProcessorConfig {
     fn default() -> Self {
         Self {
             instance_id: format!("processor-{}", uuid::Uuid::new_v4().simple()),
-            batch_len_max: 500,
+            batch_len_max: 5_000,
             lease_ms: 10_000,
             discovery_interval_ms: 250,
             retry_backoff_max_ms: 2_000,

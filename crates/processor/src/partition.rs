@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dropline_bus::{Bus, IntentBatch, PulledIntent};
-use dropline_core::wire::DecisionBatch;
-use dropline_core::{BatchPlan, Intent, Ledger, Sku};
+use dropline_bus::{Bus, BusError, IntentBatch, IntentPuller, PulledIntent};
+use dropline_core::{BatchPlan, Decision, Intent, Ledger, Sku};
 use dropline_store::{Store, StoreError};
 use tokio::sync::watch;
 
@@ -165,8 +164,12 @@ async fn work(
         )
         .await
         .map_err(bus_error)?;
+    // A batch pulled while the previous one committed.
+    let mut prefetched: Option<Result<Option<IntentBatch>, BusError>> = None;
     loop {
         let batch = tokio::select! {
+            // Biased: a stop or a lost lease wins over a batch already at hand.
+            biased;
             _ = stop.changed() => return Ok(Exit::Stopped),
             _ = lost.changed() => return Ok(Exit::Fenced),
             _ = rebalance.tick() => {
@@ -175,7 +178,7 @@ async fn work(
                 }
                 continue;
             }
-            batch = puller.next_batch() => batch.map_err(bus_error)?,
+            batch = next_batch(&mut puller, &mut prefetched) => batch.map_err(bus_error)?,
         };
         let Some(mut batch) = batch else {
             anyhow::bail!("pull of {sku} ended");
@@ -195,8 +198,14 @@ async fn work(
         .await
         .map_err(bus_error)?;
         let intents = intents_of(pulled);
-        let Some(plan) = commit(ctx, sku, epoch, &mut ledger, &intents, &batch, &mut stop).await?
-        else {
+        // The commit is the slow step: the next batch is pulled meanwhile.
+        let committed = while_pulling(
+            commit(ctx, sku, epoch, &mut ledger, &intents, &batch, &mut stop),
+            &mut puller,
+            &mut prefetched,
+        )
+        .await?;
+        let Some(plan) = committed else {
             return Ok(Exit::Fenced);
         };
         // Only after the commit: a crash before this ack means redelivery,
@@ -206,6 +215,35 @@ async fn work(
         }
         announce(ctx, sku, &plan).await;
         record_metrics(&plan, intents.len(), started.elapsed());
+    }
+}
+
+/// The batch pulled ahead, if any, else the next one from the consumer.
+async fn next_batch(
+    puller: &mut IntentPuller,
+    prefetched: &mut Option<Result<Option<IntentBatch>, BusError>>,
+) -> Result<Option<IntentBatch>, BusError> {
+    match prefetched.take() {
+        Some(batch) => batch,
+        None => puller.next_batch().await,
+    }
+}
+
+/// Runs `work` to its end while pulling at most one batch ahead into
+/// `prefetched`. A pull still waiting when `work` ends is dropped, which
+/// loses nothing: `IntentPuller::next_batch` is cancel-safe.
+async fn while_pulling<T>(
+    work: impl std::future::Future<Output = T>,
+    puller: &mut IntentPuller,
+    prefetched: &mut Option<Result<Option<IntentBatch>, BusError>>,
+) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            batch = puller.next_batch(), if prefetched.is_none() => *prefetched = Some(batch),
+        }
     }
 }
 
@@ -305,25 +343,19 @@ async fn apply_keeping_messages(
 /// between committing and announcing, leaving buyers waiting out their wait.
 async fn reannounce_last_batch(ctx: &Context, sku: &Sku) {
     match ctx.store.last_batch(sku, ctx.config.batch_len_max).await {
-        Ok(decisions) => publish_decisions(ctx, sku, decisions).await,
+        Ok(decisions) => publish_decisions(ctx, sku, &decisions).await,
         Err(err) => tracing::warn!(%err, "read the last batch to announce it again"),
     }
 }
 
-/// Tells waiting gateways about every decision of the batch.
+/// Tells waiting gateways about every decision of the batch, new and repeated.
 async fn announce(ctx: &Context, sku: &Sku, plan: &BatchPlan) {
-    publish_decisions(ctx, sku, plan.announcements().cloned().collect()).await;
+    publish_decisions(ctx, sku, &plan.decided).await;
+    publish_decisions(ctx, sku, &plan.repeated).await;
 }
 
-async fn publish_decisions(ctx: &Context, sku: &Sku, decisions: Vec<dropline_core::Decision>) {
-    if decisions.is_empty() {
-        return;
-    }
-    let batch = DecisionBatch {
-        sku: sku.clone(),
-        decisions,
-    };
-    if let Err(err) = ctx.bus.publish_decisions(&batch).await {
+async fn publish_decisions(ctx: &Context, sku: &Sku, decisions: &[Decision]) {
+    if let Err(err) = ctx.bus.publish_decisions(sku, decisions).await {
         // Gateways fall back to reading the store.
         tracing::warn!(%err, "announce decisions");
     }
