@@ -27,13 +27,17 @@ load-test *args:
     cargo build --release --quiet -p loadtest -p dropline
     deploy/local/with-services.sh target/release/loadtest {{args}}
 
-# The incident, replayed: the same buyers against seed-lock, row-lock, redis-lua and dropline,
-# one table per workload (sneaker, big, slow-db); e.g. `just compare --buyers-scale 0.1 --json compare.json`.
+# slow-db puts every design's Postgres behind the same proxy: each transaction completes
+# --db-delay-ms late. Each row's database is dropped after it unless --keep-databases.
+# E.g. `just compare --buyers-scale 0.1 --json compare.json`.
+# The incident, replayed: the same buyers against seed-lock, row-lock, redis-lua and dropline, one table per workload (sneaker, big, slow-db).
 compare *args:
     cargo build --release --quiet -p loadtest -p dropline
     deploy/local/with-services.sh target/release/compare {{args}}
 
-# The processor alone on one hot SKU: drain a pre-filled partition, print decisions per second.
+# The processor drains a pre-filled partition (decisions/s); the gateway, with no processor,
+# answers `Prefer: respond-async` purchases (202s/s). `--only processor|gateway` runs one.
+# dropline's halves alone: the processor, then the gateway, each on a fresh database.
 bench *args:
     cargo build --release --quiet -p loadtest -p dropline
     deploy/local/with-services.sh target/release/bench {{args}}

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use dropline_suite::buyers::{assert_exactly_sold, buy_until_decided, spawn_burst, storm};
 use dropline_suite::{
-    db, spawn_app_with, AppOptions, DelayProxy, PrivateCluster, PrivateNats, PrivatePostgres,
-    ProcessorProcess, ProcessorSpec, Role, TestApp,
+    db, spawn_app_with, AppOptions, Delay, DelayProxy, PrivateCluster, PrivateNats,
+    PrivatePostgres, ProcessorProcess, ProcessorSpec, Role, TestApp,
 };
 
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -174,9 +174,12 @@ async fn slow_database_writes_slower_than_the_lease_and_ack_wait_never_oversell_
     );
     // Every statement the slow processor sends waits 1.2 s: above the 1 s
     // lease and the 1 s ack_wait (the seed's 12 s database, scaled down).
-    let proxy = DelayProxy::start("127.0.0.1:5432".parse().expect("addr"), 1_200)
-        .await
-        .expect("start the delaying proxy");
+    let proxy = DelayProxy::start(
+        "127.0.0.1:5432".parse().expect("addr"),
+        Delay::EveryStatement(Duration::from_millis(1_200)),
+    )
+    .await
+    .expect("start the delaying proxy");
     let slow_url = app
         .database_url
         .replace(":5432/", &format!(":{}/", proxy.port));

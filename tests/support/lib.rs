@@ -12,7 +12,7 @@ mod postgres;
 mod processes;
 
 /// The delaying TCP proxy the comparisons use, shared with the fault tests.
-pub use loadtest::reference::proxy::DelayProxy;
+pub use loadtest::reference::proxy::{Delay, DelayProxy};
 pub use nats::{PrivateCluster, PrivateNats};
 pub use postgres::PrivatePostgres;
 pub use processes::{ProcessorProcess, ProcessorSpec};

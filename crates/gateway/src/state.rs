@@ -11,8 +11,21 @@ use crate::limits::InFlight;
 use crate::waiters::{spawn_feed, Waiters};
 use crate::GatewayConfig;
 
+/// What every request handler shares. Cloned per request (and per layer),
+/// so it is one `Arc`: cloning the NATS client and the pool field by field
+/// showed up in profiles of the purchase path.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub(crate) store: Store,
     pub(crate) bus: Bus,
     pub(crate) config: Arc<GatewayConfig>,
@@ -38,13 +51,13 @@ impl AppState {
             Duration::from_millis(config.drop_cache_miss_ttl_ms),
         ));
         let in_flight = Arc::new(InFlight::new(config.requests_in_flight_max));
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             in_flight,
             store,
             bus,
             config: Arc::new(config),
             waiters,
             drops,
-        })
+        })))
     }
 }

@@ -9,6 +9,8 @@
 pub mod burst;
 pub mod chaos;
 pub mod compare;
+pub mod html;
+pub mod http;
 pub mod latency;
 pub mod reference;
 pub mod report;
@@ -17,6 +19,11 @@ pub mod stack;
 pub mod verify;
 
 use clap::Parser;
+
+/// The load generator shares the machine with what it measures: mimalloc
+/// keeps its allocations cheap (as in the `dropline` binary).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Where a tool-made stack finds the local services (shared by the load
 /// test and the comparisons).
@@ -55,10 +62,15 @@ pub struct Args {
     /// Most units one user may win.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub per_user_limit: u32,
-    /// HTTP connections shared by all buyers.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[command(flatten)]
+    pub crowd: burst::Crowd,
+    /// HTTP/1.1 keep-alive connections shared by all buyers (at most this
+    /// many purchases in flight). Real buyers each have their own; a few
+    /// hundred keep the generator's own cost bounded on a shared machine.
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub connections: u32,
-    /// Seconds each buyer asks to wait for its decision (`Prefer: wait`).
+    /// Seconds each buyer asks to wait for its decision (`Prefer: wait=N`;
+    /// 0 sends `Prefer: respond-async`, and every 202 is then read by GET).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=30))]
     pub wait_s: u64,
     /// Use this existing drop instead of creating one (its stock is read).
@@ -75,6 +87,9 @@ pub struct Args {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Where to write the HTML report with charts.
+    #[arg(long, default_value = "target/load-test/report.html")]
+    pub html: std::path::PathBuf,
 }
 
 impl Args {
@@ -120,12 +135,12 @@ pub async fn run(mut args: Args) -> anyhow::Result<bool> {
     let (results, chaos) = match (args.chaos, stack.as_mut()) {
         (Some(chaos), Some(stack)) => {
             let (results, done) = tokio::join!(
-                burst::fire(&client, &args, &drop),
+                burst::fire(&args, &drop),
                 chaos::inject(chaos, stack, &drop, args.buyers)
             );
             (results?, Some(done?))
         }
-        _ => (burst::fire(&client, &args, &drop).await?, None),
+        _ => (burst::fire(&args, &drop).await?, None),
     };
     if let Some(done) = &chaos {
         eprintln!("chaos: {done}");
@@ -137,6 +152,19 @@ pub async fn run(mut args: Args) -> anyhow::Result<bool> {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
         eprintln!("wrote {}", path.display());
     }
+    if let Some(dir) = args.html.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    html::write_with(
+        &args.html,
+        &report,
+        &results,
+        &html::RunInfo::from_args(&args),
+    )?;
+    eprintln!(
+        "HTML report (open it in a browser): {}",
+        args.html.display()
+    );
     if let Some(stack) = &stack {
         eprintln!("stack logs: {}", stack.log_dir().display());
     }

@@ -1,10 +1,10 @@
 //! The tally: printed for people, written as JSON for machines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use crate::burst::BurstResults;
+use crate::burst::{BurstResults, Habit};
 use crate::latency::Latencies;
 use crate::setup::DropUnderTest;
 use crate::verify::{Verdict, Violation};
@@ -13,7 +13,13 @@ use crate::Args;
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub sku: String,
+    /// Users in the crowd.
     pub buyers: usize,
+    /// Purchase keys sent (two-tab buyers send two).
+    pub purchases: usize,
+    pub double_clicks: usize,
+    pub two_tabs: usize,
+    pub seed: u64,
     pub stock: u32,
     pub won: usize,
     pub sold_out: usize,
@@ -33,6 +39,7 @@ pub struct Report {
     pub verified: bool,
     pub replays_checked: usize,
     pub violations: Vec<Violation>,
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -57,9 +64,21 @@ impl Report {
         let decided = results.decision_latencies();
         let accepted = Latencies::from_durations(buyers.iter().map(|b| b.accepted_after));
         let wall = results.wall.as_secs_f64();
+        let habits = |habit: Habit| {
+            buyers
+                .iter()
+                .filter(|b| b.habit == habit)
+                .map(|b| &b.user)
+                .collect::<HashSet<_>>()
+                .len()
+        };
         Report {
             sku: drop.sku.to_string(),
-            buyers: buyers.len(),
+            buyers: buyers.iter().map(|b| &b.user).collect::<HashSet<_>>().len(),
+            purchases: buyers.len(),
+            double_clicks: habits(Habit::DoubleClick),
+            two_tabs: habits(Habit::TwoTabs),
+            seed: results.seed,
             stock: drop.stock,
             won: count("won"),
             sold_out: count("sold_out"),
@@ -82,13 +101,14 @@ impl Report {
             verified: verdict.passed(),
             replays_checked: verdict.replays_checked,
             violations: verdict.violations.clone(),
+            notes: verdict.notes.clone(),
         }
     }
 
     pub fn print(&self) {
         println!(
-            "drop {}: {} buyers for {} units",
-            self.sku, self.buyers, self.stock
+            "drop {}: {} buyers for {} units ({} purchases: {} double-clicked, {} bought in two tabs; crowd seed {})",
+            self.sku, self.buyers, self.stock, self.purchases, self.double_clicks, self.two_tabs, self.seed
         );
         println!(
             "  won {}   sold_out {}   limit_reached {}   errors {}   (202 resolved by GET: {})",
@@ -114,6 +134,9 @@ impl Report {
         );
         if let Some(chaos) = &self.chaos {
             println!("  chaos: {chaos}");
+        }
+        for note in &self.notes {
+            println!("  note: {note}");
         }
         if self.verified {
             println!(

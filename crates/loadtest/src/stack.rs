@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sqlx::{Connection as _, Executor as _};
 use tokio::process::{Child, Command};
 
 pub struct Stack {
@@ -162,6 +163,46 @@ impl Stack {
         nats.child = PrivateNats::spawn(nats.port, &nats.store)?;
         Ok(())
     }
+}
+
+impl Stack {
+    /// The name of the stack's fresh database.
+    pub fn database_name(&self) -> &str {
+        self.database_url
+            .rsplit_once('/')
+            .map_or(self.database_url.as_str(), |(_, name)| name)
+    }
+
+    /// Kills the gateway and the processors and waits until they have
+    /// exited (dropping the stack only starts killing them), so that nothing
+    /// reconnects to its database afterwards.
+    pub async fn stop(&mut self) {
+        let _ = self.gateway.kill().await;
+        for (_, child) in &mut self.processors {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// Drops `name`, one of the fresh databases this tool creates (a stack's, a
+/// reference design's, a bench's), on the server at `postgres` (a base URL
+/// without database). `WITH (FORCE)` ends any session still connected.
+pub async fn drop_database(postgres: &str, name: &str) -> anyhow::Result<()> {
+    // The tool makes its names from [a-z0-9_]; anything else is not one of them.
+    anyhow::ensure!(
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "{name:?} is not a database this tool created"
+    );
+    let admin_url = format!("{postgres}/postgres");
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .with_context(|| format!("connect to {admin_url}"))?;
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+        .await
+        .with_context(|| format!("drop database {name}"))?;
+    admin.close().await?;
+    Ok(())
 }
 
 impl PrivateNats {

@@ -4,7 +4,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::burst::BurstResults;
+use dropline_core::{IdempotencyKey, Intent, Ledger, LedgerState, PerUserLimit, Quantity, UserId};
+use sqlx::Connection as _;
+
+use crate::burst::{BurstResults, BuyerResult};
 use crate::setup::DropUnderTest;
 use crate::Args;
 
@@ -16,6 +19,8 @@ pub struct Violation(pub String);
 pub struct Verdict {
     pub violations: Vec<Violation>,
     pub replays_checked: usize,
+    /// Checks that could not apply to this run, and why.
+    pub notes: Vec<String>,
 }
 
 impl Verdict {
@@ -71,7 +76,8 @@ pub async fn verify(
         .iter()
         .filter(|b| b.outcome.as_deref() == Some("won"))
         .collect();
-    let expected_winners = (drop.stock as usize).min(buyers.len());
+    let users: HashSet<&str> = buyers.iter().map(|b| b.user.as_str()).collect();
+    let expected_winners = (drop.stock as usize).min(users.len() * args.per_user_limit as usize);
     if winners.len() != expected_winners {
         verdict.fail(format!(
             "{} winners, expected {expected_winners}",
@@ -100,20 +106,15 @@ pub async fn verify(
         ));
     }
 
-    // First come, first served: every winner precedes every loser in stream order.
-    let last_win = winners.iter().filter_map(|w| w.seq).max();
-    let first_loss = buyers
-        .iter()
-        .filter(|b| b.outcome.as_deref() == Some("sold_out"))
-        .filter_map(|b| b.seq)
-        .min();
-    if let (Some(last_win), Some(first_loss)) = (last_win, first_loss) {
-        if first_loss < last_win {
-            verdict.fail(format!(
-                "a sold_out at seq {first_loss} precedes a win at seq {last_win}"
-            ));
-        }
+    check_double_clicks(&mut verdict, results);
+    if args.sku.is_none() {
+        check_first_eligible(&mut verdict, args, drop, results)?;
+    } else {
+        verdict.notes.push(
+            "stream-order check skipped: an existing drop's earlier purchases are unknown".into(),
+        );
     }
+    check_orders_in_database(&mut verdict, args, drop, &winners).await;
 
     // The drop agrees with the buyers.
     let view: serde_json::Value = client
@@ -170,4 +171,232 @@ pub async fn verify(
     }
     verdict.replays_checked = sample.len();
     Ok(verdict)
+}
+
+/// Both copies of a double-click got the same answer.
+fn check_double_clicks(verdict: &mut Verdict, results: &BurstResults) {
+    let differing: Vec<_> = results
+        .buyers
+        .iter()
+        .filter_map(|b| b.echo.as_deref().map(|echo| (b, echo)))
+        .filter(|(b, echo)| {
+            (b.final_status, &b.outcome, &b.order_id)
+                != (echo.final_status, &echo.outcome, &echo.order_id)
+        })
+        .collect();
+    if let Some((b, echo)) = differing.first() {
+        verdict.fail(format!(
+            "{} double-clicks got two different answers (e.g. key {}: {} {:?} and {} {:?})",
+            differing.len(),
+            b.key,
+            b.final_status,
+            b.outcome,
+            echo.final_status,
+            echo.outcome
+        ));
+    }
+}
+
+/// The winners are the first eligible intents in stream order: replaying
+/// every answered purchase, by the sequence it was given, through a fresh
+/// ledger gives every purchase the outcome it was told.
+fn check_first_eligible(
+    verdict: &mut Verdict,
+    args: &Args,
+    drop: &DropUnderTest,
+    results: &BurstResults,
+) -> anyhow::Result<()> {
+    let mut told: Vec<_> = results
+        .buyers
+        .iter()
+        .filter_map(|b| Some((b.seq?, b, b.outcome.as_deref()?)))
+        .collect();
+    told.sort_by_key(|(seq, _, _)| *seq);
+    let intents = told
+        .iter()
+        .map(|(seq, b, _)| {
+            Ok(Intent {
+                seq: *seq,
+                key: IdempotencyKey::parse(b.key.clone())?,
+                user_id: UserId::parse(b.user.clone())?,
+                quantity: Quantity::ONE,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ledger = Ledger::new(LedgerState {
+        sku: drop.sku.clone(),
+        remaining: drop.stock,
+        per_user_limit: PerUserLimit::parse(args.per_user_limit.into())?,
+        applied_seq: 0,
+        decisions: Vec::new(),
+    });
+    let plan = ledger.decide(&intents);
+    let expected: HashMap<&str, &str> = plan
+        .decided
+        .iter()
+        .map(|d| (d.key.as_str(), d.outcome.as_str()))
+        .collect();
+    let wrong: Vec<_> = told
+        .iter()
+        .filter(|(_, b, outcome)| expected.get(b.key.as_str()) != Some(outcome))
+        .collect();
+    if let Some((seq, b, outcome)) = wrong.first() {
+        verdict.fail(format!(
+            "{} purchases were not told the first-eligible outcome in stream order \
+             (e.g. key {} at seq {seq}: told {outcome}, expected {:?})",
+            wrong.len(),
+            b.key,
+            expected.get(b.key.as_str())
+        ));
+    }
+    Ok(())
+}
+
+/// Every `won` answer is an order in the database, and every order in the
+/// database was answered `won` to someone, with the same order id.
+async fn check_orders_in_database(
+    verdict: &mut Verdict,
+    args: &Args,
+    drop: &DropUnderTest,
+    winners: &[&BuyerResult],
+) {
+    let stored = match stored_orders(&args.database_url, drop).await {
+        Ok(stored) => stored,
+        Err(err) => {
+            verdict.fail(format!(
+                "could not read the orders from the database ({err:#}); \
+                 pass --database-url of the gateway's database"
+            ));
+            return;
+        }
+    };
+    let answered: HashMap<&str, &str> = winners
+        .iter()
+        .map(|w| (w.key.as_str(), w.order_id.as_deref().unwrap_or("")))
+        .collect();
+    let unrecorded = answered
+        .iter()
+        .filter(|(key, order)| stored.get(**key).map(String::as_str) != Some(**order))
+        .count();
+    let unannounced = stored
+        .keys()
+        .filter(|key| !answered.contains_key(key.as_str()))
+        .count();
+    if unrecorded > 0 {
+        verdict.fail(format!(
+            "{unrecorded} won answers have no matching order in the database"
+        ));
+    }
+    if unannounced > 0 {
+        verdict.fail(format!(
+            "{unannounced} orders in the database were never answered won"
+        ));
+    }
+}
+
+/// Order id by idempotency key, for every won purchase of the drop.
+async fn stored_orders(
+    database_url: &str,
+    drop: &DropUnderTest,
+) -> anyhow::Result<HashMap<String, String>> {
+    let mut db = sqlx::PgConnection::connect(database_url).await?;
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT idempotency_key, order_id::text FROM purchases WHERE sku = $1 AND outcome = 'won'",
+    )
+    .bind(drop.sku.as_str())
+    .fetch_all(&mut db)
+    .await?;
+    let _ = db.close().await;
+    Ok(rows.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::burst::Habit;
+
+    fn told(key: &str, user: &str, seq: u64, outcome: &str) -> BuyerResult {
+        BuyerResult {
+            key: key.into(),
+            user: user.into(),
+            seq: Some(seq),
+            outcome: Some(outcome.into()),
+            final_status: if outcome == "won" { 201 } else { 409 },
+            decided_after: Some(Duration::from_millis(seq)),
+            ..BuyerResult::default()
+        }
+    }
+
+    fn results(buyers: Vec<BuyerResult>) -> BurstResults {
+        BurstResults {
+            buyers,
+            wall: Duration::from_secs(1),
+            seed: 0,
+        }
+    }
+
+    fn args(stock: u32) -> Args {
+        use clap::Parser as _;
+        Args::parse_from(["loadtest", "--stock", &stock.to_string()])
+    }
+
+    fn first_eligible_violations(stock: u32, buyers: Vec<BuyerResult>) -> Vec<Violation> {
+        let drop = DropUnderTest {
+            sku: dropline_core::Sku::parse("verify-test").expect("sku"),
+            stock,
+        };
+        let mut verdict = Verdict::default();
+        check_first_eligible(&mut verdict, &args(stock), &drop, &results(buyers))
+            .expect("valid keys");
+        verdict.violations
+    }
+
+    #[test]
+    fn first_eligible_outcomes_in_stream_order_pass() {
+        let buyers = vec![
+            told("k1", "a", 1, "won"),
+            told("k2", "a", 2, "limit_reached"),
+            told("k3", "b", 3, "won"),
+            told("k4", "c", 4, "sold_out"),
+        ];
+        assert!(first_eligible_violations(2, buyers).is_empty());
+    }
+
+    #[test]
+    fn a_win_after_a_sold_out_is_a_violation() {
+        let buyers = vec![
+            told("k1", "a", 1, "won"),
+            told("k2", "b", 2, "sold_out"),
+            told("k3", "c", 3, "won"),
+        ];
+        let violations = first_eligible_violations(2, buyers);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].0.contains("2 purchases"), "{violations:?}");
+    }
+
+    #[test]
+    fn a_second_win_for_one_user_is_a_violation() {
+        let buyers = vec![told("k1", "a", 1, "won"), told("k2", "a", 2, "won")];
+        assert_eq!(first_eligible_violations(5, buyers).len(), 1);
+    }
+
+    #[test]
+    fn a_double_click_answered_two_ways_is_a_violation() {
+        let mut first = told("k1", "a", 1, "won");
+        first.habit = Habit::DoubleClick;
+        let mut same = first.clone();
+        same.habit = Habit::DoubleClick;
+        first.echo = Some(Box::new(same));
+        let mut verdict = Verdict::default();
+        check_double_clicks(&mut verdict, &results(vec![first.clone()]));
+        assert!(verdict.passed());
+
+        let mut other = told("k1", "a", 1, "sold_out");
+        other.habit = Habit::DoubleClick;
+        first.echo = Some(Box::new(other));
+        check_double_clicks(&mut verdict, &results(vec![first]));
+        assert!(!verdict.passed());
+    }
 }

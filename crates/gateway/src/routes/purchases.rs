@@ -92,7 +92,13 @@ pub async fn create(
         }
     }
 
-    let decision = wait_for_decision(&state, &mut ticket, &sku, &intent.key, wait.duration).await;
+    // No wait asked for (`respond-async`): a fresh intent cannot have been
+    // decided yet, so answer 202 without asking the store.
+    let decision = if wait.duration.is_zero() {
+        None
+    } else {
+        wait_for_decision(&state, &mut ticket, &sku, &intent.key, wait.duration).await
+    };
     match decision {
         Some(decision) => answer_decision(&sku, &intent, decision, &wait),
         None => Ok(answer_pending(&sku, &intent, accepted.seq, &wait)),

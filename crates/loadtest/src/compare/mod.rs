@@ -3,11 +3,27 @@
 //! designs ([`crate::reference`]) and against dropline itself (a gateway and
 //! two processors), in three workloads; one row per (workload, strategy).
 //!
-//! The slow-database day delays every database transaction of the reference
-//! designs by `db_delay_ms` (slept before `COMMIT`), and every statement
-//! dropline's processes send to Postgres by the same amount (through a
-//! [`crate::reference::proxy::DelayProxy`]: dropline's code is not changed
-//! for the comparison, and a processor's batch is one statement).
+//! The slow-database day injects its delay one way for every design: each
+//! row gets a fresh [`DelayProxy`] in [`Delay::EveryTransaction`] mode, and
+//! the design's Postgres connections go through it (a reference design's
+//! pool; dropline's gateway and processors, `dropline migrate` included).
+//! Every transaction takes `--db-delay-ms` longer inside the database: the
+//! proxy holds the client's message that ends it for that long before
+//! Postgres receives it (a `COMMIT` or `ROLLBACK`; for a statement run
+//! outside `BEGIN`, its own transaction, the statement itself in the simple
+//! protocol or the `Sync` that commits it in the extended one). So the
+//! transaction keeps its row locks through the delay, as the seed's slow
+//! database did, and a design that queues on a lock (row-lock) pays for it
+//! the way it would; every transaction pays once, however many statements
+//! it has. Connecting, a pool's ping, a statement's prepare, `BEGIN` and
+//! statements inside a transaction block are not delayed; see
+//! [`crate::reference::proxy`] for the exact rules. No design's code knows
+//! about the delay. Creating and filling a reference design's database, and
+//! the tally's reads, go to Postgres directly.
+//!
+//! Every database a row creates (`reference_<design>_<id>`,
+//! `dropline_load_<id>`) is dropped once the row is measured, unless
+//! `--keep-databases`.
 
 pub mod tally;
 
@@ -17,7 +33,9 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use sqlx::Connection as _;
 
-use crate::reference::{self, proxy::DelayProxy, Design, Timings};
+use crate::burst::BurstResults;
+use crate::reference::proxy::{self, Delay, DelayProxy};
+use crate::reference::{self, Design, Timings};
 use crate::setup::DropUnderTest;
 use tally::Row;
 
@@ -27,7 +45,8 @@ pub enum Workload {
     Sneaker,
     /// 50,000 buyers, as many units: every attempt wins (the hot row).
     Big,
-    /// 5,000 buyers, 100 pairs, every database transaction slowed.
+    /// 5,000 buyers, 100 pairs, every database transaction completing
+    /// `--db-delay-ms` late (for every design, through a proxy).
     SlowDb,
 }
 
@@ -119,7 +138,9 @@ pub struct Args {
     /// seed-lock: the slow write.
     #[arg(long, default_value_t = 1_200)]
     pub write_ms: u64,
-    /// slow-db: delay added to every database transaction.
+    /// slow-db: how much longer every database transaction takes, for every
+    /// design (a proxy in front of Postgres holds the message that ends each
+    /// transaction this long, so its locks are held that much longer).
     #[arg(long, default_value_t = 200)]
     pub db_delay_ms: u64,
     /// Postgres connections of each reference design's pool.
@@ -136,6 +157,10 @@ pub struct Args {
     /// Also write every row as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Keep each row's database (`reference_*`, `dropline_load_*`) instead
+    /// of dropping it once the row is measured.
+    #[arg(long)]
+    pub keep_databases: bool,
 }
 
 /// One workload's sizes.
@@ -173,13 +198,12 @@ impl Args {
         }
     }
 
-    fn timings(&self, db_delay_ms: u64) -> Timings {
+    fn timings(&self) -> Timings {
         Timings {
             lock_ms: self.lock_ms,
             lock_wait_ms: self.lock_wait_ms,
             lock_retry_ms: self.lock_retry_ms,
             write_ms: self.write_ms,
-            db_delay_ms,
             db_connections_max: self.db_connections_max,
         }
     }
@@ -199,6 +223,10 @@ impl Args {
             database_url: database_url.to_string(),
             settle_ms: self.settle_ms,
             json: None,
+            html: std::path::PathBuf::new(),
+            // Every design gets the same plain crowd: the reference designs
+            // do not all keep a per-user limit.
+            crowd: crate::burst::Crowd::plain(),
         }
     }
 }
@@ -265,33 +293,51 @@ async fn reference_run(
     sizes: &Sizes,
     design: Design,
 ) -> anyhow::Result<Row> {
+    let proxy = slow_db_proxy(sizes, &args.services.postgres).await?;
+    let serve_postgres = served_through(proxy.as_ref(), &args.services.postgres)?;
     let sku = format!("cmp-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let server = reference::Server::start(
         design,
-        args.timings(sizes.db_delay_ms),
+        args.timings(),
         &args.services.postgres,
+        &serve_postgres,
         &args.redis_url,
         &sku,
         sizes.stock,
     )
     .await?;
     eprintln!(
-        "   {} on {} ({})",
+        "   {} on {} ({}, served through {serve_postgres})",
         design.name(),
         server.url,
         server.database_url
     );
+    let database = server.database.clone();
+    let measured = measure_reference(args, workload, sizes, design, server, &sku).await;
+    // The design's pool is closed: the proxy has nothing left to relay.
+    drop(proxy);
+    let forgotten = forget_database(args, &database).await;
+    let row = measured?;
+    forgotten?;
+    Ok(row)
+}
+
+/// The burst against a started reference design, which it then stops, and
+/// the row from the orders its database holds.
+async fn measure_reference(
+    args: &Args,
+    workload: Workload,
+    sizes: &Sizes,
+    design: Design,
+    server: reference::Server,
+    sku: &str,
+) -> anyhow::Result<Row> {
     let load = args.load(&server.url, sizes, &server.database_url);
-    let drop = DropUnderTest {
-        sku: dropline_core::Sku::parse(sku.clone())?,
-        stock: sizes.stock,
-    };
-    let client = crate::burst::client(args.connections)?;
-    let fired = crate::burst::fire(&client, &load, &drop).await;
+    let fired = fire(&load, sku, sizes.stock).await;
     let database_url = server.database_url.clone();
     server.stop().await;
     let results = fired?;
-    let keys = reference::order_keys(&database_url, &sku).await?;
+    let keys = reference::order_keys(&database_url, sku).await?;
     Ok(tally::row(
         workload.name(),
         design.name(),
@@ -301,39 +347,50 @@ async fn reference_run(
     ))
 }
 
+async fn fire(load: &crate::Args, sku: &str, stock: u32) -> anyhow::Result<BurstResults> {
+    let drop = DropUnderTest {
+        sku: dropline_core::Sku::parse(sku.to_string())?,
+        stock,
+    };
+    crate::burst::fire(load, &drop).await
+}
+
 async fn dropline_run(args: &Args, workload: Workload, sizes: &Sizes) -> anyhow::Result<Row> {
-    // On the slow-database day, dropline's processes reach Postgres through
-    // the delaying proxy; the tool itself talks to Postgres directly.
-    let proxy = match sizes.db_delay_ms {
-        0 => None,
-        delay_ms => {
-            let upstream = reference::proxy::upstream_of(&args.services.postgres).await?;
-            Some(DelayProxy::start(upstream, delay_ms).await?)
-        }
-    };
-    let stack_postgres = match &proxy {
-        Some(proxy) => proxy.base_url(&args.services.postgres)?,
-        None => args.services.postgres.clone(),
-    };
-    let stack =
+    let proxy = slow_db_proxy(sizes, &args.services.postgres).await?;
+    let stack_postgres = served_through(proxy.as_ref(), &args.services.postgres)?;
+    let mut stack =
         crate::stack::Stack::start(&stack_postgres, &args.services.nats_url, false, 2).await?;
-    let database = stack
-        .database_url
-        .rsplit_once('/')
-        .map(|(_, name)| name.to_string())
-        .context("the stack's database name")?;
+    let database = stack.database_name().to_string();
+    let measured = measure_dropline(args, workload, sizes, &stack, &database).await;
+    eprintln!("   stack logs: {}", stack.log_dir().display());
+    // The processes go first, then the proxy they talk through.
+    stack.stop().await;
+    drop(stack);
+    drop(proxy);
+    let forgotten = forget_database(args, &database).await;
+    let row = measured?;
+    forgotten?;
+    Ok(row)
+}
+
+/// The burst against a started dropline stack whose database is `database`,
+/// and the row from the purchases it recorded.
+async fn measure_dropline(
+    args: &Args,
+    workload: Workload,
+    sizes: &Sizes,
+    stack: &crate::stack::Stack,
+    database: &str,
+) -> anyhow::Result<Row> {
+    // The tool itself talks to Postgres directly, never through the proxy.
     let database_url = format!("{}/{database}", args.services.postgres);
     let load = args.load(&stack.url, sizes, &database_url);
     let client = crate::burst::client(args.connections)?;
     let sale = crate::setup::prepare_drop(&load, &client).await?;
     wait_for_owner(&database_url, sale.sku.as_str()).await?;
     tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
-    let results = crate::burst::fire(&client, &load, &sale).await?;
+    let results = crate::burst::fire(&load, &sale).await?;
     let keys = dropline_won_keys(&database_url, sale.sku.as_str()).await?;
-    eprintln!("   stack logs: {}", stack.log_dir().display());
-    // The processes go first, then the proxy they talk through.
-    drop(stack);
-    drop(proxy);
     Ok(tally::row(
         workload.name(),
         "dropline",
@@ -341,6 +398,35 @@ async fn dropline_run(args: &Args, workload: Workload, sizes: &Sizes) -> anyhow:
         &results,
         &keys,
     ))
+}
+
+/// The slow-database day's proxy in front of `postgres`, one per row so no
+/// row inherits another's connections; none on the other days.
+async fn slow_db_proxy(sizes: &Sizes, postgres: &str) -> anyhow::Result<Option<DelayProxy>> {
+    if sizes.db_delay_ms == 0 {
+        return Ok(None);
+    }
+    let upstream = proxy::upstream_of(postgres).await?;
+    let delay = Delay::EveryTransaction(Duration::from_millis(sizes.db_delay_ms));
+    Ok(Some(DelayProxy::start(upstream, delay).await?))
+}
+
+/// The Postgres base URL a design under test connects to.
+fn served_through(proxy: Option<&DelayProxy>, postgres: &str) -> anyhow::Result<String> {
+    match proxy {
+        Some(proxy) => proxy.base_url(postgres),
+        None => Ok(postgres.to_string()),
+    }
+}
+
+/// Drops a row's database once the row is measured, unless
+/// `--keep-databases`.
+async fn forget_database(args: &Args, database: &str) -> anyhow::Result<()> {
+    if args.keep_databases {
+        eprintln!("   kept database {database}");
+        return Ok(());
+    }
+    crate::stack::drop_database(&args.services.postgres, database).await
 }
 
 /// How long a new drop's partition may take to be claimed.

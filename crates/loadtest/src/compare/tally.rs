@@ -128,6 +128,7 @@ mod tests {
             seq: None,
             accepted_after: Duration::from_millis(1),
             decided_after: Some(Duration::from_millis(10)),
+            ..BuyerResult::default()
         }
     }
 
@@ -141,6 +142,7 @@ mod tests {
                 buyer("d", "sold_out", vec![409]),
             ],
             wall: Duration::from_secs(2),
+            seed: 0,
         };
         // b has two orders, c none, d one it was never told about.
         let keys: Vec<String> = ["a", "b", "b", "d"].map(String::from).into();

@@ -13,7 +13,7 @@ use sqlx::{Connection as _, Executor as _};
 use super::Design;
 
 /// Creates `reference_<design>_<id>` on the server at `postgres` (a base URL
-/// without database) and returns its URL.
+/// without database) and returns its name.
 pub async fn create_database(postgres: &str, design: Design) -> anyhow::Result<String> {
     let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
     let name = format!("reference_{}_{id}", design.name().replace('-', "_"));
@@ -25,17 +25,21 @@ pub async fn create_database(postgres: &str, design: Design) -> anyhow::Result<S
         .await
         .with_context(|| format!("create database {name}"))?;
     admin.close().await?;
-    Ok(format!("{postgres}/{name}"))
+    Ok(name)
 }
 
-/// Creates the tables and puts `stock` units of `sku` on sale.
+/// Creates the tables in the database at `database_url` and puts `stock`
+/// units of `sku` on sale.
 pub async fn migrate(
-    pool: &sqlx::PgPool,
+    database_url: &str,
     design: Design,
     sku: &str,
     stock: u32,
 ) -> anyhow::Result<()> {
-    pool.execute(
+    let mut conn = sqlx::PgConnection::connect(database_url)
+        .await
+        .with_context(|| format!("connect to {database_url}"))?;
+    conn.execute(
         "CREATE TABLE stock (
              sku       text    PRIMARY KEY,
              initial   integer NOT NULL,
@@ -53,16 +57,17 @@ pub async fn migrate(
     .await
     .context("create the reference tables")?;
     if design != Design::SeedLock {
-        pool.execute("CREATE UNIQUE INDEX orders_one_per_key ON orders (sku, idempotency_key)")
+        conn.execute("CREATE UNIQUE INDEX orders_one_per_key ON orders (sku, idempotency_key)")
             .await
             .context("create the idempotency index")?;
     }
     sqlx::query("INSERT INTO stock (sku, initial, remaining) VALUES ($1, $2, $2)")
         .bind(sku)
         .bind(i64::from(stock) as i32)
-        .execute(pool)
+        .execute(&mut conn)
         .await
         .context("put the stock on sale")?;
+    conn.close().await?;
     Ok(())
 }
 

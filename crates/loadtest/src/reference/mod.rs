@@ -15,6 +15,10 @@
 //! with two plain tables, `stock` and `orders` (see [`db`]). Nothing here is
 //! used by dropline itself; it exists so the incident can be replayed.
 //!
+//! A design's code has no slow-database knob: on the slow-database day its
+//! pool connects through a [`proxy::DelayProxy`], the same kind and the same
+//! delay as dropline's processes, and runs unchanged.
+//!
 //! What a design does not do: per-user limits (every buyer of the load
 //! generator is a distinct user) and `Prefer: wait` (every answer is
 //! synchronous, so there is never a `202`).
@@ -63,10 +67,6 @@ pub struct Timings {
     pub lock_retry_ms: u64,
     /// `seed-lock`: the slow write, between reading and writing the stock.
     pub write_ms: u64,
-    /// Every design: added to every database transaction, slept inside the
-    /// transaction just before its `COMMIT` (locks stay held meanwhile, as
-    /// on a database whose commits are slow).
-    pub db_delay_ms: u64,
     /// Every design: Postgres connections in the server's pool.
     pub db_connections_max: u32,
 }
@@ -92,18 +92,12 @@ pub(crate) struct State {
     redis: redis::aio::MultiplexedConnection,
 }
 
-impl State {
-    /// The slow-database injection, slept inside a transaction before it ends.
-    async fn db_delay(&self) {
-        if self.timings.db_delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(self.timings.db_delay_ms)).await;
-        }
-    }
-}
-
 /// One reference design, listening on 127.0.0.1 with its own database.
 pub struct Server {
     pub url: String,
+    /// The design's fresh database, by name and reached directly (not
+    /// through the slow-database proxy): for the tally and the cleanup.
+    pub database: String,
     pub database_url: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -111,24 +105,57 @@ pub struct Server {
 }
 
 impl Server {
-    /// Creates the design's database (stock `stock` for `sku`), primes Redis
-    /// and starts serving.
+    /// Creates the design's database on `postgres` (stock `stock` for
+    /// `sku`), primes Redis and starts serving. The design's pool connects
+    /// through `serve_postgres` (the same server, or a delaying proxy in
+    /// front of it); setting up goes to `postgres` directly. On failure, the
+    /// database just created is dropped again.
     pub async fn start(
         design: Design,
         timings: Timings,
         postgres: &str,
+        serve_postgres: &str,
         redis_url: &str,
         sku: &str,
         stock: u32,
     ) -> anyhow::Result<Self> {
-        let database_url = create_database(postgres, design).await?;
+        let database = create_database(postgres, design).await?;
+        let started = Self::serve(
+            design,
+            timings,
+            &format!("{postgres}/{database}"),
+            &format!("{serve_postgres}/{database}"),
+            redis_url,
+            sku,
+            stock,
+        )
+        .await;
+        if started.is_err() {
+            if let Err(err) = crate::stack::drop_database(postgres, &database).await {
+                eprintln!("reference design: {err:#}");
+            }
+        }
+        started
+    }
+
+    /// [`Self::start`] once the database exists: set up through
+    /// `database_url`, served through `serve_url`.
+    async fn serve(
+        design: Design,
+        timings: Timings,
+        database_url: &str,
+        serve_url: &str,
+        redis_url: &str,
+        sku: &str,
+        stock: u32,
+    ) -> anyhow::Result<Self> {
+        db::migrate(database_url, design, sku, stock).await?;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(timings.db_connections_max)
             .acquire_timeout(Duration::from_secs(60))
-            .connect(&database_url)
+            .connect(serve_url)
             .await
-            .with_context(|| format!("connect to {database_url}"))?;
-        db::migrate(&pool, design, sku, stock).await?;
+            .with_context(|| format!("connect to {serve_url}"))?;
         let redis = redis::Client::open(redis_url)
             .context("parse the Redis URL")?
             .get_multiplexed_async_connection()
@@ -161,9 +188,13 @@ impl Server {
                 eprintln!("reference server: {err}");
             }
         });
+        let database = database_url
+            .rsplit_once('/')
+            .map_or(database_url, |(_, name)| name);
         Ok(Self {
             url,
-            database_url,
+            database: database.to_string(),
+            database_url: database_url.to_string(),
             shutdown: Some(shutdown),
             task,
             pool,

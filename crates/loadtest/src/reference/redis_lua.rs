@@ -96,7 +96,6 @@ pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<An
                 .0
         }
     };
-    state.db_delay().await;
     tx.commit().await.context("commit the order")?;
     Ok(Answer::Won { order_id, seq })
 }

@@ -23,7 +23,6 @@ pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<An
     let Some(remaining) = remaining else {
         // Sold out, unless this key won before (a retry whose answer was lost).
         let earlier = db::order_for_key(&mut *tx, &state.sku, key).await?;
-        state.db_delay().await;
         tx.rollback().await.context("roll back")?;
         return Ok(
             earlier.map_or(Answer::SoldOut, |(order_id, seq)| Answer::Won {
@@ -51,14 +50,12 @@ pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<An
         let earlier = db::order_for_key(&mut *tx, &state.sku, key)
             .await?
             .context("the order that conflicted is gone")?;
-        state.db_delay().await;
         tx.rollback().await.context("roll back the repeat")?;
         return Ok(Answer::Won {
             order_id: earlier.0,
             seq: earlier.1,
         });
     }
-    state.db_delay().await;
     tx.commit().await.context("commit")?;
     Ok(Answer::Won { order_id, seq })
 }

@@ -55,7 +55,6 @@ async fn locked(state: &State, key: &str, user: &str) -> anyhow::Result<Answer> 
         .fetch_one(&mut *tx)
         .await
         .context("read the stock")?;
-    state.db_delay().await;
     tx.commit().await.context("commit the read")?;
     if remaining <= 0 {
         return Ok(Answer::SoldOut);
@@ -84,7 +83,6 @@ async fn locked(state: &State, key: &str, user: &str) -> anyhow::Result<Answer> 
     .execute(&mut *tx)
     .await
     .context("insert the order")?;
-    state.db_delay().await;
     tx.commit().await.context("commit the write")?;
     Ok(Answer::Won { order_id, seq })
 }

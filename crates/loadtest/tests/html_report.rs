@@ -1,0 +1,372 @@
+//! The HTML report, opened in a real browser: headless Chromium renders the
+//! page for 50,000 synthetic buyers to a screenshot, and each chart series
+//! must cover a real stretch of its chart in its own colour.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser as _;
+use dropline_core::Sku;
+use loadtest::burst::{BurstResults, BuyerResult};
+use loadtest::html::{self, RunInfo};
+use loadtest::report::Report;
+use loadtest::setup::DropUnderTest;
+use loadtest::verify::Verdict;
+use loadtest::Args;
+
+/// Debian's package; .ci/run installs it.
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Longest a screenshot may take before the test gives up on Chromium.
+const CHROMIUM_WAIT_MS_MAX: u64 = 120_000;
+/// Tall enough for the whole page at this width.
+const WINDOW_SIZE: &str = "1280,2000";
+
+/// The series colours of `html.rs`, spelled out again so a chart drawn in
+/// the wrong colour (or not at all) fails here.
+const DECISION_BARS: [u8; 3] = [0x25, 0x63, 0xeb];
+const ACCEPT_BARS: [u8; 3] = [0xf5, 0x9e, 0x0b];
+const DECIDED_LINE: [u8; 3] = [0x0d, 0x94, 0x88];
+const REMAINING_LINE: [u8; 3] = [0xc0, 0x26, 0xd3];
+/// Per channel, for anti-aliasing and colour management.
+const COLOUR_TOLERANCE: u8 = 24;
+
+const BUYERS: usize = 50_000;
+const STOCK: u32 = 100;
+
+#[test]
+fn report_charts_render_in_headless_chromium() {
+    let (report, results) = realistic_burst();
+    let run = RunInfo {
+        url: "http://127.0.0.1:8080".into(),
+        per_user_limit: 1,
+    };
+    let dir = tempfile::tempdir().expect("create a temp dir");
+    let page = dir.path().join("report.html");
+    html::write_with(&page, &report, &results, &run).expect("write the report");
+
+    let shot = screenshot(&page, dir.path());
+    // To look at it: the screenshot there, and the page beside it (.html).
+    if let Ok(keep) = std::env::var("HTML_REPORT_SCREENSHOT") {
+        std::fs::copy(&shot, &keep).expect("keep the screenshot");
+        std::fs::copy(&page, Path::new(&keep).with_extension("html")).expect("keep the page");
+    }
+    let image = Image::decode(&shot);
+    let failures = missing_series(&image);
+    assert!(failures.is_empty(), "charts did not render: {failures:#?}");
+}
+
+/// The control: with the series taken out of the same page, what is left
+/// (legend swatches, header, axes) must not pass the check above.
+#[test]
+fn a_page_without_its_series_fails_the_render_check() {
+    let (report, results) = realistic_burst();
+    let dir = tempfile::tempdir().expect("create a temp dir");
+    let page = dir.path().join("report.html");
+    let stripped = without_series(&html::render(&report, &results));
+    assert!(!stripped.contains("class=\"series "));
+    std::fs::write(&page, stripped).expect("write the stripped report");
+
+    let image = Image::decode(&screenshot(&page, dir.path()));
+    assert_eq!(missing_series(&image).len(), 4, "the legend alone passed");
+}
+
+/// 50,000 buyers against 100 units, decided at about 9,000 per second after
+/// a 40 ms start; one in ten got an early 202 and was decided by a GET.
+fn realistic_burst() -> (Report, BurstResults) {
+    let mut random = XorShift(0x5eed_1234_abcd_0001);
+    let buyers: Vec<BuyerResult> = (0..BUYERS)
+        .map(|i| {
+            let decided_ms = 40.0 + i as f64 / 9.0 + random.below(30.0);
+            let early_202 = random.below(1.0) < 0.1;
+            let accepted_ms = if early_202 {
+                20.0 + random.below(280.0)
+            } else {
+                decided_ms
+            };
+            let outcome = if i < STOCK as usize {
+                "won"
+            } else {
+                "sold_out"
+            };
+            BuyerResult {
+                key: format!("key-{i}"),
+                user: format!("user-{i}"),
+                first_status: if early_202 {
+                    202
+                } else if i < STOCK as usize {
+                    201
+                } else {
+                    409
+                },
+                statuses: vec![201],
+                final_status: if i < STOCK as usize { 201 } else { 409 },
+                outcome: Some(outcome.into()),
+                order_id: (i < STOCK as usize).then(|| format!("order-{i}")),
+                seq: Some(i as u64 + 1),
+                accepted_after: Duration::from_secs_f64(accepted_ms / 1e3),
+                decided_after: Some(Duration::from_secs_f64(decided_ms / 1e3)),
+                ..BuyerResult::default()
+            }
+        })
+        .collect();
+    let wall = buyers
+        .iter()
+        .filter_map(|b| b.decided_after)
+        .max()
+        .unwrap_or_default();
+    let results = BurstResults {
+        buyers,
+        wall,
+        seed: 42,
+    };
+    let args = Args::parse_from(["loadtest", "--stock", &STOCK.to_string()]);
+    let drop = DropUnderTest {
+        sku: Sku::parse("AJ1-chicago").expect("a valid SKU"),
+        stock: STOCK,
+    };
+    let verdict = Verdict {
+        replays_checked: 200,
+        ..Verdict::default()
+    };
+    let report = Report::new(&args, &drop, &results, &verdict, None);
+    (report, results)
+}
+
+/// Deterministic noise, so the picture is the same every run.
+struct XorShift(u64);
+
+impl XorShift {
+    /// Uniform in `[0, max)`.
+    fn below(&mut self, max: f64) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64 * max
+    }
+}
+
+/// Renders `page` with headless Chromium and returns the PNG's path.
+fn screenshot(page: &Path, dir: &Path) -> PathBuf {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "headless Chromium is missing: {CHROMIUM} not found. Install Debian's package with \
+         `apt-get update && apt-get install -y chromium` (.ci/run does this on CI)"
+    );
+    let shot = dir.join("screenshot.png");
+    let log = dir.join("chromium.log");
+    let log_file = std::fs::File::create(&log).expect("create the Chromium log");
+    let mut chromium = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!("--window-size={WINDOW_SIZE}"))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("share the Chromium log"))
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|err| panic!("start {CHROMIUM}: {err}"));
+    let deadline = Instant::now() + Duration::from_millis(CHROMIUM_WAIT_MS_MAX);
+    let status = loop {
+        if let Some(status) = chromium.try_wait().expect("wait for Chromium") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = chromium.kill();
+            let _ = chromium.wait();
+            panic!(
+                "Chromium took over {CHROMIUM_WAIT_MS_MAX} ms; its log:\n{}",
+                log_tail(&log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success() && shot.exists(),
+        "Chromium made no screenshot ({status}); its log:\n{}",
+        log_tail(&log)
+    );
+    shot
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// A decoded screenshot, 8-bit RGB.
+struct Image {
+    width: usize,
+    rgb: Vec<u8>,
+}
+
+impl Image {
+    fn decode(path: &Path) -> Self {
+        let file = std::fs::File::open(path).expect("open the screenshot");
+        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder.read_info().expect("read the PNG header");
+        let mut buffer = vec![0; reader.output_buffer_size().expect("a PNG of sane size")];
+        let info = reader.next_frame(&mut buffer).expect("decode the PNG");
+        let channels = match info.color_type {
+            png::ColorType::Rgb => 3,
+            png::ColorType::Rgba => 4,
+            other => panic!("unexpected screenshot colour type {other:?}"),
+        };
+        let rgb = buffer[..info.buffer_size()]
+            .chunks_exact(channels)
+            .flat_map(|pixel| pixel[..3].to_vec())
+            .collect();
+        Self {
+            width: info.width as usize,
+            rgb,
+        }
+    }
+
+    /// Where pixels of (about) `colour` are.
+    fn find(&self, colour: [u8; 3]) -> Found {
+        let mut found = Found::default();
+        for (i, pixel) in self.rgb.chunks_exact(3).enumerate() {
+            let near = pixel
+                .iter()
+                .zip(colour)
+                .all(|(got, want)| got.abs_diff(want) <= COLOUR_TOLERANCE);
+            if near {
+                found.add(i % self.width, i / self.width);
+            }
+        }
+        found
+    }
+}
+
+#[derive(Debug, Default)]
+struct Found {
+    pixels: usize,
+    x_min: usize,
+    x_max: usize,
+    y_min: usize,
+    y_max: usize,
+}
+
+impl Found {
+    fn add(&mut self, x: usize, y: usize) {
+        if self.pixels == 0 {
+            (self.x_min, self.x_max, self.y_min, self.y_max) = (x, x, y, y);
+        }
+        self.pixels += 1;
+        self.x_min = self.x_min.min(x);
+        self.x_max = self.x_max.max(x);
+        self.y_min = self.y_min.min(y);
+        self.y_max = self.y_max.max(y);
+    }
+
+    fn width(&self) -> usize {
+        if self.pixels == 0 {
+            0
+        } else {
+            self.x_max - self.x_min + 1
+        }
+    }
+
+    fn height(&self) -> usize {
+        if self.pixels == 0 {
+            0
+        } else {
+            self.y_max - self.y_min + 1
+        }
+    }
+}
+
+/// What a drawn series must cover: far more than its legend swatch (12×12
+/// for bars, 20×3 for lines), spread across the plot. The decided line
+/// rises and the stock line falls, so both span height as well.
+struct Expect {
+    name: &'static str,
+    colour: [u8; 3],
+    pixels_min: usize,
+    width_px_min: usize,
+    height_px_min: usize,
+}
+
+const EXPECTED: [Expect; 4] = [
+    Expect {
+        name: "decision latency bars",
+        colour: DECISION_BARS,
+        pixels_min: 5_000,
+        width_px_min: 400,
+        height_px_min: 60,
+    },
+    Expect {
+        name: "accept latency bars",
+        colour: ACCEPT_BARS,
+        pixels_min: 5_000,
+        width_px_min: 400,
+        height_px_min: 60,
+    },
+    Expect {
+        name: "buyers decided line",
+        colour: DECIDED_LINE,
+        pixels_min: 600,
+        width_px_min: 400,
+        height_px_min: 100,
+    },
+    Expect {
+        name: "remaining stock line",
+        colour: REMAINING_LINE,
+        pixels_min: 600,
+        width_px_min: 400,
+        height_px_min: 100,
+    },
+];
+
+/// The series that did not show as expected, with what was seen instead.
+fn missing_series(image: &Image) -> Vec<String> {
+    EXPECTED
+        .iter()
+        .filter_map(|expect| {
+            let found = image.find(expect.colour);
+            let drawn = found.pixels >= expect.pixels_min
+                && found.width() >= expect.width_px_min
+                && found.height() >= expect.height_px_min;
+            (!drawn).then(|| {
+                format!(
+                    "{}: {} pixels over {}×{} px (want ≥ {} pixels over ≥ {}×{} px)",
+                    expect.name,
+                    found.pixels,
+                    found.width(),
+                    found.height(),
+                    expect.pixels_min,
+                    expect.width_px_min,
+                    expect.height_px_min
+                )
+            })
+        })
+        .collect()
+}
+
+/// The page with every series element (bar groups, lines) removed.
+fn without_series(html: &str) -> String {
+    let mut out = html.to_string();
+    for (open, close) in [
+        ("<g class=\"series ", "</g>"),
+        ("<polyline class=\"series ", "/>"),
+    ] {
+        while let Some(start) = out.find(open) {
+            let end = out[start..]
+                .find(close)
+                .map(|at| start + at + close.len())
+                .expect("a closed series element");
+            out.replace_range(start..end, "");
+        }
+    }
+    out
+}

@@ -1,0 +1,71 @@
+//! `loadtest` end to end against a running service: a crowd with
+//! double-clicks and two-tab buyers is verified, reported as JSON and as HTML.
+
+use clap::Parser as _;
+use dropline_suite::spawn_app;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_that_double_clicks_and_buys_in_two_tabs_is_verified_and_reported() {
+    let app = spawn_app().await;
+    let out = std::env::temp_dir().join(format!("dropline-load-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&out).expect("report directory");
+    let (json, html) = (out.join("report.json"), out.join("report.html"));
+    let args = loadtest::Args::parse_from([
+        "loadtest",
+        "--url",
+        &app.base_url,
+        "--database-url",
+        &app.database_url,
+        "--buyers",
+        "1500",
+        "--stock",
+        "40",
+        "--connections",
+        "64",
+        "--retry-share",
+        "0.2",
+        "--twice-share",
+        "0.2",
+        "--seed",
+        "7",
+        "--settle-ms",
+        "300",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+        "--html",
+        html.to_str().expect("utf-8 path"),
+    ]);
+
+    let verified = loadtest::run(args).await.expect("the load test runs");
+
+    assert!(verified, "every promise held");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON report")).expect("valid JSON");
+    assert_eq!(report["buyers"], 1500);
+    assert_eq!(report["won"], 40);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["seed"], 7);
+    let (double_clicks, two_tabs) = (
+        report["double_clicks"].as_u64().expect("double_clicks"),
+        report["two_tabs"].as_u64().expect("two_tabs"),
+    );
+    assert!(
+        (200..400).contains(&double_clicks) && (200..400).contains(&two_tabs),
+        "about a fifth each: {double_clicks} double-clicks, {two_tabs} two-tab buyers"
+    );
+    assert_eq!(report["purchases"].as_u64(), Some(1500 + two_tabs));
+    // A two-tab buyer who won has a second purchase after the win, which
+    // the per-user limit of 1 must refuse; about a third of the winners
+    // bought in two tabs.
+    assert!(
+        report["limit_reached"].as_u64().expect("limit_reached") >= 1,
+        "{report}"
+    );
+    let page = std::fs::read_to_string(&html).expect("HTML report");
+    let sku = report["sku"].as_str().expect("sku");
+    assert!(
+        page.contains("<svg") && page.contains(sku),
+        "the HTML report names the drop and has charts"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
