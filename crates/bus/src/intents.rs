@@ -97,6 +97,7 @@ impl Bus {
             messages: Box::pin(messages),
             batch_len_max,
             next_delivery: None,
+            ended: false,
         })
     }
 
@@ -237,6 +238,8 @@ pub struct IntentPuller {
     batch_len_max: usize,
     /// The consumer delivery sequence the next message should carry.
     next_delivery: Option<u64>,
+    /// The deliveries ended (the pull failed or was closed).
+    ended: bool,
 }
 
 impl IntentPuller {
@@ -246,16 +249,47 @@ impl IntentPuller {
     /// `next`); the rest of the batch is taken without waiting, so dropping
     /// the future part-way never drops a delivered message.
     pub async fn next_batch(&mut self) -> Result<Option<IntentBatch>, BusError> {
-        let Some(first) = self.messages.next().await else {
-            return Ok(None);
+        let mut batch = IntentBatch {
+            intents: Vec::new(),
+            continuity: match self.next_delivery {
+                None => Continuity::FirstOfPull,
+                Some(_) => Continuity::Contiguous,
+            },
+            messages: Vec::new(),
         };
-        let mut chunk = Vec::with_capacity(self.batch_len_max);
+        Ok(self.receive_into(&mut batch).await?.then_some(batch))
+    }
+
+    /// Whether `batch` has room for more and the pull can still bring some.
+    pub fn can_top_up(&self, batch: &IntentBatch) -> bool {
+        !self.ended && batch.messages.len() < self.batch_len_max
+    }
+
+    /// Waits for more deliveries and adds them to `batch` (the next ones
+    /// after it), up to the batch limit: a batch pulled ahead keeps growing
+    /// while the previous one commits. Cancel-safe, like [`Self::next_batch`].
+    pub async fn top_up(&mut self, batch: &mut IntentBatch) -> Result<(), BusError> {
+        self.receive_into(batch).await.map(|_| ())
+    }
+
+    /// Waits for one delivery, then takes every one already delivered, up to
+    /// the batch limit, into `batch`. `Ok(false)` when the pull ended.
+    async fn receive_into(&mut self, batch: &mut IntentBatch) -> Result<bool, BusError> {
+        let Some(first) = self.messages.next().await else {
+            self.ended = true;
+            return Ok(false);
+        };
+        let room = self
+            .batch_len_max
+            .saturating_sub(batch.messages.len())
+            .max(1);
+        let mut chunk = Vec::with_capacity(room);
         chunk.push(first);
         // Take everything already delivered, up to the limit. Unconstrained:
         // tokio's cooperative budget would otherwise cut every batch at ~128
         // messages, however many are waiting.
         tokio::task::unconstrained(async {
-            while chunk.len() < self.batch_len_max {
+            while chunk.len() < room {
                 match self.messages.next().now_or_never() {
                     Some(Some(message)) => chunk.push(message),
                     _ => break,
@@ -263,12 +297,8 @@ impl IntentPuller {
             }
         })
         .await;
-        let mut intents = Vec::with_capacity(chunk.len());
-        let mut messages = Vec::with_capacity(chunk.len());
-        let mut continuity = match self.next_delivery {
-            None => Continuity::FirstOfPull,
-            Some(_) => Continuity::Contiguous,
-        };
+        batch.intents.reserve(chunk.len());
+        batch.messages.reserve(chunk.len());
         for item in chunk {
             let message = item?;
             let info = message.info()?;
@@ -278,17 +308,15 @@ impl IntentPuller {
                 .next_delivery
                 .is_some_and(|next| next != info.consumer_sequence)
             {
-                continuity = Continuity::Broken;
+                batch.continuity = Continuity::Broken;
             }
             self.next_delivery = Some(info.consumer_sequence + 1);
-            intents.push(parse_intent(info.stream_sequence, &message.payload));
-            messages.push(message);
+            batch
+                .intents
+                .push(parse_intent(info.stream_sequence, &message.payload));
+            batch.messages.push(message);
         }
-        Ok(Some(IntentBatch {
-            intents,
-            continuity,
-            messages,
-        }))
+        Ok(true)
     }
 }
 

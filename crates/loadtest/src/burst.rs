@@ -16,7 +16,7 @@ use rand::{Rng as _, SeedableRng as _};
 use serde::Deserialize;
 use tokio::sync::Barrier;
 
-use crate::http::{Pool, NO_ANSWER};
+use crate::http::{Answer, Pool, NO_ANSWER};
 use crate::latency::Latencies;
 use crate::setup::DropUnderTest;
 use crate::Args;
@@ -317,14 +317,18 @@ async fn purchase(
     };
     let deadline = released + PATIENCE;
     let answer = loop {
-        let answer = sale
+        // The deadline also bounds the wait for a free connection: against a
+        // design that holds every connection for seconds, buyers give up.
+        let headers = [
+            ("idempotency-key", result.key.as_str()),
+            ("prefer", &sale.prefer),
+        ];
+        let post = sale
             .pool
-            .post_json(
-                &sale.purchases_path,
-                &[("idempotency-key", &result.key), ("prefer", &sale.prefer)],
-                body.clone(),
-            )
-            .await;
+            .post_json(&sale.purchases_path, &headers, body.clone());
+        let answer = tokio::time::timeout_at(deadline.into(), post)
+            .await
+            .unwrap_or_else(|_| Answer::none());
         if result.statuses.is_empty() {
             result.first_status = answer.status;
             result.accepted_after = released.elapsed();
@@ -350,7 +354,12 @@ async fn purchase(
     // The tool's keys are URL-safe (hex, digits, '-'): no encoding needed.
     let read_path = format!("{}/{}", sale.purchases_path, result.key);
     while Instant::now() < deadline {
-        let read = sale.pool.get(&read_path, &[("prefer", "wait=10")]).await;
+        let read = tokio::time::timeout_at(
+            deadline.into(),
+            sale.pool.get(&read_path, &[("prefer", "wait=10")]),
+        )
+        .await
+        .unwrap_or_else(|_| Answer::none());
         if read.status == 200 {
             take(&mut result, &read.body);
             result.final_status = if result.outcome.as_deref() == Some("won") {

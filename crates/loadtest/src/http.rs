@@ -37,7 +37,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn none() -> Self {
+    /// No answer at all (status [`NO_ANSWER`]).
+    pub fn none() -> Self {
         Self {
             status: NO_ANSWER,
             body: Bytes::new(),

@@ -87,6 +87,10 @@ pub struct Args {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Keep the database of the tool's own stack (it is dropped after a
+    /// verified run; a failed run always keeps it).
+    #[arg(long)]
+    pub keep_database: bool,
     /// Where to write the HTML report with charts.
     #[arg(long, default_value = "target/load-test/report.html")]
     pub html: std::path::PathBuf,
@@ -165,8 +169,15 @@ pub async fn run(mut args: Args) -> anyhow::Result<bool> {
         "HTML report (open it in a browser): {}",
         args.html.display()
     );
-    if let Some(stack) = &stack {
+    if let Some(stack) = &mut stack {
         eprintln!("stack logs: {}", stack.log_dir().display());
+        // A failed run keeps its database, to be looked into.
+        if args.keep_database || !verdict.passed() {
+            eprintln!("database kept: {}", args.database_url);
+        } else {
+            stack.stop().await;
+            stack::drop_database(&args.services.postgres, stack.database_name()).await?;
+        }
     }
     Ok(verdict.passed())
 }

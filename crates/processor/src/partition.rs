@@ -166,6 +166,7 @@ async fn work(
         .map_err(bus_error)?;
     // A batch pulled while the previous one committed.
     let mut prefetched: Option<Result<Option<IntentBatch>, BusError>> = None;
+    let mut last_commit = Duration::ZERO;
     loop {
         let batch = tokio::select! {
             // Biased: a stop or a lost lease wins over a batch already at hand.
@@ -178,11 +179,18 @@ async fn work(
                 }
                 continue;
             }
-            batch = next_batch(&mut puller, &mut prefetched) => batch.map_err(bus_error)?,
+            batch = next_batch(&mut puller, &mut prefetched) => batch,
         };
+        let (batch, was_idle) = batch;
+        let batch = batch.map_err(bus_error)?;
         let Some(mut batch) = batch else {
             anyhow::bail!("pull of {sku} ended");
         };
+        if was_idle {
+            linger(&mut puller, &mut batch, last_commit / LINGER_DIVISOR)
+                .await
+                .map_err(bus_error)?;
+        }
         if batch.is_empty() {
             continue;
         }
@@ -208,6 +216,7 @@ async fn work(
         let Some(plan) = committed else {
             return Ok(Exit::Fenced);
         };
+        last_commit = started.elapsed();
         // Only after the commit: a crash before this ack means redelivery,
         // which the applied sequence turns into a no-op.
         if let Err(err) = batch.ack().await {
@@ -218,20 +227,52 @@ async fn work(
     }
 }
 
-/// The batch pulled ahead, if any, else the next one from the consumer.
+/// The batch pulled ahead, if any, else the next one from the consumer;
+/// and whether the processor was idle, waiting for it.
 async fn next_batch(
     puller: &mut IntentPuller,
     prefetched: &mut Option<Result<Option<IntentBatch>, BusError>>,
-) -> Result<Option<IntentBatch>, BusError> {
+) -> (Result<Option<IntentBatch>, BusError>, bool) {
     match prefetched.take() {
-        Some(batch) => batch,
-        None => puller.next_batch().await,
+        Some(batch) => (batch, false),
+        None => (puller.next_batch().await, true),
     }
 }
 
-/// Runs `work` to its end while pulling at most one batch ahead into
-/// `prefetched`. A pull still waiting when `work` ends is dropped, which
-/// loses nothing: `IntentPuller::next_batch` is cancel-safe.
+/// An idle processor waits this fraction of its last commit for more
+/// intents before committing the first few that woke it.
+const LINGER_DIVISOR: u32 = 10;
+/// ... but never longer than this.
+const LINGER_MAX: Duration = Duration::from_millis(20);
+
+/// Lets `batch` grow for up to `linger` (capped at [`LINGER_MAX`]).
+///
+/// Why: when buyers arrive in waves (each answered wave sends the next), the
+/// first few of a wave wake an idle processor, which would commit them alone
+/// and make the rest wait a whole commit. With a slow database that halves
+/// throughput (batches of 17 and 783 instead of 800, measured with 200 ms
+/// commits). Waiting a tenth of a commit costs at most a tenth in latency;
+/// with a fast database the wait is a fraction of a millisecond.
+async fn linger(
+    puller: &mut IntentPuller,
+    batch: &mut IntentBatch,
+    linger: Duration,
+) -> Result<(), BusError> {
+    let deadline = tokio::time::Instant::now() + linger.min(LINGER_MAX);
+    while puller.can_top_up(batch) {
+        match tokio::time::timeout_at(deadline, puller.top_up(batch)).await {
+            Ok(result) => result?,
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+/// Runs `work` to its end while pulling the next batch into `prefetched`,
+/// and topping it up as deliveries arrive: under a slow commit the next batch
+/// holds everything that arrived meanwhile, not just the first few. A pull
+/// still waiting when `work` ends is dropped, which loses nothing:
+/// `next_batch` and `top_up` are cancel-safe.
 async fn while_pulling<T>(
     work: impl std::future::Future<Output = T>,
     puller: &mut IntentPuller,
@@ -239,11 +280,31 @@ async fn while_pulling<T>(
 ) -> T {
     tokio::pin!(work);
     loop {
+        let wants_more = match prefetched {
+            None => true,
+            Some(Ok(Some(batch))) => puller.can_top_up(batch),
+            Some(_) => false,
+        };
         tokio::select! {
             biased;
             done = &mut work => return done,
-            batch = puller.next_batch(), if prefetched.is_none() => *prefetched = Some(batch),
+            _ = pull_ahead(puller, prefetched), if wants_more => {}
         }
+    }
+}
+
+/// Pulls the next batch into `prefetched`, or adds to the one there.
+async fn pull_ahead(
+    puller: &mut IntentPuller,
+    prefetched: &mut Option<Result<Option<IntentBatch>, BusError>>,
+) {
+    match prefetched {
+        Some(Ok(Some(batch))) => {
+            if let Err(err) = puller.top_up(batch).await {
+                *prefetched = Some(Err(err));
+            }
+        }
+        _ => *prefetched = Some(puller.next_batch().await),
     }
 }
 

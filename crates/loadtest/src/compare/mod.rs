@@ -123,8 +123,9 @@ pub struct Args {
     /// Pairs on the slow-database day.
     #[arg(long, default_value_t = 100)]
     pub slow_db_stock: u32,
-    /// HTTP connections shared by all buyers (the same for every design).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// HTTP connections shared by all buyers (the same for every design;
+    /// the same default as `loadtest`).
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub connections: u32,
     /// seed-lock: the lock's time to live.
     #[arg(long, default_value_t = 1_000)]
@@ -224,6 +225,7 @@ impl Args {
             settle_ms: self.settle_ms,
             json: None,
             html: std::path::PathBuf::new(),
+            keep_database: self.keep_databases,
             // Every design gets the same plain crowd: the reference designs
             // do not all keep a per-user limit.
             crowd: crate::burst::Crowd::plain(),
