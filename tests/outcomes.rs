@@ -134,3 +134,44 @@ async fn intents_accepted_while_no_processor_runs_are_answered_202_and_decided_o
     );
     processor.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn respond_async_is_answered_at_acceptance_and_decided_later() {
+    let app = spawn_app_with(AppOptions {
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
+    let accepted = read_answer(
+        app.http
+            .post(app.purchases_url())
+            .header("Idempotency-Key", "async-1")
+            .header("Prefer", "respond-async")
+            .json(&serde_json::json!({ "user_id": "ana" })),
+    )
+    .await;
+    assert_eq!(accepted.status, 202, "{:?}", accepted.body);
+    assert_eq!(accepted.body["outcome"], "pending");
+    assert_eq!(
+        accepted.headers["preference-applied"], "respond-async",
+        "the preference is echoed"
+    );
+    let location = accepted.headers["location"]
+        .to_str()
+        .expect("ASCII location")
+        .to_string();
+    assert!(location.ends_with("/purchases/async-1"), "{location}");
+
+    let processor = app.start_processor();
+    let decided = read_answer(
+        app.http
+            .get(format!("{}{location}", app.base_url))
+            .header("Prefer", "wait=10"),
+    )
+    .await;
+    assert_eq!(
+        (decided.status, decided.body["outcome"].as_str()),
+        (200, Some("won"))
+    );
+    processor.stop().await;
+}

@@ -68,8 +68,10 @@ pub async fn create(
         std::time::Duration::from_millis(state.config.wait_default_ms),
         std::time::Duration::from_millis(state.config.wait_max_ms),
     );
-    // Register before publishing, so a fast decision cannot slip past.
-    let mut ticket = state.waiters.register(&sku, &intent.key);
+    // Register before publishing, so a fast decision cannot slip past; with
+    // no wait asked for (`respond-async`) the answer is 202 at the PubAck,
+    // and nothing waits.
+    let mut ticket = (!wait.duration.is_zero()).then(|| state.waiters.register(&sku, &intent.key));
     let accepted = match state.bus.publish_intent(&sku, &intent).await {
         Ok(accepted) => accepted,
         Err(PublishError::Unavailable(reason)) => {
@@ -92,12 +94,10 @@ pub async fn create(
         }
     }
 
-    // No wait asked for (`respond-async`): a fresh intent cannot have been
-    // decided yet, so answer 202 without asking the store.
-    let decision = if wait.duration.is_zero() {
-        None
-    } else {
-        wait_for_decision(&state, &mut ticket, &sku, &intent.key, wait.duration).await
+    let decision = match ticket.as_mut() {
+        Some(ticket) => wait_for_decision(&state, ticket, &sku, &intent.key, wait.duration).await,
+        // A fresh intent cannot have been decided yet: no store read either.
+        None => None,
     };
     match decision {
         Some(decision) => answer_decision(&sku, &intent, decision, &wait),
