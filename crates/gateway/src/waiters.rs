@@ -12,9 +12,11 @@ use dropline_bus::DecisionFeed;
 use dropline_core::{Decision, IdempotencyKey, Sku};
 use tokio::sync::oneshot;
 
-type WaitKey = (Sku, IdempotencyKey);
 /// Each waiting request: its registration id and where to send the decision.
-type Pending = HashMap<WaitKey, Vec<(u64, oneshot::Sender<Decision>)>>;
+type Waiting = Vec<(u64, oneshot::Sender<Decision>)>;
+/// By SKU, then key: a decision is looked up by reference, without copying
+/// its SKU and key (50,000 lookups in a burst).
+type Pending = HashMap<Sku, HashMap<IdempotencyKey, Waiting>>;
 
 #[derive(Default)]
 pub struct Waiters {
@@ -25,7 +27,8 @@ pub struct Waiters {
 /// A registration; dropping it unregisters.
 pub struct Ticket {
     waiters: Arc<Waiters>,
-    key: WaitKey,
+    sku: Sku,
+    key: IdempotencyKey,
     id: u64,
     receiver: Option<oneshot::Receiver<Decision>>,
 }
@@ -42,29 +45,45 @@ impl Waiters {
     pub fn register(self: &Arc<Self>, sku: &Sku, key: &IdempotencyKey) -> Ticket {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
-        let wait_key = (sku.clone(), key.clone());
-        self.lock()
-            .entry(wait_key.clone())
-            .or_default()
-            .push((id, sender));
+        let mut pending = self.lock();
+        let by_key = match pending.get_mut(sku) {
+            Some(by_key) => by_key,
+            None => pending.entry(sku.clone()).or_default(),
+        };
+        by_key.entry(key.clone()).or_default().push((id, sender));
         Ticket {
             waiters: self.clone(),
-            key: wait_key,
+            sku: sku.clone(),
+            key: key.clone(),
             id,
             receiver: Some(receiver),
         }
     }
 
     /// Hands a decision to every request waiting for its key.
-    pub fn deliver(&self, sku: &Sku, decision: &Decision) {
-        let waiting = self.lock().remove(&(sku.clone(), decision.key.clone()));
-        for (_, sender) in waiting.into_iter().flatten() {
+    pub fn deliver(&self, sku: &Sku, decision: Decision) {
+        let waiting = self
+            .lock()
+            .get_mut(sku)
+            .and_then(|by_key| by_key.remove(&decision.key));
+        let Some(mut waiting) = waiting else { return };
+        // Usually one request waits: it gets the decision itself, any
+        // other (a double-click) a copy.
+        let last = waiting.pop();
+        for (_, sender) in waiting {
             let _ = sender.send(decision.clone());
+        }
+        if let Some((_, sender)) = last {
+            let _ = sender.send(decision);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
+        self.lock()
+            .values()
+            .flat_map(HashMap::values)
+            .map(Vec::len)
+            .sum()
     }
 }
 
@@ -82,12 +101,16 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut pending = self.waiters.lock();
-        if let Some(list) = pending.get_mut(&self.key) {
+        let Some(by_key) = pending.get_mut(&self.sku) else {
+            return;
+        };
+        if let Some(list) = by_key.get_mut(&self.key) {
             list.retain(|(id, _)| *id != self.id);
             if list.is_empty() {
-                pending.remove(&self.key);
+                by_key.remove(&self.key);
             }
         }
+        // The SKU's map stays, empty: the next burst on it reuses it.
     }
 }
 
@@ -95,7 +118,7 @@ impl Drop for Ticket {
 pub fn spawn_feed(mut feed: DecisionFeed, waiters: Arc<Waiters>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(batch) = feed.next().await {
-            for decision in &batch.decisions {
+            for decision in batch.decisions {
                 waiters.deliver(&batch.sku, decision);
             }
         }

@@ -158,6 +158,9 @@ struct Sale {
     prefer: String,
     progress: Progress,
     released: OnceLock<Instant>,
+    crowd: PreparedCrowd,
+    /// The next request of `crowd` to send.
+    next_request: AtomicUsize,
 }
 
 /// Counters behind the progress line.
@@ -172,10 +175,9 @@ pub async fn fire(args: &Args, drop: &DropUnderTest) -> anyhow::Result<BurstResu
     pool.warm_up().await?;
     let seed = args.crowd.seed.unwrap_or_else(rand::random);
     let habits = draw_habits(&args.crowd, args.buyers as usize, seed);
-    let purchases = habits.iter().filter(|h| **h != Habit::DoubleClick).count()
-        + habits.iter().filter(|h| **h == Habit::TwoTabs).count();
-    // A double-click is one purchase sent twice.
-    let requests = habits.iter().filter(|h| **h != Habit::Once).count() + habits.len();
+    let crowd = PreparedCrowd::new(&habits);
+    let purchases = crowd.purchases.len();
+    let requests = crowd.requests.len();
     let sale = Arc::new(Sale {
         pool,
         purchases_path: format!("/v1/drops/{}/purchases", drop.sku),
@@ -185,32 +187,36 @@ pub async fn fire(args: &Args, drop: &DropUnderTest) -> anyhow::Result<BurstResu
         },
         progress: Progress::default(),
         released: OnceLock::new(),
+        crowd,
+        next_request: AtomicUsize::new(0),
     });
-    let barrier = Arc::new(Barrier::new(habits.len() + 1));
-    let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let mut tasks = Vec::with_capacity(habits.len());
-    for (i, habit) in habits.into_iter().enumerate() {
-        let (sale, barrier) = (sale.clone(), barrier.clone());
-        let key = format!("{}-{i}", &run_id[..8]);
-        let user = format!("user-{i}");
-        tasks.push(tokio::spawn(async move {
-            let body = Bytes::from(serde_json::json!({ "user_id": user }).to_string());
-            barrier.wait().await;
-            buyer(&sale, habit, key, user, body).await
-        }));
-    }
+    // One sender per connection, all waiting at the barrier: the pool
+    // bounds what is in flight either way, and 800 senders cost the
+    // generator far less than 50,000 buyer tasks would.
+    let senders = args.connections as usize;
+    let barrier = Arc::new(Barrier::new(senders + 1));
+    let tasks: Vec<_> = (0..senders)
+        .map(|_| {
+            let (sale, barrier) = (sale.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                send_until_done(&sale).await
+            })
+        })
+        .collect();
     barrier.wait().await;
     let released = *sale.released.get_or_init(Instant::now);
     eprintln!(
         "released {} buyers ({purchases} purchases; crowd seed {seed})",
-        tasks.len()
+        habits.len()
     );
     let ticker = tokio::spawn(show_progress(sale.clone(), requests));
-    let mut results = Vec::with_capacity(purchases);
+    let mut answered = Vec::with_capacity(requests);
     for task in tasks {
-        results.extend(task.await.context("buyer task")?);
+        answered.extend(task.await.context("sender task")?);
     }
     ticker.abort();
+    let results = sale.crowd.assemble(answered);
     let wall = results
         .iter()
         .filter_map(|r| r.decided_after)
@@ -221,6 +227,91 @@ pub async fn fire(args: &Args, drop: &DropUnderTest) -> anyhow::Result<BurstResu
         wall,
         seed,
     })
+}
+
+/// One purchase (one idempotency key), prepared before the burst.
+struct PreparedPurchase {
+    key: String,
+    user: String,
+    habit: Habit,
+    body: Bytes,
+}
+
+/// One request of the burst: a purchase, or a double-click's second copy.
+struct Request {
+    purchase: usize,
+    echo: bool,
+}
+
+/// Every purchase and every request of the burst, in buyer order. What one
+/// buyer sends "at once" (a double-click's copies, two tabs) is adjacent, so
+/// that two free senders take it up together.
+struct PreparedCrowd {
+    purchases: Vec<PreparedPurchase>,
+    requests: Vec<Request>,
+}
+
+impl PreparedCrowd {
+    fn new(habits: &[Habit]) -> Self {
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut crowd = Self {
+            purchases: Vec::with_capacity(habits.len()),
+            requests: Vec::with_capacity(habits.len()),
+        };
+        for (i, habit) in habits.iter().enumerate() {
+            let key = format!("{}-{i}", &run_id[..8]);
+            let user = format!("user-{i}");
+            let body = Bytes::from(serde_json::json!({ "user_id": user }).to_string());
+            let mut add = |key: String, echo: bool| {
+                if !echo {
+                    crowd.purchases.push(PreparedPurchase {
+                        key,
+                        user: user.clone(),
+                        habit: *habit,
+                        body: body.clone(),
+                    });
+                }
+                crowd.requests.push(Request {
+                    purchase: crowd.purchases.len() - 1,
+                    echo,
+                });
+            };
+            match habit {
+                Habit::Once => add(key, false),
+                Habit::DoubleClick => {
+                    add(key.clone(), false);
+                    add(key, true);
+                }
+                Habit::TwoTabs => {
+                    let other_tab = format!("{key}-tab2");
+                    add(key, false);
+                    add(other_tab, false);
+                }
+            }
+        }
+        crowd
+    }
+
+    /// One result per purchase, in buyer order, from the answers to every
+    /// request (by request number); a double-click's second answer becomes
+    /// its `echo`.
+    fn assemble(&self, answered: Vec<(usize, BuyerResult)>) -> Vec<BuyerResult> {
+        let mut by_request: Vec<Option<BuyerResult>> = Vec::new();
+        by_request.resize_with(self.requests.len(), || None);
+        for (i, result) in answered {
+            by_request[i] = Some(result);
+        }
+        let mut purchases: Vec<Option<BuyerResult>> = Vec::new();
+        purchases.resize_with(self.purchases.len(), || None);
+        for (request, result) in self.requests.iter().zip(by_request) {
+            let Some(result) = result else { continue };
+            match &mut purchases[request.purchase] {
+                Some(first) if request.echo => first.echo = Some(Box::new(result)),
+                slot => *slot = Some(result),
+            }
+        }
+        purchases.into_iter().flatten().collect()
+    }
 }
 
 /// Each buyer's habit, drawn from `seed`: the same seed, the same crowd.
@@ -260,31 +351,17 @@ async fn show_progress(sale: Arc<Sale>, requests: usize) {
     }
 }
 
-async fn buyer(
-    sale: &Sale,
-    habit: Habit,
-    key: String,
-    user: String,
-    body: Bytes,
-) -> Vec<BuyerResult> {
-    match habit {
-        Habit::Once => vec![purchase(sale, habit, key, user, body).await],
-        Habit::DoubleClick => {
-            let (mut first, second) = tokio::join!(
-                purchase(sale, habit, key.clone(), user.clone(), body.clone()),
-                purchase(sale, habit, key, user, body),
-            );
-            first.echo = Some(Box::new(second));
-            vec![first]
-        }
-        Habit::TwoTabs => {
-            let other_key = format!("{key}-tab2");
-            let (a, b) = tokio::join!(
-                purchase(sale, habit, key, user.clone(), body.clone()),
-                purchase(sale, habit, other_key, user, body),
-            );
-            vec![a, b]
-        }
+/// Sends requests back to back, whichever is next, until none is left;
+/// each answer with its request number.
+async fn send_until_done(sale: &Sale) -> Vec<(usize, BuyerResult)> {
+    let mut answered = Vec::new();
+    loop {
+        let i = sale.next_request.fetch_add(1, Ordering::Relaxed);
+        let Some(request) = sale.crowd.requests.get(i) else {
+            return answered;
+        };
+        let purchase_spec = &sale.crowd.purchases[request.purchase];
+        answered.push((i, purchase(sale, purchase_spec).await));
     }
 }
 
@@ -301,18 +378,12 @@ struct PurchaseBody {
 
 /// One purchase, behaving like a good client: a 503 or 429 (nothing
 /// accepted) is retried with the same key; a 202 is read until decided.
-async fn purchase(
-    sale: &Sale,
-    habit: Habit,
-    key: String,
-    user: String,
-    body: Bytes,
-) -> BuyerResult {
+async fn purchase(sale: &Sale, prepared: &PreparedPurchase) -> BuyerResult {
     let released = *sale.released.get_or_init(Instant::now);
     let mut result = BuyerResult {
-        key,
-        user,
-        habit,
+        key: prepared.key.clone(),
+        user: prepared.user.clone(),
+        habit: prepared.habit,
         ..BuyerResult::default()
     };
     let deadline = released + PATIENCE;
@@ -325,7 +396,7 @@ async fn purchase(
         ];
         let post = sale
             .pool
-            .post_json(&sale.purchases_path, &headers, body.clone());
+            .post_json(&sale.purchases_path, &headers, prepared.body.clone());
         let answer = tokio::time::timeout_at(deadline.into(), post)
             .await
             .unwrap_or_else(|_| Answer::none());
@@ -412,6 +483,64 @@ mod tests {
             "{}",
             count(Habit::TwoTabs)
         );
+    }
+
+    fn answer(key: &str, status: u16) -> BuyerResult {
+        BuyerResult {
+            key: key.to_string(),
+            first_status: status,
+            ..BuyerResult::default()
+        }
+    }
+
+    #[test]
+    fn a_crowd_sends_what_each_buyer_does_side_by_side_and_reassembles_it() {
+        let habits = [Habit::Once, Habit::DoubleClick, Habit::TwoTabs, Habit::Once];
+        let crowd = PreparedCrowd::new(&habits);
+        let keys: Vec<&str> = crowd.purchases.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys.len(), 5, "{keys:?}");
+        assert!(
+            keys[3].ends_with("-tab2") && keys[3].starts_with(keys[2]),
+            "{keys:?}"
+        );
+        assert_eq!(crowd.purchases[2].user, crowd.purchases[3].user);
+        assert_eq!(crowd.purchases[1].habit, Habit::DoubleClick);
+        // The double-click's copies, and the two tabs, are adjacent requests.
+        let sent: Vec<(usize, bool)> = crowd
+            .requests
+            .iter()
+            .map(|r| (r.purchase, r.echo))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                (0, false),
+                (1, false),
+                (1, true),
+                (2, false),
+                (3, false),
+                (4, false)
+            ]
+        );
+
+        // Answers come back in whatever order the senders finished.
+        let answered = vec![
+            (5, answer(keys[4], 409)),
+            (2, answer(keys[1], 201)),
+            (0, answer(keys[0], 409)),
+            (4, answer(keys[3], 409)),
+            (1, answer(keys[1], 201)),
+            (3, answer(keys[2], 409)),
+        ];
+        let results = crowd.assemble(answered);
+        let got: Vec<&str> = results.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(got, keys, "one result per purchase, in buyer order");
+        let echo = results[1].echo.as_deref().expect("the double-click's copy");
+        assert_eq!((echo.key.as_str(), echo.first_status), (keys[1], 201));
+        assert!(results
+            .iter()
+            .enumerate()
+            .all(|(i, r)| i == 1 || r.echo.is_none()));
     }
 
     #[test]

@@ -84,6 +84,10 @@ impl Stack {
 
         let port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
+        // The stack logs what an operator needs; RUST_LOG (e.g.
+        // `dropline_processor=debug`, which logs every batch) asks for more.
+        let log_filter = std::env::var("RUST_LOG")
+            .unwrap_or_else(|_| "warn,dropline_processor=info".to_string());
         let spawn = |role: &str, name: &str| -> anyhow::Result<Child> {
             let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
             Ok(Command::new(&binary)
@@ -94,7 +98,7 @@ impl Stack {
                 .env("DROPLINE_LEASE_MS", LEASE_MS.to_string())
                 .env("DROPLINE_ACK_WAIT_MS", "5000")
                 .env("DROPLINE_INSTANCE_ID", name)
-                .env("RUST_LOG", "warn,dropline_processor=info")
+                .env("RUST_LOG", &log_filter)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .kill_on_drop(true)

@@ -217,12 +217,13 @@ async fn work(
             return Ok(Exit::Fenced);
         };
         last_commit = started.elapsed();
+        // Buyers wait for the announcement, nobody for the ack: announce first.
+        announce(ctx, sku, &plan).await;
         // Only after the commit: a crash before this ack means redelivery,
         // which the applied sequence turns into a no-op.
         if let Err(err) = batch.ack().await {
             tracing::warn!(%err, "ack batch (it will be redelivered and skipped)");
         }
-        announce(ctx, sku, &plan).await;
         record_metrics(&plan, intents.len(), started.elapsed());
     }
 }
@@ -423,6 +424,12 @@ async fn publish_decisions(ctx: &Context, sku: &Sku, decisions: &[Decision]) {
 }
 
 fn record_metrics(plan: &BatchPlan, pulled: usize, elapsed: Duration) {
+    tracing::debug!(
+        pulled,
+        decided = plan.decided.len(),
+        ms = elapsed.as_secs_f64() * 1e3,
+        "batch committed"
+    );
     metrics::counter!("dropline_processor_decisions_total").increment(plan.decided.len() as u64);
     metrics::counter!("dropline_processor_repeats_total").increment(plan.repeated.len() as u64);
     metrics::counter!("dropline_processor_batches_total").increment(1);
