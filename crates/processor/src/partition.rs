@@ -150,7 +150,12 @@ async fn work(
     mut stop: watch::Receiver<bool>,
     mut lost: watch::Receiver<bool>,
 ) -> anyhow::Result<Exit> {
+    let loading = Instant::now();
     let mut ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
+    // Until the first commit, loading the ledger is the best guess of how
+    // long the database takes (see `linger`).
+    let mut last_commit = loading.elapsed();
+    let mut last_batch_len = 0;
     reannounce_last_batch(ctx, sku).await;
     let mut rebalance =
         tokio::time::interval(Duration::from_millis((ctx.config.lease_ms / 3).max(1)));
@@ -166,7 +171,6 @@ async fn work(
         .map_err(bus_error)?;
     // A batch pulled while the previous one committed.
     let mut prefetched: Option<Result<Option<IntentBatch>, BusError>> = None;
-    let mut last_commit = Duration::ZERO;
     loop {
         let batch = tokio::select! {
             // Biased: a stop or a lost lease wins over a batch already at hand.
@@ -186,7 +190,10 @@ async fn work(
         let Some(mut batch) = batch else {
             anyhow::bail!("pull of {sku} ended");
         };
-        if was_idle {
+        // A lull: nothing was waiting, or only a few stragglers of a wave
+        // (a batch under half the last one), whose rest is on its way.
+        let lull = was_idle || batch.intents.len() < last_batch_len / 2;
+        if lull {
             linger(&mut puller, &mut batch, last_commit / LINGER_DIVISOR)
                 .await
                 .map_err(bus_error)?;
@@ -217,6 +224,7 @@ async fn work(
             return Ok(Exit::Fenced);
         };
         last_commit = started.elapsed();
+        last_batch_len = intents.len();
         // Buyers wait for the announcement, nobody for the ack: announce first.
         announce(ctx, sku, &plan).await;
         // Only after the commit: a crash before this ack means redelivery,
@@ -252,8 +260,11 @@ const LINGER_MAX: Duration = Duration::from_millis(20);
 /// first few of a wave wake an idle processor, which would commit them alone
 /// and make the rest wait a whole commit. With a slow database that halves
 /// throughput (batches of 17 and 783 instead of 800, measured with 200 ms
-/// commits). Waiting a tenth of a commit costs at most a tenth in latency;
-/// with a fast database the wait is a fraction of a millisecond.
+/// commits). The same split persists when a few stragglers of a wave are
+/// pulled during the previous commit: the two halves stay out of phase,
+/// wave after wave, unless the stragglers wait for the rest. Waiting a tenth
+/// of a commit costs at most a tenth in latency; with a fast database the
+/// wait is a fraction of a millisecond.
 async fn linger(
     puller: &mut IntentPuller,
     batch: &mut IntentBatch,
