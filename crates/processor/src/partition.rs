@@ -248,11 +248,11 @@ async fn next_batch(
     }
 }
 
-/// An idle processor waits this fraction of its last commit for more
-/// intents before committing the first few that woke it.
-const LINGER_DIVISOR: u32 = 10;
+/// After a lull the processor waits up to this fraction of its last commit
+/// for more intents before committing the few at hand.
+const LINGER_DIVISOR: u32 = 4;
 /// ... but never longer than this.
-const LINGER_MAX: Duration = Duration::from_millis(20);
+const LINGER_MAX: Duration = Duration::from_millis(50);
 
 /// Lets `batch` grow for up to `linger` (capped at [`LINGER_MAX`]).
 ///
@@ -262,9 +262,13 @@ const LINGER_MAX: Duration = Duration::from_millis(20);
 /// throughput (batches of 17 and 783 instead of 800, measured with 200 ms
 /// commits). The same split persists when a few stragglers of a wave are
 /// pulled during the previous commit: the two halves stay out of phase,
-/// wave after wave, unless the stragglers wait for the rest. Waiting a tenth
-/// of a commit costs at most a tenth in latency; with a fast database the
-/// wait is a fraction of a millisecond.
+/// wave after wave, unless the stragglers wait for the rest. A wave takes
+/// tens of milliseconds to arrive on two busy cores, in spurts (its answers
+/// go out in messages of 500): a tenth of a 200 ms commit caught all of it
+/// in some runs and split it in others; a quarter caught it in every run
+/// (measured with `compare --workloads slow-db`). The cost is at most a
+/// quarter of a commit in latency; with a fast database, a fraction of a
+/// millisecond.
 async fn linger(
     puller: &mut IntentPuller,
     batch: &mut IntentBatch,
