@@ -303,11 +303,15 @@ impl PreparedCrowd {
         }
         let mut purchases: Vec<Option<BuyerResult>> = Vec::new();
         purchases.resize_with(self.purchases.len(), || None);
+        // A double-click's copy comes after its first request: its purchase
+        // is filled by the time the copy is reached.
         for (request, result) in self.requests.iter().zip(by_request) {
             let Some(result) = result else { continue };
-            match &mut purchases[request.purchase] {
-                Some(first) if request.echo => first.echo = Some(Box::new(result)),
-                slot => *slot = Some(result),
+            let slot = &mut purchases[request.purchase];
+            if !request.echo {
+                *slot = Some(result);
+            } else if let Some(first) = slot {
+                first.echo = Some(Box::new(result));
             }
         }
         purchases.into_iter().flatten().collect()
@@ -541,6 +545,12 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, r)| i == 1 || r.echo.is_none()));
+
+        // A copy never stands in for its purchase's own answer.
+        let without_first = vec![(0, answer(keys[0], 409)), (2, answer(keys[1], 201))];
+        let results = crowd.assemble(without_first);
+        let got: Vec<&str> = results.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(got, [keys[0]]);
     }
 
     #[test]
