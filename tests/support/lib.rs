@@ -383,8 +383,22 @@ impl TestApp {
         answer.body
     }
 
-    /// Intents of this test's SKU stored in the stream (accepted ones).
+    /// Intents of this test's SKU stored in the stream (accepted ones),
+    /// counted one by one: a message may carry several.
     pub async fn intents_in_stream(&self) -> u64 {
+        let bus = dropline_bus::Bus::connect(&self.nats_url, &Default::default(), true)
+            .await
+            .expect("connect to NATS");
+        let intents = bus
+            .read_all_intents(&self.sku)
+            .await
+            .expect("read the SKU's intents");
+        intents.len() as u64
+    }
+
+    /// Messages on this test's SKU's subject (a message carries one or more
+    /// intents).
+    pub async fn messages_in_stream(&self) -> u64 {
         let client = async_nats::connect(&self.nats_url).await.expect("nats");
         let js = async_nats::jetstream::new(client);
         let stream = js

@@ -9,7 +9,7 @@ use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use dropline_core::names::{intent_msg_id, intent_subject, INTENTS_STREAM};
-use dropline_core::wire::IntentPayload;
+use dropline_core::wire::{intent_seq, IntentPayload, INTENTS_PER_MESSAGE};
 use dropline_core::{Intent, Sku};
 use futures::{FutureExt, StreamExt};
 
@@ -25,7 +25,7 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     /// The broker did not take the intent (down, unreachable, timed out):
     /// nothing was accepted as far as the client can tell; retrying with the
@@ -34,11 +34,111 @@ pub enum PublishError {
     Unavailable(String),
 }
 
-impl Bus {
-    /// Publishes an intent and waits for its PubAck: the moment it is accepted.
+/// The body of one intent message being assembled: a JSON array, written
+/// as intents are added, so a full message is never serialized twice.
+#[derive(Debug)]
+pub struct IntentMessage {
+    body: Vec<u8>,
+    len: usize,
+}
+
+/// A message stops taking intents past this size: with the longest keys
+/// and user ids (under 1 KiB an intent, escapes included) it stays well below
+/// [`MESSAGE_BYTES_MAX`].
+const MESSAGE_BYTES_SOFT_MAX: usize = 512 * 1024;
+
+/// The largest intent message the stream takes: NATS's default payload limit.
+pub(crate) const MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+
+impl Default for IntentMessage {
+    fn default() -> Self {
+        Self {
+            body: vec![b'['],
+            len: 0,
+        }
+    }
+}
+
+impl IntentMessage {
+    /// Adds `intent` at the next slot and returns that slot.
     ///
-    /// Each call has its own PubAck in flight, so concurrent requests publish
-    /// concurrently; the context bounds the total and applies backpressure.
+    /// # Panics
+    /// If the message is full: callers check [`Self::is_full`] first.
+    pub fn push(&mut self, intent: &IntentPayload) -> usize {
+        assert!(!self.is_full(), "intent message is full");
+        if self.len > 0 {
+            self.body.push(b',');
+        }
+        serde_json::to_writer(&mut self.body, intent)
+            .expect("an intent of parsed domain values always serializes");
+        self.len += 1;
+        self.len - 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// No room for another intent.
+    pub fn is_full(&self) -> bool {
+        self.len >= INTENTS_PER_MESSAGE || self.body.len() >= MESSAGE_BYTES_SOFT_MAX
+    }
+
+    fn into_payload(mut self) -> Bytes {
+        self.body.push(b']');
+        Bytes::from(self.body)
+    }
+}
+
+/// A message handed to the broker whose PubAck has not been read yet.
+pub struct PendingAck(jetstream::context::PublishAckFuture);
+
+impl PendingAck {
+    /// Waits for the PubAck: the moment every intent of the message is
+    /// accepted. Returns the message's stream sequence.
+    pub async fn accepted(self) -> Result<u64, PublishError> {
+        let ack = self
+            .0
+            .await
+            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
+        Ok(ack.sequence)
+    }
+}
+
+impl Bus {
+    /// Hands a message of intents to the broker, without waiting for its
+    /// PubAck, so that the next message can be sent while this one is
+    /// stored. Messages sent one after the other on a connection are stored
+    /// in that order.
+    ///
+    /// No `Nats-Msg-Id`: a message carries many keys, so the stream's
+    /// duplicate window cannot stand for any one of them. A key that comes
+    /// again is the processor's to answer with its recorded decision.
+    pub async fn send_intents(
+        &self,
+        sku: &Sku,
+        message: IntentMessage,
+    ) -> Result<PendingAck, PublishError> {
+        if !self.is_connected() {
+            return Err(PublishError::Unavailable("not connected to NATS".into()));
+        }
+        let publish = jetstream::message::PublishMessage::build().payload(message.into_payload());
+        let ack = self
+            .js
+            .send_publish(intent_subject(sku), publish)
+            .await
+            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
+        Ok(PendingAck(ack))
+    }
+
+    /// Publishes one intent as a message of its own, with the stream's
+    /// duplicate window keyed on (SKU, key), and waits for its PubAck. The
+    /// gateway batches instead ([`Self::send_intents`]); this is the one
+    /// intent a message layout, which the processor's benchmark drains.
     pub async fn publish_intent(
         &self,
         sku: &Sku,
@@ -60,19 +160,9 @@ impl Bus {
             .await
             .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
         Ok(Accepted {
-            seq: ack.sequence,
+            seq: intent_seq(ack.sequence, 0),
             duplicate: ack.duplicate,
         })
-    }
-
-    /// The intent stored at `seq`, if it is an intent of `sku`.
-    pub async fn intent_at(&self, sku: &Sku, seq: u64) -> Result<Option<IntentPayload>, BusError> {
-        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
-        let message = stream.get_raw_message(seq).await?;
-        if message.subject.as_str() != intent_subject(sku) {
-            return Ok(None);
-        }
-        Ok(serde_json::from_slice(&message.payload).ok())
     }
 
     /// Starts pulling `sku`'s intents continuously; see [`IntentPuller`].
@@ -101,24 +191,32 @@ impl Bus {
         })
     }
 
-    /// The sequence of the first message of `sku` at or after `seq`, if any.
-    /// Lets the processor prove a batch follows the applied sequence with no
-    /// message of its subject in between.
-    pub async fn first_seq_from(&self, sku: &Sku, seq: u64) -> Result<Option<u64>, BusError> {
-        Ok(self.next_message_from(sku, seq).await?.map(|m| m.sequence))
-    }
-
-    /// Reads one intent of `sku` directly from the stream, at or after `seq`
-    /// (used to fill a gap the consumer skipped).
-    pub async fn read_intent_from(
+    /// The stream sequence of the first message of `sku` at or after
+    /// `message_seq`, if any. Lets the processor prove a batch follows the
+    /// applied sequence with no message of its subject in between.
+    pub async fn first_message_from(
         &self,
         sku: &Sku,
-        seq: u64,
-    ) -> Result<Option<PulledIntent>, BusError> {
+        message_seq: u64,
+    ) -> Result<Option<u64>, BusError> {
         Ok(self
-            .next_message_from(sku, seq)
+            .next_message_from(sku, message_seq)
             .await?
-            .map(|m| parse_intent(m.sequence, &m.payload)))
+            .map(|m| m.sequence))
+    }
+
+    /// Reads the first message of `sku` at or after `message_seq` directly
+    /// from the stream (to fill a gap the consumer skipped): its stream
+    /// sequence and its intents.
+    pub async fn read_message_from(
+        &self,
+        sku: &Sku,
+        message_seq: u64,
+    ) -> Result<Option<(u64, Vec<PulledIntent>)>, BusError> {
+        Ok(self
+            .next_message_from(sku, message_seq)
+            .await?
+            .map(|m| (m.sequence, parse_message(m.sequence, &m.payload))))
     }
 
     async fn next_message_from(
@@ -145,18 +243,49 @@ fn describe_publish_error(kind: PublishErrorKind, err: &dyn std::fmt::Display) -
     format!("{kind:?}: {err}")
 }
 
-fn parse_intent(seq: u64, payload: &[u8]) -> PulledIntent {
-    match serde_json::from_slice::<IntentPayload>(payload) {
-        Ok(p) => PulledIntent::Intent(Intent {
-            seq,
-            key: p.key,
-            user_id: p.user_id,
-            quantity: p.quantity,
-        }),
-        Err(err) => PulledIntent::Malformed {
-            seq,
-            reason: err.to_string(),
-        },
+/// The intents of the message at `message_seq`, each at its place in line:
+/// an array of intents (a gateway's batch) or a single one. A message that is
+/// neither is one `Malformed` entry at slot 0.
+fn parse_message(message_seq: u64, payload: &[u8]) -> Vec<PulledIntent> {
+    let is_array = payload
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'[');
+    let parsed = if is_array {
+        serde_json::from_slice::<Vec<IntentPayload>>(payload)
+            .map_err(|err| err.to_string())
+            .and_then(|intents| {
+                if (1..=INTENTS_PER_MESSAGE).contains(&intents.len()) {
+                    Ok(intents)
+                } else {
+                    Err(format!(
+                        "{} intents in one message (1 to {INTENTS_PER_MESSAGE} allowed)",
+                        intents.len()
+                    ))
+                }
+            })
+    } else {
+        serde_json::from_slice::<IntentPayload>(payload)
+            .map(|intent| vec![intent])
+            .map_err(|err| err.to_string())
+    };
+    match parsed {
+        Ok(intents) => intents
+            .into_iter()
+            .enumerate()
+            .map(|(slot, p)| {
+                PulledIntent::Intent(Intent {
+                    seq: intent_seq(message_seq, slot),
+                    key: p.key,
+                    user_id: p.user_id,
+                    quantity: p.quantity,
+                })
+            })
+            .collect(),
+        Err(reason) => vec![PulledIntent::Malformed {
+            seq: intent_seq(message_seq, 0),
+            reason,
+        }],
     }
 }
 
@@ -262,7 +391,7 @@ impl IntentPuller {
 
     /// Whether `batch` has room for more and the pull can still bring some.
     pub fn can_top_up(&self, batch: &IntentBatch) -> bool {
-        !self.ended && batch.messages.len() < self.batch_len_max
+        !self.ended && batch.intents.len() < self.batch_len_max
     }
 
     /// Waits for more deliveries and adds them to `batch` (the next ones
@@ -272,51 +401,48 @@ impl IntentPuller {
         self.receive_into(batch).await.map(|_| ())
     }
 
-    /// Waits for one delivery, then takes every one already delivered, up to
-    /// the batch limit, into `batch`. `Ok(false)` when the pull ended.
+    /// Waits for one delivery, then takes every one already delivered, until
+    /// `batch` holds the batch limit of intents (a message is never split).
+    /// `Ok(false)` when the pull ended.
     async fn receive_into(&mut self, batch: &mut IntentBatch) -> Result<bool, BusError> {
         let Some(first) = self.messages.next().await else {
             self.ended = true;
             return Ok(false);
         };
-        let room = self
-            .batch_len_max
-            .saturating_sub(batch.messages.len())
-            .max(1);
-        let mut chunk = Vec::with_capacity(room);
-        chunk.push(first);
+        self.take(batch, first?)?;
         // Take everything already delivered, up to the limit. Unconstrained:
         // tokio's cooperative budget would otherwise cut every batch at ~128
         // messages, however many are waiting.
         tokio::task::unconstrained(async {
-            while chunk.len() < room {
+            while batch.intents.len() < self.batch_len_max {
                 match self.messages.next().now_or_never() {
-                    Some(Some(message)) => chunk.push(message),
+                    Some(Some(message)) => self.take(batch, message?)?,
                     _ => break,
                 }
             }
+            Ok::<_, BusError>(())
         })
-        .await;
-        batch.intents.reserve(chunk.len());
-        batch.messages.reserve(chunk.len());
-        for item in chunk {
-            let message = item?;
-            let info = message.info()?;
-            // Every delivery, redeliveries included, takes the consumer's next
-            // delivery sequence: a jump means a delivery we never saw.
-            if self
-                .next_delivery
-                .is_some_and(|next| next != info.consumer_sequence)
-            {
-                batch.continuity = Continuity::Broken;
-            }
-            self.next_delivery = Some(info.consumer_sequence + 1);
-            batch
-                .intents
-                .push(parse_intent(info.stream_sequence, &message.payload));
-            batch.messages.push(message);
-        }
+        .await?;
         Ok(true)
+    }
+
+    /// Adds one delivered message and its intents to `batch`.
+    fn take(&mut self, batch: &mut IntentBatch, message: Message) -> Result<(), BusError> {
+        let info = message.info()?;
+        // Every delivery, redeliveries included, takes the consumer's next
+        // delivery sequence: a jump means a delivery we never saw.
+        if self
+            .next_delivery
+            .is_some_and(|next| next != info.consumer_sequence)
+        {
+            batch.continuity = Continuity::Broken;
+        }
+        self.next_delivery = Some(info.consumer_sequence + 1);
+        batch
+            .intents
+            .extend(parse_message(info.stream_sequence, &message.payload));
+        batch.messages.push(message);
+        Ok(())
     }
 }
 
@@ -332,9 +458,11 @@ impl Bus {
                 tracing::warn!(%sku, %err, "audit consumer failed; reading message by message");
                 let mut intents = Vec::new();
                 let mut from = 1;
-                while let Some(intent) = self.read_intent_from(sku, from).await? {
-                    from = intent.seq() + 1;
-                    intents.push(intent);
+                while let Some((message_seq, in_message)) =
+                    self.read_message_from(sku, from).await?
+                {
+                    from = message_seq + 1;
+                    intents.extend(in_message);
                 }
                 Ok(intents)
             }
@@ -366,7 +494,7 @@ impl Bus {
             while let Some(message) = fetched.next().await {
                 let message = message?;
                 let seq = message.info()?.stream_sequence;
-                intents.push(parse_intent(seq, &message.payload));
+                intents.extend(parse_message(seq, &message.payload));
             }
             if intents.len() == before {
                 break;
@@ -376,5 +504,85 @@ impl Bus {
         let _ = stream.delete_consumer(&name).await;
         intents.sort_by_key(PulledIntent::seq);
         Ok(intents)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dropline_core::{IdempotencyKey, Quantity, UserId};
+
+    fn payload(i: usize) -> IntentPayload {
+        IntentPayload {
+            key: IdempotencyKey::parse(format!("key-{i}")).unwrap(),
+            user_id: UserId::parse(format!("user-{i}")).unwrap(),
+            quantity: Quantity::parse(1).unwrap(),
+        }
+    }
+
+    fn decided(pulled: &[PulledIntent]) -> Vec<(u64, String)> {
+        pulled
+            .iter()
+            .map(|p| match p {
+                PulledIntent::Intent(i) => (i.seq, i.key.as_str().to_string()),
+                PulledIntent::Malformed { seq, reason } => (*seq, format!("malformed: {reason}")),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_message_of_intents_comes_back_in_its_slots() {
+        let mut message = IntentMessage::default();
+        for i in 0..3 {
+            assert_eq!(message.push(&payload(i)), i);
+        }
+        let pulled = parse_message(9, &message.into_payload());
+        assert_eq!(
+            decided(&pulled),
+            vec![
+                (intent_seq(9, 0), "key-0".to_string()),
+                (intent_seq(9, 1), "key-1".to_string()),
+                (intent_seq(9, 2), "key-2".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_intent_message_is_at_slot_zero() {
+        let body = serde_json::to_vec(&payload(5)).unwrap();
+        assert_eq!(
+            decided(&parse_message(4, &body)),
+            vec![(intent_seq(4, 0), "key-5".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_message_fills_up_at_its_intent_limit() {
+        let mut message = IntentMessage::default();
+        while !message.is_full() {
+            message.push(&payload(message.len()));
+        }
+        assert_eq!(message.len(), INTENTS_PER_MESSAGE);
+        assert_eq!(
+            parse_message(1, &message.into_payload()).len(),
+            INTENTS_PER_MESSAGE
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_message_of_intents_is_one_malformed_entry() {
+        for body in [
+            &b"[]"[..],
+            b"{\"k\":\"a\"}",
+            b"[{\"k\":\"a\",\"u\":\"b\",\"q\":0}]",
+            b"oops",
+        ] {
+            let pulled = parse_message(3, body);
+            assert!(
+                matches!(pulled.as_slice(), [PulledIntent::Malformed { seq, .. }] if *seq == intent_seq(3, 0)),
+                "{}: {pulled:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

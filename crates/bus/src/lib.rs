@@ -12,7 +12,10 @@ mod provision;
 
 pub use connect::{Bus, BusOptions, DEFAULT_NATS_URL};
 pub use decisions::DecisionFeed;
-pub use intents::{Accepted, Continuity, IntentBatch, IntentPuller, PublishError, PulledIntent};
+pub use intents::{
+    Accepted, Continuity, IntentBatch, IntentMessage, IntentPuller, PendingAck, PublishError,
+    PulledIntent,
+};
 pub use provision::{ConsumerSettings, StreamSettings};
 
 /// Any bus failure that is not a refusal the caller must branch on.

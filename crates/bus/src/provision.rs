@@ -12,6 +12,7 @@ use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::ErrorCode;
 use dropline_core::names::{consumer_name, intent_subject, INTENTS_STREAM, INTENTS_SUBJECTS};
+use dropline_core::wire::message_seq;
 use dropline_core::Sku;
 
 use crate::{Bus, BusError};
@@ -78,7 +79,9 @@ impl Bus {
             max_messages: -1,
             max_messages_per_subject: -1,
             duplicate_window: Duration::from_secs(settings.duplicate_window_s),
-            max_message_size: 4 * 1024,
+            // A gateway's message of intents (see `IntentMessage`); anything
+            // larger is not dropline's.
+            max_message_size: crate::intents::MESSAGE_BYTES_MAX as i32,
             allow_direct: true,
             deny_delete: true,
             ..Default::default()
@@ -90,6 +93,7 @@ impl Bus {
                     || current.max_age != config.max_age
                     || current.duplicate_window != config.duplicate_window
                     || current.max_bytes != config.max_bytes
+                    || current.max_message_size != config.max_message_size
                 {
                     self.js.update_stream(&config).await?;
                 }
@@ -103,8 +107,8 @@ impl Bus {
         Ok(())
     }
 
-    /// A fresh durable pull consumer for one SKU, starting right after
-    /// `applied_seq`: the consumer is a cursor for speed, the store's applied
+    /// A fresh durable pull consumer for one SKU, starting right after the
+    /// message holding `applied_seq` (a place in line): the consumer is a cursor for speed, the store's applied
     /// sequence is the truth.
     ///
     /// Fresh, not reused: an earlier owner (dead, or frozen and about to wake
@@ -137,8 +141,10 @@ impl Bus {
             durable_name: Some(name),
             description: Some(format!("dropline processor for {sku}")),
             filter_subject: intent_subject(sku),
+            // A message is applied whole: the next one after the message
+            // of the applied place in line.
             deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: applied_seq + 1,
+                start_sequence: message_seq(applied_seq) + 1,
             },
             // Acking a batch's last message acks the whole batch.
             ack_policy: AckPolicy::All,

@@ -25,7 +25,8 @@ const ORDER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c2a_8f4e_4b7a_9c39_2f0e
 /// A buy intent as read from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
-    /// The stream sequence: the intent's place in line.
+    /// The intent's place in line: its message's stream sequence and its
+    /// slot in the message ([`crate::wire::intent_seq`]).
     pub seq: u64,
     pub key: IdempotencyKey,
     pub user_id: UserId,
@@ -50,7 +51,7 @@ pub struct LedgerState {
     pub sku: Sku,
     pub remaining: u32,
     pub per_user_limit: PerUserLimit,
-    /// Highest stream sequence whose intent is reflected in the store.
+    /// Highest place in line (`seq`) whose intent is reflected in the store.
     pub applied_seq: u64,
     /// Every decision recorded for this SKU.
     pub decisions: Vec<Decision>,

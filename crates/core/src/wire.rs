@@ -6,9 +6,13 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{IdempotencyKey, Quantity, Sku, UserId};
 use crate::ledger::Decision;
 
-/// The body of an intent message on `dropline.intents.<sku>`. The SKU is the
-/// subject's last token and the stream sequence is assigned by JetStream, so
-/// neither is repeated here.
+/// One intent in a message on `dropline.intents.<sku>`. The SKU is the
+/// subject's last token and the place in line comes from the stream sequence
+/// (see [`intent_seq`]), so neither is repeated here.
+///
+/// A message is either one intent (a JSON object) or several (a JSON array):
+/// a gateway publishes the purchases that arrive together as one message, so
+/// the broker stores, acks and delivers once for all of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntentPayload {
     #[serde(rename = "k")]
@@ -17,6 +21,26 @@ pub struct IntentPayload {
     pub user_id: UserId,
     #[serde(rename = "q")]
     pub quantity: Quantity,
+}
+
+/// Most intents one message carries; a message's slots are `0..` this.
+pub const INTENTS_PER_MESSAGE: usize = 1_000;
+
+/// Places in line reserved per stream message: room for
+/// [`INTENTS_PER_MESSAGE`], a power of two so the arithmetic stays obvious.
+pub const SLOTS_PER_MESSAGE: u64 = 1_024;
+
+/// An intent's place in line, its `seq`: the sequence of the stream message
+/// that carries it, then its slot in that message. Unique per SKU and
+/// increasing in stream order; a message of one intent is at slot 0.
+pub fn intent_seq(message_seq: u64, slot: usize) -> u64 {
+    debug_assert!(slot < INTENTS_PER_MESSAGE, "slot {slot} beyond a message");
+    message_seq * SLOTS_PER_MESSAGE + slot as u64
+}
+
+/// The stream sequence of the message carrying the intent at `seq`.
+pub fn message_seq(seq: u64) -> u64 {
+    seq / SLOTS_PER_MESSAGE
 }
 
 /// A message on `dropline.decisions.<sku>`, as read: decisions of a
@@ -40,3 +64,19 @@ pub struct DecisionBatchRef<'a> {
 /// ids (about 0.5 KiB a decision) a message stays well below NATS's default
 /// 1 MiB payload limit, whatever the processor's batch length.
 pub const DECISIONS_PER_MESSAGE: usize = 500;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_in_line_follow_messages_then_slots() {
+        assert_eq!(message_seq(intent_seq(7, 0)), 7);
+        assert_eq!(message_seq(intent_seq(7, INTENTS_PER_MESSAGE - 1)), 7);
+        assert!(intent_seq(7, INTENTS_PER_MESSAGE - 1) < intent_seq(8, 0));
+        assert!(intent_seq(7, 0) < intent_seq(7, 1));
+        // Nothing applied yet is before the first message's first slot.
+        assert_eq!(message_seq(0), 0);
+        assert!(0 < intent_seq(1, 0));
+    }
+}

@@ -42,6 +42,10 @@ pub struct SettingsArgs {
     /// Most API requests in flight per gateway; beyond it, 429 + Retry-After.
     #[arg(long, env = "DROPLINE_REQUESTS_IN_FLIGHT_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub requests_in_flight_max: u32,
+    /// Messages of one SKU's purchases awaiting their PubAck at once per
+    /// gateway; purchases arriving meanwhile travel together in the next one.
+    #[arg(long, env = "DROPLINE_PUBLISHES_IN_FLIGHT_PER_SKU", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub publishes_in_flight_per_sku: u32,
     /// Names this processor in partition leases (default: random, unique).
     #[arg(long, env = "DROPLINE_INSTANCE_ID", global = true)]
     pub instance_id: Option<String>,
@@ -87,6 +91,7 @@ impl From<SettingsArgs> for Settings {
         settings.stream.replicas = args.stream_replicas as usize;
         settings.gateway.wait_default_ms = args.wait_default_s * 1_000;
         settings.gateway.requests_in_flight_max = args.requests_in_flight_max as usize;
+        settings.gateway.publishes_in_flight_per_sku = args.publishes_in_flight_per_sku as usize;
         settings.processor.batch_len_max = args.batch_len_max as usize;
         settings.processor.lease_ms = args.lease_ms;
         if let Some(id) = args.instance_id {

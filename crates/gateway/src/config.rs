@@ -23,6 +23,9 @@ pub struct GatewayConfig {
     pub request_slack_ms: u64,
     /// Bound on the readiness probe's calls to NATS and Postgres.
     pub ready_timeout_ms: u64,
+    /// Messages of one SKU's purchases awaiting their PubAck at once; the
+    /// purchases arriving meanwhile travel together in the next message.
+    pub publishes_in_flight_per_sku: usize,
 }
 
 impl Default for GatewayConfig {
@@ -38,6 +41,7 @@ impl Default for GatewayConfig {
             ready_timeout_ms: 1_000,
             requests_in_flight_max: 10_000,
             request_slack_ms: 15_000,
+            publishes_in_flight_per_sku: 2,
         }
     }
 }

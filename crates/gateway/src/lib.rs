@@ -10,6 +10,7 @@ mod config;
 mod drop_cache;
 mod limits;
 mod problem;
+mod publisher;
 mod routes;
 mod state;
 mod waiters;

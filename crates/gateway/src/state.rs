@@ -8,6 +8,7 @@ use dropline_store::Store;
 
 use crate::drop_cache::DropCache;
 use crate::limits::InFlight;
+use crate::publisher::Publisher;
 use crate::waiters::{spawn_feed, Waiters};
 use crate::GatewayConfig;
 
@@ -32,6 +33,7 @@ pub struct Shared {
     pub(crate) waiters: Arc<Waiters>,
     pub(crate) drops: Arc<DropCache>,
     pub(crate) in_flight: Arc<InFlight>,
+    pub(crate) publisher: Arc<Publisher>,
 }
 
 impl AppState {
@@ -51,8 +53,10 @@ impl AppState {
             Duration::from_millis(config.drop_cache_miss_ttl_ms),
         ));
         let in_flight = Arc::new(InFlight::new(config.requests_in_flight_max));
+        let publisher = Publisher::new(bus.clone(), config.publishes_in_flight_per_sku);
         Ok(Self(Arc::new(Shared {
             in_flight,
+            publisher,
             store,
             bus,
             config: Arc::new(config),

@@ -8,6 +8,7 @@
 //! delivery sequences, the batch is rebuilt from the stream itself.
 
 use dropline_bus::{Bus, BusError, Continuity, PulledIntent};
+use dropline_core::wire::message_seq;
 use dropline_core::Sku;
 
 /// Returns the intents to decide, in stream order, beyond `applied_seq`.
@@ -24,9 +25,12 @@ pub(crate) async fn complete_batch(
     let Some(last_seq) = delivered.last().map(PulledIntent::seq) else {
         return Ok(delivered);
     };
+    // Messages are applied whole, so the next one to decide is the first
+    // message after the one holding the applied place in line.
+    let next_message = message_seq(applied_seq) + 1;
     let head_is_next = || async {
-        let next = bus.first_seq_from(sku, applied_seq + 1).await?;
-        Ok::<_, BusError>(next == delivered.first().map(PulledIntent::seq))
+        let next = bus.first_message_from(sku, next_message).await?;
+        Ok::<_, BusError>(next == delivered.first().map(|i| message_seq(i.seq())))
     };
     let trustworthy = match continuity {
         Continuity::Contiguous => true,
@@ -37,10 +41,11 @@ pub(crate) async fn complete_batch(
         return Ok(delivered);
     }
     tracing::warn!(%sku, applied_seq, last_seq, ?continuity, "rebuilding batch from the stream");
-    read_range(bus, sku, applied_seq + 1, last_seq).await
+    read_range(bus, sku, next_message, message_seq(last_seq)).await
 }
 
-/// Every intent of `sku` with a sequence in `first..=last`, read from the stream.
+/// Every intent of `sku` in the messages with a stream sequence in
+/// `first..=last`, read from the stream.
 async fn read_range(
     bus: &Bus,
     sku: &Sku,
@@ -50,10 +55,10 @@ async fn read_range(
     let mut intents = Vec::new();
     let mut from = first;
     while from <= last {
-        match bus.read_intent_from(sku, from).await? {
-            Some(intent) if intent.seq() <= last => {
-                from = intent.seq() + 1;
-                intents.push(intent);
+        match bus.read_message_from(sku, from).await? {
+            Some((seq, in_message)) if seq <= last => {
+                from = seq + 1;
+                intents.extend(in_message);
             }
             _ => break,
         }

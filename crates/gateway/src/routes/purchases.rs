@@ -72,27 +72,16 @@ pub async fn create(
     // no wait asked for (`respond-async`) the answer is 202 at the PubAck,
     // and nothing waits.
     let mut ticket = (!wait.duration.is_zero()).then(|| state.waiters.register(&sku, &intent.key));
-    let accepted = match state.bus.publish_intent(&sku, &intent).await {
-        Ok(accepted) => accepted,
-        Err(PublishError::Unavailable(reason)) => {
-            tracing::warn!(%sku, key = %intent.key, reason, "publish intent");
+    // The same key sent again is published again: the processor answers it
+    // with the key's recorded decision, which reaches this ticket.
+    let (intent, seq) = match state.publisher.publish(&sku, intent).await {
+        Ok(placed) => placed,
+        // Logged once per message by the publisher, not once per purchase.
+        Err(PublishError::Unavailable(_)) => {
             return Err(ApiError::broker_unavailable(state.config.retry_after_s));
         }
     };
     metrics::counter!("dropline_gateway_accepted_total").increment(1);
-
-    if accepted.duplicate {
-        // The same key was published before: the first intent is the one
-        // decided. Refuse a different body at once; replay a known decision.
-        if let Ok(Some(original)) = state.bus.intent_at(&sku, accepted.seq).await {
-            if original != intent {
-                return Err(key_reused(&sku, &intent.key));
-            }
-        }
-        if let Some(decision) = recorded_if_reachable(&state, &sku, &intent.key).await {
-            return answer_decision(&sku, &intent, decision, &wait);
-        }
-    }
 
     let decision = match ticket.as_mut() {
         Some(ticket) => wait_for_decision(&state, ticket, &sku, &intent.key, wait.duration).await,
@@ -101,7 +90,7 @@ pub async fn create(
     };
     match decision {
         Some(decision) => answer_decision(&sku, &intent, decision, &wait),
-        None => Ok(answer_pending(&sku, &intent, accepted.seq, &wait)),
+        None => Ok(answer_pending(&sku, &intent, seq, &wait)),
     }
 }
 
