@@ -1,27 +1,28 @@
 //! The load generator's HTTP client: a fixed pool of HTTP/1.1 keep-alive
-//! connections to one gateway, driven by hyper directly.
+//! connections to one gateway, each request written and its answer read
+//! directly on the socket.
 //!
-//! Why not reqwest (still used for the few requests around the burst): the
-//! generator shares two cores with everything it measures, and every
-//! microsecond it spends per request is taken from the gateway. Per request
-//! reqwest parses the URL, looks up its pool by host and arms a timeout; this
-//! pool hands out a ready connection and sends prebuilt bytes. Plain HTTP
-//! only: in production TLS ends in front of the gateway.
+//! Why not a general client: the generator shares two cores with everything
+//! it measures, and every microsecond it spends per request is taken from the
+//! server under test. reqwest (still used for the few requests around the
+//! burst) parses the URL, looks up its pool and arms a timeout per request;
+//! hyper's client hands each request to a connection task and back. Here a
+//! request is one `write` of bytes laid out in a reused buffer and its answer
+//! usually one `read`, parsed by `httparse`. It speaks exactly what the
+//! burst needs of HTTP/1.1: requests with a `Content-Length` body, answers
+//! framed by `Content-Length`; anything else is refused loudly (no answer),
+//! never guessed. Plain HTTP only: in production TLS ends in front of the
+//! gateway.
 
+use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-
-type Connection = SendRequest<Full<Bytes>>;
 
 /// A request that got no HTTP answer (refused, reset, timed out).
 pub const NO_ANSWER: u16 = 0;
@@ -29,6 +30,9 @@ pub const NO_ANSWER: u16 = 0;
 /// How long one exchange may take before it counts as no answer; longer
 /// than any `Prefer: wait` the tool sends.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most header lines an answer may have.
+const ANSWER_HEADERS_MAX: usize = 32;
 
 /// Status and body of one answer; status [`NO_ANSWER`] if there was none.
 pub struct Answer {
@@ -49,7 +53,6 @@ impl Answer {
 pub struct Pool {
     /// `host:port` of the gateway.
     authority: String,
-    host: HeaderValue,
     idle: Mutex<Vec<Connection>>,
     /// One permit per connection: at most that many requests in flight.
     slots: Semaphore,
@@ -58,20 +61,16 @@ pub struct Pool {
 impl Pool {
     /// A pool of `connections` to the gateway at `base_url` (`http://host:port`).
     pub fn new(base_url: &str, connections: usize) -> anyhow::Result<Self> {
-        let uri: hyper::Uri = base_url
-            .parse()
-            .with_context(|| format!("gateway URL {base_url}"))?;
+        let authority = base_url
+            .strip_prefix("http://")
+            .with_context(|| format!("the load generator speaks plain HTTP; got {base_url}"))?
+            .trim_end_matches('/');
         anyhow::ensure!(
-            uri.scheme_str() == Some("http"),
-            "the load generator speaks plain HTTP; got {base_url}"
+            !authority.is_empty() && !authority.contains('/'),
+            "gateway URL {base_url}: expected http://host:port"
         );
-        let authority = uri
-            .authority()
-            .with_context(|| format!("no host in {base_url}"))?
-            .to_string();
         Ok(Self {
-            host: HeaderValue::from_str(&authority)?,
-            authority,
+            authority: authority.to_string(),
             idle: Mutex::new(Vec::with_capacity(connections)),
             slots: Semaphore::new(connections),
         })
@@ -91,29 +90,14 @@ impl Pool {
     }
 
     pub async fn post_json(&self, path: &str, headers: &[(&str, &str)], body: Bytes) -> Answer {
-        let mut request = Request::builder().method(Method::POST).uri(path);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.header(CONTENT_TYPE, "application/json");
-        self.send(request, body).await
+        self.send("POST", path, headers, &body).await
     }
 
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut request = Request::builder().method(Method::GET).uri(path);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        self.send(request, Bytes::new()).await
+        self.send("GET", path, headers, &[]).await
     }
 
-    async fn send(&self, request: hyper::http::request::Builder, body: Bytes) -> Answer {
-        let Ok(request) = request
-            .header(HOST, self.host.clone())
-            .body(Full::new(body))
-        else {
-            return Answer::none();
-        };
+    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
         let Ok(_slot) = self.slots.acquire().await else {
             return Answer::none();
         };
@@ -124,9 +108,18 @@ impl Pool {
                 Err(_) => return Answer::none(),
             },
         };
-        match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(&mut connection, request)).await {
-            Ok(Ok(answer)) => {
-                self.lock_idle().push(connection);
+        let request = Request {
+            method,
+            path,
+            authority: &self.authority,
+            headers,
+            body,
+        };
+        match tokio::time::timeout(EXCHANGE_TIMEOUT, connection.exchange(&request)).await {
+            Ok(Ok((answer, keep_alive))) => {
+                if keep_alive {
+                    self.lock_idle().push(connection);
+                }
                 answer
             }
             // The connection is in an unknown state: drop it, the next
@@ -135,15 +128,8 @@ impl Pool {
         }
     }
 
-    /// An idle connection still open, if any.
     fn take_idle(&self) -> Option<Connection> {
-        let mut idle = self.lock_idle();
-        while let Some(connection) = idle.pop() {
-            if !connection.is_closed() {
-                return Some(connection);
-            }
-        }
-        None
+        self.lock_idle().pop()
     }
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
@@ -157,23 +143,177 @@ impl Pool {
     async fn connect(&self) -> anyhow::Result<Connection> {
         let stream = TcpStream::connect(&self.authority).await?;
         stream.set_nodelay(true)?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            // Ends when the sender is dropped or the server closes.
-            let _ = connection.await;
-        });
-        Ok(sender)
+        Ok(Connection {
+            stream,
+            written: Vec::with_capacity(512),
+            read: Vec::with_capacity(4096),
+        })
     }
 }
 
-async fn exchange(
-    connection: &mut Connection,
-    request: Request<Full<Bytes>>,
-) -> anyhow::Result<Answer> {
-    connection.ready().await?;
-    let response = connection.send_request(request).await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok(Answer { status, body })
+struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    authority: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+    body: &'a [u8],
+}
+
+/// One keep-alive connection and its reused buffers.
+struct Connection {
+    stream: TcpStream,
+    written: Vec<u8>,
+    read: Vec<u8>,
+}
+
+impl Connection {
+    /// Sends `request` and reads its answer; `false` when the connection
+    /// cannot carry another request (the server said `Connection: close`).
+    async fn exchange(&mut self, request: &Request<'_>) -> anyhow::Result<(Answer, bool)> {
+        self.written.clear();
+        request.write_to(&mut self.written);
+        self.stream.write_all(&self.written).await?;
+
+        self.read.clear();
+        loop {
+            if self.read.capacity() - self.read.len() < 1024 {
+                self.read.reserve(4096);
+            }
+            let n = self.stream.read_buf(&mut self.read).await?;
+            anyhow::ensure!(n > 0, "connection closed before a whole answer");
+            if let Some(framed) = frame_answer(&self.read)? {
+                let body_end = framed.head_len + framed.body_len;
+                if self.read.len() >= body_end {
+                    anyhow::ensure!(
+                        self.read.len() == body_end,
+                        "bytes after the answer on a connection without pipelining"
+                    );
+                    let answer = Answer {
+                        status: framed.status,
+                        body: Bytes::copy_from_slice(&self.read[framed.head_len..body_end]),
+                    };
+                    return Ok((answer, framed.keep_alive));
+                }
+            }
+        }
+    }
+}
+
+impl Request<'_> {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "{} {} HTTP/1.1\r\nhost: {}\r\n",
+            self.method, self.path, self.authority
+        );
+        for (name, value) in self.headers {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        if !self.body.is_empty() {
+            let _ = write!(
+                out,
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                self.body.len()
+            );
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.body);
+    }
+}
+
+/// Where an answer's head ends and how long its body is.
+#[derive(Debug, PartialEq, Eq)]
+struct Framed {
+    status: u16,
+    head_len: usize,
+    body_len: usize,
+    keep_alive: bool,
+}
+
+/// Frames the answer at the start of `bytes`: `None` while its head is
+/// incomplete; an error for what this client does not speak.
+fn frame_answer(bytes: &[u8]) -> anyhow::Result<Option<Framed>> {
+    let mut headers = [httparse::EMPTY_HEADER; ANSWER_HEADERS_MAX];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head_len) = response.parse(bytes)? else {
+        return Ok(None);
+    };
+    let status = response.code.context("answer without a status")?;
+    let mut body_len = None;
+    let mut keep_alive = true;
+    for header in response.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let text = std::str::from_utf8(header.value).context("Content-Length")?;
+            body_len = Some(text.trim().parse::<usize>().context("Content-Length")?);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            anyhow::bail!("a Transfer-Encoding answer (only Content-Length is spoken here)");
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            keep_alive = !header.value.eq_ignore_ascii_case(b"close");
+        }
+    }
+    let body_len = match (body_len, status) {
+        (Some(len), _) => len,
+        // These never have a body.
+        (None, 100..=199 | 204 | 304) => 0,
+        (None, _) => anyhow::bail!("an answer without Content-Length"),
+    };
+    Ok(Some(Framed {
+        status,
+        head_len,
+        body_len,
+        keep_alive,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_laid_out_as_http_1_1_with_its_body_length() {
+        let mut out = Vec::new();
+        Request {
+            method: "POST",
+            path: "/v1/drops/a/purchases",
+            authority: "127.0.0.1:8080",
+            headers: &[("idempotency-key", "k-1"), ("prefer", "wait=3")],
+            body: br#"{"user_id":"u"}"#,
+        }
+        .write_to(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /v1/drops/a/purchases HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n\
+             idempotency-key: k-1\r\nprefer: wait=3\r\n\
+             content-type: application/json\r\ncontent-length: 15\r\n\r\n{\"user_id\":\"u\"}"
+        );
+    }
+
+    #[test]
+    fn answers_are_framed_by_content_length() {
+        let answer = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(
+            frame_answer(answer).unwrap(),
+            Some(Framed {
+                status: 201,
+                head_len: answer.len() - 2,
+                body_len: 2,
+                keep_alive: true
+            })
+        );
+        assert_eq!(frame_answer(b"HTTP/1.1 201 Created\r\ncontent-le").unwrap(), None);
+        let closing = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        assert!(!frame_answer(closing).unwrap().unwrap().keep_alive);
+    }
+
+    #[test]
+    fn what_this_client_does_not_speak_is_an_error_not_a_guess() {
+        assert!(frame_answer(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
+        assert!(frame_answer(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+        assert!(frame_answer(b"garbage\r\n\r\n").is_err());
+        assert_eq!(
+            frame_answer(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap().unwrap().body_len,
+            0
+        );
+    }
 }
