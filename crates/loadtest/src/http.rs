@@ -97,7 +97,13 @@ impl Pool {
         self.send("GET", path, headers, &[]).await
     }
 
-    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
         let Ok(_slot) = self.slots.acquire().await else {
             return Answer::none();
         };
@@ -301,8 +307,12 @@ mod tests {
                 keep_alive: true
             })
         );
-        assert_eq!(frame_answer(b"HTTP/1.1 201 Created\r\ncontent-le").unwrap(), None);
-        let closing = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            frame_answer(b"HTTP/1.1 201 Created\r\ncontent-le").unwrap(),
+            None
+        );
+        let closing =
+            b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
         assert!(!frame_answer(closing).unwrap().unwrap().keep_alive);
     }
 
@@ -312,7 +322,10 @@ mod tests {
         assert!(frame_answer(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
         assert!(frame_answer(b"garbage\r\n\r\n").is_err());
         assert_eq!(
-            frame_answer(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap().unwrap().body_len,
+            frame_answer(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .body_len,
             0
         );
     }
