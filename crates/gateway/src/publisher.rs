@@ -97,7 +97,8 @@ impl Publisher {
 
 /// One SKU's lane: sends what is queued as one message whenever fewer than
 /// `in_flight_max` messages await their PubAck, and answers each purchase
-/// when its message's PubAck is back. Ends when the publisher is dropped.
+/// when its message's PubAck is back. Ends when the publisher is dropped;
+/// until then an idle lane is one parked task per SKU this gateway has sold.
 async fn run_lane(
     bus: Bus,
     sku: Sku,

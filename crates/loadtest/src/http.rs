@@ -134,8 +134,15 @@ impl Pool {
         }
     }
 
+    /// An idle connection the server has not closed, if any.
     fn take_idle(&self) -> Option<Connection> {
-        self.lock_idle().pop()
+        let mut idle = self.lock_idle();
+        while let Some(connection) = idle.pop() {
+            if connection.is_idle() {
+                return Some(connection);
+            }
+        }
+        None
     }
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
@@ -173,6 +180,17 @@ struct Connection {
 }
 
 impl Connection {
+    /// Nothing to read between exchanges. A connection with something to
+    /// read was closed by the server (end of stream) or sent what nobody
+    /// asked for; either way it cannot carry the next request. Asks the
+    /// socket (the reactor's readiness is still set from the last answer).
+    fn is_idle(&self) -> bool {
+        matches!(
+            self.stream.try_read(&mut [0u8; 1]),
+            Err(ref err) if err.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Sends `request` and reads its answer; `false` when the connection
     /// cannot carry another request (the server said `Connection: close`).
     async fn exchange(&mut self, request: &Request<'_>) -> anyhow::Result<(Answer, bool)> {
@@ -275,6 +293,60 @@ fn frame_answer(bytes: &[u8]) -> anyhow::Result<Option<Framed>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A server that answers `201 {}` to `per_connection` requests on each
+    /// connection, then closes it; counts the connections it accepted.
+    async fn tiny_server(per_connection: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 4096];
+                    for _ in 0..per_connection {
+                        let mut read = 0;
+                        // Requests here are small: one head and body, ending
+                        // with the body `{}`.
+                        while !buffer[..read].ends_with(b"{}") {
+                            match socket.read(&mut buffer[read..]).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => read += n,
+                            }
+                        }
+                        let answer = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}";
+                        if socket.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_connection_carries_request_after_request_and_a_closed_one_is_replaced() {
+        let (url, accepted) = tiny_server(2).await;
+        let pool = Pool::new(&url, 1).unwrap();
+        pool.warm_up().await.unwrap();
+        for _ in 0..2 {
+            let answer = pool.post_json("/p", &[], Bytes::from_static(b"{}")).await;
+            assert_eq!((answer.status, &answer.body[..]), (201, &b"{}"[..]));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
+        // The server closed it after two answers: the next request must not
+        // be lost on it, but go over a fresh connection.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answer = pool.post_json("/p", &[], Bytes::from_static(b"{}")).await;
+        assert_eq!(answer.status, 201);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn a_request_is_laid_out_as_http_1_1_with_its_body_length() {
