@@ -160,8 +160,10 @@ impl Bus {
 }
 
 impl Bus {
-    /// Intents of `sku` waiting to be decided: not yet delivered plus
-    /// delivered and not yet acked. `None` before the SKU's consumer exists.
+    /// Messages of `sku` waiting to be decided: not yet delivered plus
+    /// delivered and not yet acked. A message carries one or more intents
+    /// (a gateway's batch), so this is a lower bound on the intents waiting;
+    /// zero means nothing waits. `None` before the SKU's consumer exists.
     pub async fn queue_depth(&self, sku: &Sku) -> Result<Option<u64>, BusError> {
         let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         match stream.consumer_info(consumer_name(sku)).await {

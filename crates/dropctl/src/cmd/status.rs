@@ -59,7 +59,7 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
         "won",
         "remaining",
         "decided",
-        "queue",
+        "queued msgs",
         "applied seq",
         "epoch",
         "owner",
