@@ -8,22 +8,12 @@ use async_nats::jetstream::message::{Message, StreamMessage};
 use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
-use dropline_core::names::{intent_msg_id, intent_subject, INTENTS_STREAM};
+use dropline_core::names::{intent_subject, INTENTS_STREAM};
 use dropline_core::wire::{intent_seq, IntentPayload, INTENTS_PER_MESSAGE};
 use dropline_core::{Intent, Sku};
 use futures::{FutureExt, StreamExt};
 
 use crate::{Bus, BusError, ConsumerSettings};
-
-/// The stream took the intent: from here on it will be decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accepted {
-    /// The intent's stream sequence: its place in line.
-    pub seq: u64,
-    /// The server had this (SKU, key) already, within the duplicate window;
-    /// `seq` is then the first publish's.
-    pub duplicate: bool,
-}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
@@ -133,36 +123,6 @@ impl Bus {
             .await
             .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
         Ok(PendingAck(ack))
-    }
-
-    /// Publishes one intent as a message of its own, with the stream's
-    /// duplicate window keyed on (SKU, key), and waits for its PubAck. The
-    /// gateway batches instead ([`Self::send_intents`]); this is the one
-    /// intent a message layout, which the processor's benchmark drains.
-    pub async fn publish_intent(
-        &self,
-        sku: &Sku,
-        intent: &IntentPayload,
-    ) -> Result<Accepted, PublishError> {
-        if !self.is_connected() {
-            return Err(PublishError::Unavailable("not connected to NATS".into()));
-        }
-        let payload =
-            serde_json::to_vec(intent).map_err(|e| PublishError::Unavailable(e.to_string()))?;
-        let message = jetstream::message::PublishMessage::build()
-            .payload(Bytes::from(payload))
-            .message_id(intent_msg_id(sku, &intent.key));
-        let ack = self
-            .js
-            .send_publish(intent_subject(sku), message)
-            .await
-            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?
-            .await
-            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
-        Ok(Accepted {
-            seq: intent_seq(ack.sequence, 0),
-            duplicate: ack.duplicate,
-        })
     }
 
     /// Starts pulling `sku`'s intents continuously; see [`IntentPuller`].

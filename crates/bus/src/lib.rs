@@ -13,8 +13,7 @@ mod provision;
 pub use connect::{Bus, BusOptions, DEFAULT_NATS_URL};
 pub use decisions::DecisionFeed;
 pub use intents::{
-    Accepted, Continuity, IntentBatch, IntentMessage, IntentPuller, PendingAck, PublishError,
-    PulledIntent,
+    Continuity, IntentBatch, IntentMessage, IntentPuller, PendingAck, PublishError, PulledIntent,
 };
 pub use provision::{ConsumerSettings, StreamSettings};
 

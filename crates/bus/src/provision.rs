@@ -23,8 +23,10 @@ pub struct StreamSettings {
     pub replicas: usize,
     /// How long intents are kept after being decided, for audits and replays.
     pub max_age_s: u64,
-    /// Within this window a second publish of the same (SKU, key) is dropped
-    /// by the server and answered with the first one's sequence.
+    /// The server's duplicate window, for messages that carry a
+    /// `Nats-Msg-Id`. dropline's carry none: a gateway's message holds many
+    /// keys, and a key that comes again is answered by the processor with its
+    /// recorded decision. Kept explicit so a stream's settings are all here.
     pub duplicate_window_s: u64,
     pub max_bytes: i64,
 }

@@ -3,7 +3,7 @@
 //! Kept in one place so that gateway, processor and operator tools can never
 //! disagree about where an SKU's intents or decisions travel.
 
-use crate::domain::{IdempotencyKey, Sku};
+use crate::domain::Sku;
 
 /// The one stream holding every buy intent.
 pub const INTENTS_STREAM: &str = "DROPLINE_INTENTS";
@@ -27,13 +27,6 @@ pub fn decision_subject(sku: &Sku) -> String {
 /// The durable pull consumer of one SKU's partition.
 pub fn consumer_name(sku: &Sku) -> String {
     format!("intents_{sku}")
-}
-
-/// `Nats-Msg-Id` of an intent: the stream's duplicate window then drops a
-/// second publish of the same (SKU, key) and answers with the first one's
-/// sequence. The separator cannot occur in an SKU.
-pub fn intent_msg_id(sku: &Sku, key: &IdempotencyKey) -> String {
-    format!("{sku}/{key}")
 }
 
 /// Recovers the SKU from an intent or decision subject.

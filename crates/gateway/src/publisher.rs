@@ -51,17 +51,7 @@ impl Publisher {
     /// waits for the PubAck. Returns the intent and its place in line.
     pub async fn publish(&self, sku: &Sku, intent: IntentPayload) -> Placed {
         let (placed, answer) = oneshot::channel();
-        let mut queued = Queued { intent, placed };
-        // A lane only ends if its task died; the next purchase starts another.
-        for _ in 0..2 {
-            match self.lane(sku).send(queued) {
-                Ok(()) => break,
-                Err(mpsc::error::SendError(back)) => {
-                    self.lock().remove(sku);
-                    queued = back;
-                }
-            }
-        }
+        self.enqueue(sku, Queued { intent, placed });
         // Only a lane task that panicked with the purchase in hand drops it.
         answer.await.unwrap_or_else(|_| {
             Err(PublishError::Unavailable(format!(
@@ -70,20 +60,27 @@ impl Publisher {
         })
     }
 
-    fn lane(&self, sku: &Sku) -> mpsc::UnboundedSender<Queued> {
+    /// Hands `queued` to its SKU's lane, under the lock (no sender copied
+    /// per purchase); starts the lane on the SKU's first purchase, or again
+    /// if its task died.
+    fn enqueue(&self, sku: &Sku, mut queued: Queued) {
         let mut lanes = self.lock();
         if let Some(lane) = lanes.get(sku) {
-            return lane.clone();
+            match lane.send(queued) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => queued = back,
+            }
         }
         let (sender, queue) = mpsc::unbounded_channel();
+        // The receiver is alive until the lane task ends: this send succeeds.
+        let _ = sender.send(queued);
         tokio::spawn(run_lane(
             self.bus.clone(),
             sku.clone(),
             queue,
             self.in_flight_per_sku,
         ));
-        lanes.insert(sku.clone(), sender.clone());
-        sender
+        lanes.insert(sku.clone(), sender);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sku, mpsc::UnboundedSender<Queued>>> {
