@@ -74,7 +74,7 @@ impl Strategy {
             Self::SeedLock => "seed-lock",
             Self::RowLock => "row-lock",
             Self::RedisLua => "redis-lua",
-            Self::Dropline => "dropline",
+            Self::Dropline => tally::DROPLINE,
         }
     }
 }
@@ -275,10 +275,12 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Row>> {
                 String::new()
             }
         );
-        println!(
-            "{}\n",
-            tally::table(&title, &table_rows.iter().collect::<Vec<_>>())
-        );
+        let table_refs: Vec<&Row> = table_rows.iter().collect();
+        println!("{}", tally::table(&title, &table_refs));
+        if let Some(ratios) = tally::against_dropline(&table_refs) {
+            println!("{ratios}");
+        }
+        println!();
         rows.extend(table_rows);
     }
     if let Some(path) = &args.json {
@@ -395,7 +397,7 @@ async fn measure_dropline(
     let keys = dropline_won_keys(&database_url, sale.sku.as_str()).await?;
     Ok(tally::row(
         workload.name(),
-        "dropline",
+        tally::DROPLINE,
         sizes.stock,
         &results,
         &keys,

@@ -11,6 +11,10 @@
 //! - `wall_s`: from the burst to the last definitive answer;
 //!   `decisions_per_s`: buyers answered definitively per second of it;
 //!   `p50_ms`, `p99_ms`: burst to each buyer's definitive answer.
+//!
+//! A design **kept its promises** in a row when it sold exactly what it
+//! should (all the stock, or one unit per buyer when buyers are fewer),
+//! with nothing oversold, duplicated or lost and no errors.
 
 use std::collections::HashSet;
 
@@ -72,6 +76,102 @@ pub fn row(
     }
 }
 
+impl Row {
+    /// Whether the design kept its promises in this row (see the module).
+    /// Every buyer of `compare`'s crowd is a distinct user buying one unit,
+    /// so the right number sold is the smaller of stock and buyers.
+    pub fn kept_promises(&self) -> bool {
+        self.broken_promises().is_empty()
+    }
+
+    /// What went wrong in this row, for the terminal; empty when nothing did.
+    pub fn broken_promises(&self) -> Vec<String> {
+        let due = u64::from(self.stock.min(self.buyers));
+        let mut broken = Vec::new();
+        if self.oversold > 0 {
+            broken.push(format!("{} oversold", self.oversold));
+        } else if self.sold < due {
+            broken.push(format!("{} of {due} units unsold", due - self.sold));
+        }
+        for (count, what) in [
+            (self.duplicates, "duplicate orders"),
+            (self.lost, "lost orders"),
+            (self.errors, "errors"),
+        ] {
+            if count > 0 {
+                broken.push(format!("{count} {what}"));
+            }
+        }
+        broken
+    }
+}
+
+/// How many times dropline's wall time each other design took in one
+/// workload's rows, e.g. `row-lock 3.1×, redis-lua 0.6×`; `None` without a
+/// dropline row.
+pub fn against_dropline(rows: &[&Row]) -> Option<String> {
+    let dropline = rows.iter().find(|row| row.strategy == DROPLINE)?;
+    let ratios: Vec<String> = rows
+        .iter()
+        .filter(|row| row.strategy != DROPLINE)
+        .map(|row| format!("{} {:.1}×", row.strategy, row.wall_s / dropline.wall_s))
+        .collect();
+    (!ratios.is_empty()).then(|| {
+        format!(
+            "wall time against dropline's {:.2} s: {}",
+            dropline.wall_s,
+            ratios.join(", ")
+        )
+    })
+}
+
+/// The strategy name of dropline's rows.
+pub const DROPLINE: &str = "dropline";
+
+/// The closing verdict over every row: which designs kept their promises in
+/// every workload, and what each other design broke where. `Err` carries the
+/// same text when dropline itself broke a promise.
+pub fn verdict(rows: &[Row]) -> Result<String, String> {
+    let mut strategies: Vec<&str> = Vec::new();
+    for row in rows {
+        if !strategies.contains(&row.strategy.as_str()) {
+            strategies.push(&row.strategy);
+        }
+    }
+    let mut kept = Vec::new();
+    let mut lines = Vec::new();
+    for strategy in &strategies {
+        let broken: Vec<String> = rows
+            .iter()
+            .filter(|row| row.strategy == *strategy && !row.kept_promises())
+            .map(|row| format!("{}: {}", row.workload, row.broken_promises().join(", ")))
+            .collect();
+        if broken.is_empty() {
+            kept.push(*strategy);
+        } else {
+            lines.push(format!(
+                "{strategy} broke a promise ({})",
+                broken.join("; ")
+            ));
+        }
+    }
+    if !kept.is_empty() {
+        lines.insert(
+            0,
+            format!(
+                "kept every promise in every workload run: {}",
+                kept.join(", ")
+            ),
+        );
+    }
+    let text = lines.join("\n");
+    if strategies.contains(&DROPLINE) && !kept.contains(&DROPLINE) {
+        Err(text)
+    } else {
+        Ok(text)
+    }
+}
+
 /// One table for the rows of one workload, for the terminal.
 pub fn table(title: &str, rows: &[&Row]) -> String {
     let mut table = comfy_table::Table::new();
@@ -130,6 +230,88 @@ mod tests {
             decided_after: Some(Duration::from_millis(10)),
             ..BuyerResult::default()
         }
+    }
+
+    fn clean(workload: &str, strategy: &str, wall_s: f64) -> Row {
+        Row {
+            workload: workload.into(),
+            strategy: strategy.into(),
+            buyers: 500,
+            stock: 100,
+            sold: 100,
+            oversold: 0,
+            duplicates: 0,
+            lost: 0,
+            errors: 0,
+            wall_s,
+            decisions_per_s: 0.0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_row_keeps_its_promises_only_when_it_sells_exactly_what_it_should() {
+        assert!(clean("sneaker", "row-lock", 1.0).kept_promises());
+        let oversold = Row {
+            sold: 103,
+            oversold: 3,
+            ..clean("sneaker", "seed-lock", 1.0)
+        };
+        assert_eq!(oversold.broken_promises(), ["3 oversold"]);
+        let unsold = Row {
+            sold: 98,
+            errors: 2,
+            ..clean("sneaker", "redis-lua", 1.0)
+        };
+        assert_eq!(
+            unsold.broken_promises(),
+            ["2 of 100 units unsold", "2 errors"]
+        );
+        // Fewer buyers than units: one unit each is everything due.
+        let few_buyers = Row {
+            buyers: 40,
+            sold: 40,
+            ..clean("big", "dropline", 1.0)
+        };
+        assert!(few_buyers.kept_promises());
+    }
+
+    #[test]
+    fn the_verdict_names_who_kept_their_promises_and_fails_only_for_dropline() {
+        let seed = Row {
+            sold: 150,
+            oversold: 50,
+            lost: 1,
+            ..clean("sneaker", "seed-lock", 60.0)
+        };
+        let rows = vec![
+            seed.clone(),
+            clean("sneaker", "row-lock", 4.0),
+            clean("sneaker", DROPLINE, 2.0),
+        ];
+        let text = verdict(&rows).expect("dropline kept its promises");
+        assert_eq!(
+            text,
+            "kept every promise in every workload run: row-lock, dropline\n\
+             seed-lock broke a promise (sneaker: 50 oversold, 1 lost orders)"
+        );
+        let refs: Vec<&Row> = rows.iter().collect();
+        assert_eq!(
+            against_dropline(&refs).as_deref(),
+            Some("wall time against dropline's 2.00 s: seed-lock 30.0×, row-lock 2.0×")
+        );
+
+        let broken_dropline = Row {
+            duplicates: 1,
+            ..clean("big", DROPLINE, 2.0)
+        };
+        let text = verdict(&[clean("big", "row-lock", 9.0), broken_dropline])
+            .expect_err("dropline broke a promise");
+        assert!(
+            text.contains("dropline broke a promise (big: 1 duplicate orders)"),
+            "{text}"
+        );
     }
 
     #[test]

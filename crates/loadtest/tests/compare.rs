@@ -1,0 +1,98 @@
+//! `compare` end to end, small: the real binary against the machine's NATS,
+//! Postgres and Redis, every design on the sneaker drop and the
+//! slow-database day. The seed's design must oversell (its lock expires
+//! under the slow write), dropline must keep every promise, and the verdict
+//! must say so. Needs `target/debug/dropline` beside the binary (`just test`
+//! builds it). Each row uses its own SKU and database, dropped afterwards.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const STOCK: u64 = 10;
+
+#[test]
+fn the_seed_design_oversells_and_dropline_keeps_every_promise() {
+    let out = tempfile::tempdir().expect("temporary directory");
+    let json = out.path().join("compare.json");
+    let stock = STOCK.to_string();
+    let run = Command::new(env!("CARGO_BIN_EXE_compare"))
+        .args(["--workloads", "sneaker,slow-db"])
+        .args(["--sneaker-buyers", "200", "--sneaker-stock", &stock])
+        .args(["--slow-db-buyers", "60", "--slow-db-stock", &stock])
+        .args(["--db-delay-ms", "50"])
+        // The lock expires before the write ends: the incident, in small.
+        .args(["--lock-ms", "50", "--write-ms", "80"])
+        .args(["--connections", "32", "--db-connections-max", "8"])
+        .args(["--settle-ms", "200", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run compare");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "compare failed: {}\n{stdout}\n{stderr}",
+        run.status
+    );
+
+    let rows: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON rows")).expect("valid JSON");
+    assert_eq!(rows.len(), 8, "two workloads × four designs: {rows:#?}");
+    let row = |workload: &str, strategy: &str| -> &Value {
+        rows.iter()
+            .find(|r| r["workload"] == workload && r["strategy"] == strategy)
+            .unwrap_or_else(|| panic!("no row {workload} / {strategy}"))
+    };
+    for fields in &rows {
+        for field in [
+            "workload",
+            "strategy",
+            "buyers",
+            "stock",
+            "sold",
+            "oversold",
+            "duplicates",
+            "lost",
+            "errors",
+            "wall_s",
+            "decisions_per_s",
+            "p50_ms",
+            "p99_ms",
+        ] {
+            assert!(fields.get(field).is_some(), "{field} missing in {fields}");
+        }
+    }
+
+    let seed = row("sneaker", "seed-lock");
+    assert!(
+        seed["oversold"].as_u64().expect("oversold") > 0,
+        "the seed's lock expired under its write, so it oversells: {seed}"
+    );
+    for workload in ["sneaker", "slow-db"] {
+        for strategy in ["row-lock", "dropline"] {
+            let clean = row(workload, strategy);
+            assert_eq!(clean["sold"], STOCK, "{clean}");
+            for broken in ["oversold", "duplicates", "lost", "errors"] {
+                assert_eq!(clean[broken], 0, "{broken}: {clean}");
+            }
+        }
+    }
+
+    assert!(
+        stdout.contains("wall time against dropline's"),
+        "each table is followed by the ratios: {stdout}"
+    );
+    let verdict = stdout
+        .lines()
+        .find(|line| line.starts_with("kept every promise in every workload run:"))
+        .unwrap_or_else(|| panic!("no verdict: {stdout}"));
+    assert!(
+        verdict.contains("dropline") && !verdict.contains("seed-lock"),
+        "{verdict}"
+    );
+    assert!(
+        stdout.contains("seed-lock broke a promise (sneaker: "),
+        "{stdout}"
+    );
+}
