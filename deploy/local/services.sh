@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Makes sure NATS (with JetStream) and Postgres answer, for the demo, the
-# tests and CI. Source it: it exports NATS_URL, DROPLINE_TEST_POSTGRES and
-# DROPLINE_POSTGRES (a base URL without database).
+# Makes sure NATS (with JetStream), Postgres and Redis answer, for the demo,
+# the tests and CI. Source it: it exports NATS_URL, DROPLINE_TEST_POSTGRES,
+# DROPLINE_POSTGRES (a base URL without database) and REDIS_URL. Redis is
+# only for `compare`'s reference designs; dropline itself never uses it.
 #
 # Uses the services on their default local ports when they answer; otherwise
-# starts private throwaway instances from the locally installed `nats-server`
-# and Postgres binaries under $DROPLINE_SERVICES_DIR (default .services/),
-# and registers `dropline_stop_private_services` to stop them.
+# starts private throwaway instances from the locally installed `nats-server`,
+# Postgres and `redis-server` binaries under $DROPLINE_SERVICES_DIR (default
+# .services/), and registers `dropline_stop_private_services` to stop them.
 
 dropline_nats_has_jetstream() { # host port
   local reply
@@ -20,6 +21,16 @@ dropline_nats_has_jetstream() { # host port
 
 dropline_postgres_answers() { # host port
   command -v pg_isready >/dev/null && pg_isready -q -h "$1" -p "$2" -U postgres -t 2
+}
+
+dropline_redis_answers() { # host port
+  local reply
+  reply=$(
+    exec 2>/dev/null 3<>"/dev/tcp/$1/$2" || exit 1
+    printf 'PING\r\n' >&3
+    timeout 2 head -c 7 <&3
+  ) 2>/dev/null || true
+  [[ $reply == +PONG* ]]
 }
 
 dropline_free_port() {
@@ -70,6 +81,21 @@ dropline_start_private_postgres() {
   export DROPLINE_POSTGRES="postgres://postgres@127.0.0.1:$port"
 }
 
+dropline_start_private_redis() {
+  local dir=$1 port
+  command -v redis-server >/dev/null || return 1
+  port=$(dropline_free_port)
+  mkdir -p "$dir"
+  # Throwaway: nothing kept on disk.
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no >"$dir/redis.log" 2>&1 &
+  DROPLINE_PRIVATE_PIDS+=($!)
+  for _ in $(seq 50); do
+    dropline_redis_answers 127.0.0.1 "$port" && { export REDIS_URL="redis://127.0.0.1:$port"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+
 dropline_ensure_services() {
   local dir=${DROPLINE_SERVICES_DIR:-$PWD/.services}
   if dropline_nats_has_jetstream 127.0.0.1 4222; then
@@ -91,5 +117,13 @@ dropline_ensure_services() {
     }
   fi
   export DROPLINE_TEST_POSTGRES=$DROPLINE_POSTGRES
-  echo "services: NATS $NATS_URL, Postgres $DROPLINE_POSTGRES" >&2
+  if dropline_redis_answers 127.0.0.1 6379; then
+    export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+  else
+    echo "Redis is not answering on 127.0.0.1:6379; starting a private one" >&2
+    # Only `compare` needs Redis: everything else goes on without it.
+    dropline_start_private_redis "$dir" ||
+      echo "warning: no Redis on 127.0.0.1:6379 and no redis-server binary to start one; \`just compare\` and its test will fail" >&2
+  fi
+  echo "services: NATS $NATS_URL, Postgres $DROPLINE_POSTGRES, Redis $REDIS_URL" >&2
 }
