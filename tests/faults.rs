@@ -255,6 +255,74 @@ async fn broker_restart_mid_burst_answers_503_while_down_and_decides_every_accep
     report("broker restart", started);
 }
 
+/// A message whose PubAck is awaited when the connection drops fails at
+/// once, not at the request timeout: its purchases hear `503` and retry on
+/// the new connection, and the SKU's publisher lane (which holds every later
+/// purchase of the SKU behind its messages in flight) does not stall for the
+/// rest of the timeout. The server is frozen first, so the PubAck cannot
+/// come before the kill; the timeout is a minute, so only the lost
+/// connection can end the wait within the bound below.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_lost_while_a_puback_is_awaited_fails_that_publish_at_once() {
+    use dropline_bus::{Bus, BusOptions, IntentMessage, PublishError, StreamSettings};
+    use dropline_core::wire::IntentPayload;
+    use dropline_core::{IdempotencyKey, Quantity, Sku, UserId};
+
+    let mut nats = PrivateNats::start().await;
+    let options = BusOptions {
+        request_timeout_ms: 60_000,
+        ..BusOptions::default()
+    };
+    let bus = Bus::connect(&nats.url, &options, true)
+        .await
+        .expect("connect to the private NATS");
+    bus.ensure_stream(&StreamSettings::default())
+        .await
+        .expect("the intent stream");
+    let sku = Sku::parse("lost-puback".to_string()).expect("valid sku");
+    let message = |key: &str| {
+        let mut message = IntentMessage::default();
+        message.push(&IntentPayload {
+            key: IdempotencyKey::parse(key.to_string()).expect("valid key"),
+            user_id: UserId::parse("buyer".to_string()).expect("valid user"),
+            quantity: Quantity::ONE,
+        });
+        message
+    };
+    // The path works while the server answers.
+    let stored = bus
+        .send_intents(&sku, message("before"))
+        .await
+        .expect("sent")
+        .accepted()
+        .await;
+    assert!(stored.is_ok(), "{stored:?}");
+
+    nats.freeze();
+    let pending = bus
+        .send_intents(&sku, message("in-flight"))
+        .await
+        .expect("sent while the connection is still up");
+    let waiting = tokio::spawn(pending.accepted());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a frozen server sends no PubAck");
+    let lost_at = Instant::now();
+    nats.kill();
+
+    let answer = tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .expect("answered long before the one-minute request timeout")
+        .expect("the wait did not panic");
+    assert!(
+        matches!(&answer, Err(PublishError::Unavailable(why)) if why.contains("connection")),
+        "{answer:?}"
+    );
+    eprintln!(
+        "lost PubAck answered {:.0} ms after the server died",
+        lost_at.elapsed().as_secs_f64() * 1e3
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_losing_one_of_three_nodes_mid_burst_loses_nothing_accepted() {
     let started = Instant::now();

@@ -79,6 +79,16 @@ impl PrivateNats {
         }
     }
 
+    /// SIGSTOP: the server keeps its connections open and answers nothing.
+    pub fn freeze(&self) {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let status = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -STOP {pid}");
+    }
+
     /// Starts it again on the same port and store.
     pub async fn restart(&mut self) {
         self.kill();

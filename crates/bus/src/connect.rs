@@ -1,9 +1,11 @@
 //! Connecting to NATS with every timeout spelled out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream;
+use tokio::sync::watch;
 
 use crate::BusError;
 
@@ -36,6 +38,10 @@ impl Default for BusOptions {
 pub struct Bus {
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
+    /// How many times the connection was lost so far. A PubAck awaited
+    /// across a loss never comes (the server that would send it lost the
+    /// connection it would go to), so a publish waits on this too.
+    pub(crate) connections_lost: watch::Receiver<u64>,
 }
 
 impl Bus {
@@ -49,6 +55,8 @@ impl Bus {
         wait_for_server: bool,
     ) -> Result<Self, BusError> {
         let timeout = Duration::from_millis(options.request_timeout_ms);
+        let (count_loss, connections_lost) = watch::channel(0_u64);
+        let count_loss = Arc::new(count_loss);
         let mut connect = async_nats::ConnectOptions::new()
             .name(&options.client_name)
             .connection_timeout(timeout)
@@ -58,6 +66,12 @@ impl Bus {
             .max_reconnects(None)
             .reconnect_delay_callback(|attempt| {
                 Duration::from_millis((50 * attempt as u64).min(1_000))
+            })
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Disconnected) {
+                    count_loss.send_modify(|lost| *lost += 1);
+                }
+                std::future::ready(())
             });
         if !wait_for_server {
             connect = connect.retry_on_initial_connect();
@@ -74,7 +88,11 @@ impl Bus {
             .max_ack_inflight(options.acks_inflight_max)
             .backpressure_on_inflight(true)
             .build(client.clone());
-        Ok(Self { client, js })
+        Ok(Self {
+            client,
+            js,
+            connections_lost,
+        })
     }
 
     /// True while the connection to the server is up.

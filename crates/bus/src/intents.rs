@@ -85,17 +85,39 @@ impl IntentMessage {
 }
 
 /// A message handed to the broker whose PubAck has not been read yet.
-pub struct PendingAck(jetstream::context::PublishAckFuture);
+pub struct PendingAck {
+    ack: jetstream::context::PublishAckFuture,
+    /// Marked seen before the message was sent: a change is a connection
+    /// lost since.
+    connections_lost: tokio::sync::watch::Receiver<u64>,
+}
 
 impl PendingAck {
     /// Waits for the PubAck: the moment every intent of the message is
     /// accepted. Returns the message's stream sequence.
-    pub async fn accepted(self) -> Result<u64, PublishError> {
-        let ack = self
-            .0
-            .await
-            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
-        Ok(ack.sequence)
+    ///
+    /// Fails at once, instead of at the request timeout, when the connection
+    /// is lost first: the PubAck cannot come any more, and the purchases
+    /// waiting on it (and every one queued behind them for the SKU) should
+    /// hear `503` and retry on the new connection. The message may still
+    /// have been stored; a retry with the same key is then answered with
+    /// that key's decision, as any repeat is.
+    pub async fn accepted(mut self) -> Result<u64, PublishError> {
+        let connection_lost = async {
+            if self.connections_lost.changed().await.is_err() {
+                // The client is gone for good: only the timeout can end this.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            ack = self.ack => ack
+                .map(|ack| ack.sequence)
+                .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e))),
+            () = connection_lost => Err(PublishError::Unavailable(
+                "the connection to NATS was lost before the PubAck".into(),
+            )),
+        }
     }
 }
 
@@ -113,6 +135,9 @@ impl Bus {
         sku: &Sku,
         message: IntentMessage,
     ) -> Result<PendingAck, PublishError> {
+        // Losses before this send are not this message's.
+        let mut connections_lost = self.connections_lost.clone();
+        connections_lost.mark_unchanged();
         if !self.is_connected() {
             return Err(PublishError::Unavailable("not connected to NATS".into()));
         }
@@ -122,7 +147,10 @@ impl Bus {
             .send_publish(intent_subject(sku), publish)
             .await
             .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
-        Ok(PendingAck(ack))
+        Ok(PendingAck {
+            ack,
+            connections_lost,
+        })
     }
 
     /// Starts pulling `sku`'s intents continuously; see [`IntentPuller`].
