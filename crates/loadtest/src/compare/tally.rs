@@ -89,9 +89,9 @@ impl Row {
         let due = u64::from(self.stock.min(self.buyers));
         let mut broken = Vec::new();
         if self.oversold > 0 {
-            broken.push(format!("{} oversold", self.oversold));
+            broken.push(format!("oversold {}", self.oversold));
         } else if self.sold < due {
-            broken.push(format!("{} of {due} units unsold", due - self.sold));
+            broken.push(format!("unsold {} of {due}", due - self.sold));
         }
         for (count, what) in [
             (self.duplicates, "duplicate orders"),
@@ -99,7 +99,7 @@ impl Row {
             (self.errors, "errors"),
         ] {
             if count > 0 {
-                broken.push(format!("{count} {what}"));
+                broken.push(format!("{what} {count}"));
             }
         }
         broken
@@ -258,16 +258,13 @@ mod tests {
             oversold: 3,
             ..clean("sneaker", "seed-lock", 1.0)
         };
-        assert_eq!(oversold.broken_promises(), ["3 oversold"]);
+        assert_eq!(oversold.broken_promises(), ["oversold 3"]);
         let unsold = Row {
             sold: 98,
             errors: 2,
             ..clean("sneaker", "redis-lua", 1.0)
         };
-        assert_eq!(
-            unsold.broken_promises(),
-            ["2 of 100 units unsold", "2 errors"]
-        );
+        assert_eq!(unsold.broken_promises(), ["unsold 2 of 100", "errors 2"]);
         // Fewer buyers than units: one unit each is everything due.
         let few_buyers = Row {
             buyers: 40,
@@ -294,7 +291,7 @@ mod tests {
         assert_eq!(
             text,
             "kept every promise in every workload run: row-lock, dropline\n\
-             seed-lock broke a promise (sneaker: 50 oversold, 1 lost orders)"
+             seed-lock broke a promise (sneaker: oversold 50, lost orders 1)"
         );
         let refs: Vec<&Row> = rows.iter().collect();
         assert_eq!(
@@ -309,7 +306,7 @@ mod tests {
         let text = verdict(&[clean("big", "row-lock", 9.0), broken_dropline])
             .expect_err("dropline broke a promise");
         assert!(
-            text.contains("dropline broke a promise (big: 1 duplicate orders)"),
+            text.contains("dropline broke a promise (big: duplicate orders 1)"),
             "{text}"
         );
     }
