@@ -400,9 +400,14 @@ async fn duplicate_storm_the_same_key_from_many_connections_before_and_after_the
             "one answer for every copy"
         );
     }
+    // No `Nats-Msg-Id` (a gateway's message carries many keys), so the
+    // duplicate window drops nothing: every copy answered was accepted as an
+    // intent of its own, and the processor decided one of them. The short
+    // window keeps this test meaningful should a per-key dedupe return.
+    let copies = (first.len() + second.len()) as u64;
     assert!(
-        app.intents_in_stream().await >= 2,
-        "past the window the storm reached the stream again"
+        app.intents_in_stream().await >= copies,
+        "every copy of the storm reached the stream"
     );
     assert_eq!(app.stored_counts().await, (1, 1));
     assert_eq!(app.drop_view().await["won"], 1);

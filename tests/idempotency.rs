@@ -62,8 +62,9 @@ async fn the_quoted_key_form_is_the_same_key_as_the_bare_form() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_the_duplicate_window_still_gets_the_recorded_answer() {
-    // A 1 s duplicate window makes "long after" quick to reach; it is a
-    // stream setting, so this test gets a NATS of its own.
+    // Gateways send no `Nats-Msg-Id`, so the stream's duplicate window drops
+    // nothing today; a 1 s window (a stream setting, hence a NATS of its
+    // own) keeps "long after" quick to reach should a per-key dedupe return.
     let nats = PrivateNats::start().await;
     let app = spawn_app_with(AppOptions {
         nats_url: Some(nats.url.clone()),
@@ -87,8 +88,8 @@ async fn a_retry_after_the_duplicate_window_still_gets_the_recorded_answer() {
         (2, 1),
         "the late retries were decided as repeats, not recorded again"
     );
-    // Past the window the server took both late sends as new intents: the
-    // processor, not the duplicate window, kept them from a second decision.
+    // The server took both late sends as new intents: the processor kept
+    // them from a second decision.
     assert_eq!(app.intents_in_stream().await, 4);
     app.assert_invariants().await;
 }

@@ -12,7 +12,7 @@
 dropline_nats_has_jetstream() { # host port
   local reply
   reply=$(
-    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    exec 2>/dev/null 3<>"/dev/tcp/$1/$2" || exit 1
     printf 'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.dropline_check 1\r\nPUB $JS.API.INFO _INBOX.dropline_check 0\r\n\r\nPING\r\n' >&3
     timeout 2 cat <&3 2>/dev/null | head -c 4000
   ) 2>/dev/null || true
@@ -31,6 +31,14 @@ dropline_redis_answers() { # host port
     timeout 2 head -c 7 <&3
   ) 2>/dev/null || true
   [[ $reply == +PONG* ]]
+}
+
+dropline_within_5s() { # check [args...]: true once the check passes
+  for _ in $(seq 50); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  return 1
 }
 
 dropline_free_port() {
@@ -59,11 +67,8 @@ dropline_start_private_nats() {
   mkdir -p "$dir/nats"
   nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
   DROPLINE_PRIVATE_PIDS+=($!)
-  for _ in $(seq 50); do
-    dropline_nats_has_jetstream 127.0.0.1 "$port" && { export NATS_URL="nats://127.0.0.1:$port"; return 0; }
-    sleep 0.1
-  done
-  return 1
+  dropline_within_5s dropline_nats_has_jetstream 127.0.0.1 "$port" || return 1
+  export NATS_URL="nats://127.0.0.1:$port"
 }
 
 dropline_start_private_postgres() {
@@ -89,11 +94,8 @@ dropline_start_private_redis() {
   # Throwaway: nothing kept on disk.
   redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no >"$dir/redis.log" 2>&1 &
   DROPLINE_PRIVATE_PIDS+=($!)
-  for _ in $(seq 50); do
-    dropline_redis_answers 127.0.0.1 "$port" && { export REDIS_URL="redis://127.0.0.1:$port"; return 0; }
-    sleep 0.1
-  done
-  return 1
+  dropline_within_5s dropline_redis_answers 127.0.0.1 "$port" || return 1
+  export REDIS_URL="redis://127.0.0.1:$port"
 }
 
 dropline_ensure_services() {

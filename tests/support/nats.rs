@@ -82,11 +82,7 @@ impl PrivateNats {
     /// SIGSTOP: the server keeps its connections open and answers nothing.
     pub fn freeze(&self) {
         let pid = self.child.as_ref().expect("the server is running").id();
-        let status = Command::new("kill")
-            .args(["-STOP", &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -STOP {pid}");
+        crate::processes::send_signal(pid, "-STOP");
     }
 
     /// Starts it again on the same port and store.

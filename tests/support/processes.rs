@@ -46,11 +46,7 @@ impl ProcessorProcess {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} {}", self.pid());
+        send_signal(self.pid(), signal);
     }
 
     /// SIGKILL: the process dies at once, mid-whatever.
@@ -83,4 +79,13 @@ impl Drop for ProcessorProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `signal` (as `kill` spells it, e.g. `-STOP`) to process `pid`.
+pub(crate) fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
 }

@@ -110,8 +110,8 @@ impl Bus {
     }
 
     /// A fresh durable pull consumer for one SKU, starting right after the
-    /// message holding `applied_seq` (a place in line): the consumer is a cursor for speed, the store's applied
-    /// sequence is the truth.
+    /// message holding `applied_seq` (a place in line): the consumer is a
+    /// cursor for speed, the store's applied sequence is the truth.
     ///
     /// Fresh, not reused: an earlier owner (dead, or frozen and about to wake
     /// up) may still hold deliveries of the old consumer, pending until
