@@ -16,10 +16,11 @@ test *args:
     cargo build --quiet -p dropline -p dropctl
     deploy/local/with-services.sh cargo test --workspace {{args}}
 
-# Formatting and clippy with warnings denied (CI runs this too).
+# Formatting, clippy with warnings denied, and the house rules (CI runs this too).
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo test --quiet --test house
 
 # A verified burst of buyers; brings up its own gateway and two processors unless given --url.
 # `just load-test --chaos kill|stall|nats-restart` injects a fault mid-burst.
@@ -32,7 +33,7 @@ load-test *args:
 # E.g. `just compare --buyers-scale 0.1 --json compare.json`.
 # The incident, replayed: the same buyers against seed-lock, row-lock, redis-lua and dropline, one table per workload (sneaker, big, slow-db).
 compare *args:
-    cargo build --release --quiet -p loadtest -p dropline
+    cargo build --release --quiet -p dropline-compare -p dropline
     deploy/local/with-services.sh target/release/compare {{args}}
 
 # The processor drains a pre-filled partition (decisions/s); the gateway, with no processor,

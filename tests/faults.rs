@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use dropline_suite::buyers::{assert_exactly_sold, buy_until_decided, spawn_burst, storm};
 use dropline_suite::{
-    db, spawn_app_with, AppOptions, Delay, DelayProxy, PrivateCluster, PrivateNats,
-    PrivatePostgres, ProcessorProcess, ProcessorSpec, Role, TestApp,
+    db, spawn_app_with, start_processor, AppOptions, Delay, DelayProxy, PrivateCluster,
+    PrivateNats, PrivatePostgres, ProcessorSpec, Role, Signal, TestApp,
 };
 
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -75,14 +75,14 @@ async fn crash_a_processor_killed_mid_burst_loses_and_doubles_nothing() {
         })
         .await,
     );
-    let mut first = ProcessorProcess::start(&spec(&app));
+    let mut first = start_processor(&spec(&app));
     wait_until_epoch(&app, 1).await;
 
     let buyers = spawn_burst(&app, "crash", 2_000, PATIENCE);
     wait_until_decided(&app, 200).await;
-    first.kill9();
+    first.kill();
     let killed_at = decided(&app).await;
-    let _second = ProcessorProcess::start(&spec(&app));
+    let _second = start_processor(&spec(&app));
 
     let outcomes = buyers.await.expect("burst");
     assert!(
@@ -108,19 +108,19 @@ async fn zombie_a_frozen_owner_that_wakes_after_losing_its_partition_applies_not
         })
         .await,
     );
-    let mut zombie = ProcessorProcess::start(&spec(&app));
+    let mut zombie = start_processor(&spec(&app));
     wait_until_epoch(&app, 1).await;
-    let _successor = ProcessorProcess::start(&spec(&app));
+    let _successor = start_processor(&spec(&app));
 
     let buyers = spawn_burst(&app, "zombie", 2_000, PATIENCE);
     wait_until_decided(&app, 200).await;
-    zombie.freeze();
+    zombie.signal(Signal::Stop).expect("SIGSTOP the owner");
     let at_fault = decided(&app).await;
     let frozen_epoch = epoch(&app).await;
     // Longer than the lease: the successor takes the partition over.
     wait_until_epoch(&app, frozen_epoch + 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    zombie.thaw();
+    zombie.signal(Signal::Cont).expect("SIGCONT the zombie");
 
     let outcomes = buyers.await.expect("burst");
     assert!(
@@ -187,7 +187,7 @@ async fn slow_database_writes_slower_than_the_lease_and_ack_wait_never_oversell_
         slow_url, app.database_url,
         "the slow processor goes through the proxy"
     );
-    let slow = ProcessorProcess::start(&ProcessorSpec {
+    let slow = start_processor(&ProcessorSpec {
         database_url: &slow_url,
         ..spec(&app)
     });
@@ -196,7 +196,7 @@ async fn slow_database_writes_slower_than_the_lease_and_ack_wait_never_oversell_
     // The slow owner commits through the proxy first; then a fast instance
     // joins, ready to take over whenever the slow one's lease lapses.
     wait_until_decided(&app, 1).await;
-    let _fast = ProcessorProcess::start(&spec(&app));
+    let _fast = start_processor(&spec(&app));
     let outcomes = buyers.await.expect("burst");
     assert_exactly_sold(&outcomes, 30);
     let log = slow.log_text();
@@ -212,7 +212,7 @@ async fn slow_database_writes_slower_than_the_lease_and_ack_wait_never_oversell_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_mid_burst_answers_503_while_down_and_decides_every_accepted_intent() {
     let started = Instant::now();
-    let mut nats = PrivateNats::start().await;
+    let mut nats = PrivateNats::start().await.expect("private nats-server");
     let app = Arc::new(
         spawn_app_with(AppOptions {
             nats_url: Some(nats.url.clone()),
@@ -236,7 +236,7 @@ async fn broker_restart_mid_burst_answers_503_while_down_and_decides_every_accep
         sent.elapsed()
     );
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    nats.restart().await;
+    nats.restart().await.expect("restart nats-server");
 
     let late = buy_until_decided(&app, "while-down".into(), "late-user".into(), PATIENCE).await;
     let mut outcomes = buyers.await.expect("burst");
@@ -268,7 +268,7 @@ async fn broker_lost_while_a_puback_is_awaited_fails_that_publish_at_once() {
     use dropline_core::wire::IntentPayload;
     use dropline_core::{IdempotencyKey, Quantity, Sku, UserId};
 
-    let mut nats = PrivateNats::start().await;
+    let mut nats = PrivateNats::start().await.expect("private nats-server");
     let options = BusOptions {
         request_timeout_ms: 60_000,
         ..BusOptions::default()
@@ -298,7 +298,7 @@ async fn broker_lost_while_a_puback_is_awaited_fails_that_publish_at_once() {
         .await;
     assert!(stored.is_ok(), "{stored:?}");
 
-    nats.freeze();
+    nats.freeze().expect("SIGSTOP nats-server");
     let pending = bus
         .send_intents(&sku, message("in-flight"))
         .await
@@ -326,7 +326,9 @@ async fn broker_lost_while_a_puback_is_awaited_fails_that_publish_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_losing_one_of_three_nodes_mid_burst_loses_nothing_accepted() {
     let started = Instant::now();
-    let mut cluster = PrivateCluster::start().await;
+    let mut cluster = PrivateCluster::start()
+        .await
+        .expect("private 3-node cluster");
     let app = Arc::new(
         spawn_app_with(AppOptions {
             nats_url: Some(cluster.url()),
@@ -352,7 +354,7 @@ async fn cluster_losing_one_of_three_nodes_mid_burst_loses_nothing_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_mid_burst_recovers_by_itself_with_nothing_lost_or_doubled() {
     let started = Instant::now();
-    let postgres = PrivatePostgres::start().await;
+    let postgres = PrivatePostgres::start().await.expect("private Postgres");
     let app = Arc::new(
         spawn_app_with(AppOptions {
             postgres_base: Some(postgres.base_url()),
@@ -363,7 +365,7 @@ async fn postgres_restart_mid_burst_recovers_by_itself_with_nothing_lost_or_doub
     let buyers = spawn_burst(&app, "pg", 1_500, PATIENCE);
     wait_until_decided(&app, 100).await;
     let at_fault = decided(&app).await;
-    postgres.restart().await;
+    postgres.restart().await.expect("restart Postgres");
     let outcomes = buyers.await.expect("burst");
     assert!(
         at_fault < 1_500,
@@ -378,7 +380,7 @@ async fn postgres_restart_mid_burst_recovers_by_itself_with_nothing_lost_or_doub
 async fn duplicate_storm_the_same_key_from_many_connections_before_and_after_the_window_gets_one_decision(
 ) {
     let started = Instant::now();
-    let nats = PrivateNats::start().await;
+    let nats = PrivateNats::start().await.expect("private nats-server");
     let app = Arc::new(
         spawn_app_with(AppOptions {
             nats_url: Some(nats.url.clone()),

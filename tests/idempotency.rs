@@ -65,7 +65,7 @@ async fn a_retry_after_the_duplicate_window_still_gets_the_recorded_answer() {
     // Gateways send no `Nats-Msg-Id`, so the stream's duplicate window drops
     // nothing today; a 1 s window (a stream setting, hence a NATS of its
     // own) keeps "long after" quick to reach should a per-key dedupe return.
-    let nats = PrivateNats::start().await;
+    let nats = PrivateNats::start().await.expect("private nats-server");
     let app = spawn_app_with(AppOptions {
         nats_url: Some(nats.url.clone()),
         stock: 1,

@@ -10,7 +10,7 @@ async fn a_crowd_that_double_clicks_and_buys_in_two_tabs_is_verified_and_reporte
     let out = std::env::temp_dir().join(format!("dropline-load-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&out).expect("report directory");
     let (json, html) = (out.join("report.json"), out.join("report.html"));
-    let args = loadtest::Args::parse_from([
+    let args = loadtest::cli::Args::parse_from([
         "loadtest",
         "--url",
         &app.base_url,

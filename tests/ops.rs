@@ -50,7 +50,7 @@ async fn health_readiness_metrics_and_openapi_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_down_purchases_get_503_with_retry_after_and_succeed_once_it_is_back() {
-    let mut nats = PrivateNats::start().await;
+    let mut nats = PrivateNats::start().await.expect("private nats-server");
     let app = spawn_app_with(AppOptions {
         nats_url: Some(nats.url.clone()),
         ..AppOptions::default()
@@ -72,7 +72,7 @@ async fn with_the_broker_down_purchases_get_503_with_retry_after_and_succeed_onc
     );
     assert_eq!(app.get("/readyz").await.status, 503);
 
-    nats.restart().await;
+    nats.restart().await.expect("restart nats-server");
     // The client reconnects by itself; the same key is then safe to retry.
     let mut retried = None;
     for _ in 0..100 {

@@ -7,25 +7,20 @@
 //! ignored, and test databases older than an hour are pruned.
 
 pub mod buyers;
-mod nats;
-mod postgres;
 mod processes;
 
-/// The delaying TCP proxy the comparisons use, shared with the fault tests.
-pub use loadtest::reference::proxy::{Delay, DelayProxy};
-pub use nats::{PrivateCluster, PrivateNats};
-pub use postgres::PrivatePostgres;
-pub use processes::{ProcessorProcess, ProcessorSpec};
+pub use dropline_testkit::{
+    Delay, DelayProxy, DroplineProcess, PrivateCluster, PrivateNats, PrivatePostgres, Signal,
+};
+pub use processes::{start_processor, ProcessorSpec};
 
 use std::sync::Once;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dropline::{Settings, Shutdown};
 use dropline_core::{PerUserLimit, Sku, Stock};
 use dropline_store::{NewDrop, PoolOptions, Store};
 use serde_json::Value;
-
-pub const ADMIN_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| dropline_bus::DEFAULT_NATS_URL.into())
@@ -52,68 +47,29 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A fresh, migrated database; its name carries its creation time so that
-/// later runs can prune it.
+/// Test databases are named `dropline_test_<unix time>_<random>`; those an
+/// interrupted run left behind are dropped after this long.
+const TEST_DATABASE_AGE_S_MAX: u64 = 3_600;
+
+/// A fresh, migrated database.
 pub async fn fresh_database() -> String {
     fresh_database_on(&postgres_base()).await
 }
 
 /// A fresh, migrated database on the Postgres at `base` (no database part).
 pub async fn fresh_database_on(base: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    prune_old_databases(now).await;
-    let name = format!("dropline_test_{now}_{}", &unique("")[..12]);
-    let url = format!("{base}/{name}");
-    Store::migrate(&url)
+    dropline_testkit::databases::prune_databases(base, "dropline_test", TEST_DATABASE_AGE_S_MAX)
+        .await;
+    let name = dropline_testkit::databases::dated_name("dropline_test");
+    dropline_testkit::create_database(base, &name)
         .await
-        .expect("create and migrate the test database");
-    url
-}
-
-async fn prune_old_databases(now: u64) {
-    let Ok(admin) = sqlx::PgPool::connect(&format!("{}/postgres", postgres_base())).await else {
-        return;
-    };
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'dropline\\_test\\_%'",
-    )
-    .fetch_all(&admin)
-    .await
-    .unwrap_or_default();
-    for name in names {
-        let created: u64 = name
-            .strip_prefix("dropline_test_")
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(u64::MAX);
-        if created.saturating_add(3600) < now {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .execute(&admin)
-                .await;
-        }
-    }
-    admin.close().await;
+        .expect("create and migrate the test database")
 }
 
 /// A workspace binary built next to the test executables (`just test`
 /// builds `dropline` and `dropctl` before running the tests).
 pub fn binary(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (`cargo build -p {name}`, which `just test` does)",
-        path.display()
-    );
-    path
+    dropline_testkit::binary(name).expect("the binary is built")
 }
 
 /// A direct connection to a test database, for assertions on what is stored.

@@ -3,9 +3,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use dropline_store::{PoolOptions, Store};
+use dropline_testkit::{Signal, Stack};
 
 use crate::setup::DropUnderTest;
-use crate::stack::{Stack, LEASE_MS};
+
+/// How long the burst may take to reach the point where the fault is injected.
+const TRIGGER_WAIT_MS_MAX: u64 = 60_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Chaos {
@@ -26,49 +30,30 @@ pub async fn inject(
     drop: &DropUnderTest,
     buyers: u32,
 ) -> anyhow::Result<String> {
-    let pool = sqlx::PgPool::connect(&stack.database_url).await?;
-    let threshold = i64::from((buyers / 10).max(1));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let decided: i64 = sqlx::query_scalar("SELECT decided FROM partitions WHERE sku = $1")
-            .bind(drop.sku.as_str())
-            .fetch_one(&pool)
-            .await?;
-        if decided >= threshold {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the burst never reached {threshold} decisions"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let owner: Option<String> = sqlx::query_scalar("SELECT owner FROM partitions WHERE sku = $1")
-        .bind(drop.sku.as_str())
-        .fetch_one(&pool)
-        .await?;
-    pool.close().await;
+    let threshold = u64::from((buyers / 10).max(1));
+    let owner = owner_once_decided(stack, drop, threshold).await?;
     match chaos {
         Chaos::Kill => {
-            let (name, child) = owning_processor(stack, owner.as_deref())?;
-            child.start_kill()?;
+            let processor = owning_processor(stack, owner.as_deref())?;
+            processor.signal(Signal::Kill)?;
             Ok(format!(
-                "killed {name} (SIGKILL) after {threshold} decisions"
+                "killed {} (SIGKILL) after {threshold} decisions",
+                processor.name
             ))
         }
         Chaos::Stall => {
-            let (name, child) = owning_processor(stack, owner.as_deref())?;
-            let pid = child.id().context("processor pid")?.to_string();
-            signal("-STOP", &pid).await?;
-            tokio::time::sleep(Duration::from_millis(3 * LEASE_MS)).await;
-            signal("-CONT", &pid).await?;
+            let frozen_ms = 3 * stack.options.lease_ms;
+            let processor = owning_processor(stack, owner.as_deref())?;
+            processor.signal(Signal::Stop)?;
+            tokio::time::sleep(Duration::from_millis(frozen_ms)).await;
+            processor.signal(Signal::Cont)?;
             Ok(format!(
-                "froze {name} (SIGSTOP) for {} ms, then woke it",
-                3 * LEASE_MS
+                "froze {} (SIGSTOP) for {frozen_ms} ms, then woke it",
+                processor.name
             ))
         }
         Chaos::NatsRestart => {
-            stack.stop_nats().await?;
+            stack.stop_nats()?;
             tokio::time::sleep(Duration::from_secs(1)).await;
             stack.start_nats().await?;
             Ok("stopped nats-server for 1 s, then started it again".into())
@@ -76,24 +61,41 @@ pub async fn inject(
     }
 }
 
+/// Waits until `threshold` intents of the drop are decided; returns the
+/// partition's owner then.
+async fn owner_once_decided(
+    stack: &Stack,
+    drop: &DropUnderTest,
+    threshold: u64,
+) -> anyhow::Result<Option<String>> {
+    let store = Store::connect_lazy(&stack.database_url, &PoolOptions::default())?;
+    let deadline = Instant::now() + Duration::from_millis(TRIGGER_WAIT_MS_MAX);
+    let owner = loop {
+        let status = store
+            .drop_statuses(Some(&drop.sku))
+            .await?
+            .into_iter()
+            .next()
+            .with_context(|| format!("no drop {}", drop.sku))?;
+        if status.decided >= threshold {
+            break status.owner;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the burst never reached {threshold} decisions"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    store.close().await;
+    Ok(owner)
+}
+
 fn owning_processor<'a>(
     stack: &'a mut Stack,
     owner: Option<&str>,
-) -> anyhow::Result<(String, &'a mut tokio::process::Child)> {
+) -> anyhow::Result<&'a mut dropline_testkit::DroplineProcess> {
     let owner = owner.context("no processor owns the partition")?;
     stack
-        .processors
-        .iter_mut()
-        .find(|(name, _)| name == owner)
-        .map(|(name, child)| (name.clone(), child))
+        .processor_named(owner)
         .with_context(|| format!("owner {owner} is not one of this tool's processors"))
-}
-
-async fn signal(signal: &str, pid: &str) -> anyhow::Result<()> {
-    let status = tokio::process::Command::new("kill")
-        .args([signal, pid])
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "kill {signal} {pid} failed");
-    Ok(())
 }

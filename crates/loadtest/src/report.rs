@@ -8,7 +8,6 @@ use crate::burst::{BurstResults, Habit};
 use crate::latency::Latencies;
 use crate::setup::DropUnderTest;
 use crate::verify::{Verdict, Violation};
-use crate::Args;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -44,7 +43,6 @@ pub struct Report {
 
 impl Report {
     pub fn new(
-        _args: &Args,
         drop: &DropUnderTest,
         results: &BurstResults,
         verdict: &Verdict,

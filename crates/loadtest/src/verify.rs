@@ -5,11 +5,23 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use dropline_core::{IdempotencyKey, Intent, Ledger, LedgerState, PerUserLimit, Quantity, UserId};
-use sqlx::Connection as _;
+use dropline_store::{PoolOptions, Store};
 
 use crate::burst::{BurstResults, BuyerResult};
 use crate::setup::DropUnderTest;
-use crate::Args;
+
+/// What the verification needs beyond the burst's results.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// The gateway's base URL.
+    pub url: String,
+    /// The gateway's database, to compare the orders with the answers.
+    pub database_url: String,
+    pub per_user_limit: u32,
+    /// A fault was injected: a `503` (nothing accepted, retried) is then a
+    /// right answer, not an error.
+    pub faults_injected: bool,
+}
 
 /// One broken promise, in words.
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +50,7 @@ const REPLAYS_MAX: usize = 200;
 
 pub async fn verify(
     client: &reqwest::Client,
-    args: &Args,
+    options: &VerifyOptions,
     drop: &DropUnderTest,
     results: &BurstResults,
 ) -> anyhow::Result<Verdict> {
@@ -60,7 +72,8 @@ pub async fn verify(
     // A 503 (with Retry-After, nothing accepted) is the right answer while
     // the broker is down, so it only counts as an error without chaos; a 500
     // is never right.
-    let unacceptable = |s: &&u16| **s == 500 || (args.chaos.is_none() && (**s >= 500 || **s == 0));
+    let unacceptable =
+        |s: &&u16| **s == 500 || (!options.faults_injected && (**s >= 500 || **s == 0));
     let server_errors = buyers
         .iter()
         .flat_map(|b| &b.statuses)
@@ -77,7 +90,7 @@ pub async fn verify(
         .filter(|b| b.outcome.as_deref() == Some("won"))
         .collect();
     let users: HashSet<&str> = buyers.iter().map(|b| b.user.as_str()).collect();
-    let expected_winners = (drop.stock as usize).min(users.len() * args.per_user_limit as usize);
+    let expected_winners = (drop.stock as usize).min(users.len() * options.per_user_limit as usize);
     if winners.len() != expected_winners {
         verdict.fail(format!(
             "{} winners, expected {expected_winners}",
@@ -88,10 +101,10 @@ pub async fn verify(
     for w in &winners {
         *per_user.entry(w.user.as_str()).or_default() += 1;
     }
-    if let Some((user, n)) = per_user.iter().find(|(_, n)| **n > args.per_user_limit) {
+    if let Some((user, n)) = per_user.iter().find(|(_, n)| **n > options.per_user_limit) {
         verdict.fail(format!(
             "user {user} won {n} times, limit {}",
-            args.per_user_limit
+            options.per_user_limit
         ));
     }
     let orders: HashSet<_> = winners
@@ -107,18 +120,18 @@ pub async fn verify(
     }
 
     check_double_clicks(&mut verdict, results);
-    if args.sku.is_none() {
-        check_first_eligible(&mut verdict, args, drop, results)?;
+    if drop.fresh {
+        check_first_eligible(&mut verdict, options.per_user_limit, drop, results)?;
     } else {
         verdict.notes.push(
             "stream-order check skipped: an existing drop's earlier purchases are unknown".into(),
         );
     }
-    check_orders_in_database(&mut verdict, args, drop, &winners).await;
+    check_orders_in_database(&mut verdict, &options.database_url, drop, &winners).await;
 
     // The drop agrees with the buyers.
     let view: serde_json::Value = client
-        .get(format!("{}/v1/drops/{}", args.url(), drop.sku))
+        .get(format!("{}/v1/drops/{}", options.url, drop.sku))
         .send()
         .await?
         .json()
@@ -151,7 +164,7 @@ pub async fn verify(
         .collect();
     for buyer in &sample {
         let answer = client
-            .post(format!("{}/v1/drops/{}/purchases", args.url(), drop.sku))
+            .post(format!("{}/v1/drops/{}/purchases", options.url, drop.sku))
             .header("Idempotency-Key", &buyer.key)
             .header("Prefer", "wait=10")
             .json(&serde_json::json!({ "user_id": buyer.user }))
@@ -202,7 +215,7 @@ fn check_double_clicks(verdict: &mut Verdict, results: &BurstResults) {
 /// ledger gives every purchase the outcome it was told.
 fn check_first_eligible(
     verdict: &mut Verdict,
-    args: &Args,
+    per_user_limit: u32,
     drop: &DropUnderTest,
     results: &BurstResults,
 ) -> anyhow::Result<()> {
@@ -226,7 +239,7 @@ fn check_first_eligible(
     let ledger = Ledger::new(LedgerState {
         sku: drop.sku.clone(),
         remaining: drop.stock,
-        per_user_limit: PerUserLimit::parse(args.per_user_limit.into())?,
+        per_user_limit: PerUserLimit::parse(per_user_limit.into())?,
         applied_seq: 0,
         decisions: Vec::new(),
     });
@@ -256,11 +269,11 @@ fn check_first_eligible(
 /// database was answered `won` to someone, with the same order id.
 async fn check_orders_in_database(
     verdict: &mut Verdict,
-    args: &Args,
+    database_url: &str,
     drop: &DropUnderTest,
     winners: &[&BuyerResult],
 ) {
-    let stored = match stored_orders(&args.database_url, drop).await {
+    let stored = match stored_orders(database_url, drop).await {
         Ok(stored) => stored,
         Err(err) => {
             verdict.fail(format!(
@@ -299,15 +312,13 @@ async fn stored_orders(
     database_url: &str,
     drop: &DropUnderTest,
 ) -> anyhow::Result<HashMap<String, String>> {
-    let mut db = sqlx::PgConnection::connect(database_url).await?;
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT idempotency_key, order_id::text FROM purchases WHERE sku = $1 AND outcome = 'won'",
-    )
-    .bind(drop.sku.as_str())
-    .fetch_all(&mut db)
-    .await?;
-    let _ = db.close().await;
-    Ok(rows.into_iter().collect())
+    let store = Store::connect_lazy(database_url, &PoolOptions::default())?;
+    let winners = store.winners(&drop.sku).await;
+    store.close().await;
+    Ok(winners?
+        .into_iter()
+        .map(|w| (w.idempotency_key.to_string(), w.order_id.to_string()))
+        .collect())
 }
 
 #[cfg(test)]
@@ -337,19 +348,14 @@ mod tests {
         }
     }
 
-    fn args(stock: u32) -> Args {
-        use clap::Parser as _;
-        Args::parse_from(["loadtest", "--stock", &stock.to_string()])
-    }
-
     fn first_eligible_violations(stock: u32, buyers: Vec<BuyerResult>) -> Vec<Violation> {
         let drop = DropUnderTest {
             sku: dropline_core::Sku::parse("verify-test").expect("sku"),
             stock,
+            fresh: true,
         };
         let mut verdict = Verdict::default();
-        check_first_eligible(&mut verdict, &args(stock), &drop, &results(buyers))
-            .expect("valid keys");
+        check_first_eligible(&mut verdict, 1, &drop, &results(buyers)).expect("valid keys");
         verdict.violations
     }
 

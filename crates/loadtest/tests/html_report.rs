@@ -6,14 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser as _;
 use dropline_core::Sku;
 use loadtest::burst::{BurstResults, BuyerResult};
 use loadtest::html::{self, RunInfo};
 use loadtest::report::Report;
 use loadtest::setup::DropUnderTest;
 use loadtest::verify::Verdict;
-use loadtest::Args;
 
 /// Debian's package; .ci/run installs it.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -22,7 +20,7 @@ const CHROMIUM_WAIT_MS_MAX: u64 = 120_000;
 /// Tall enough for the whole page at this width.
 const WINDOW_SIZE: &str = "1280,2000";
 
-/// The series colours of `html.rs`, spelled out again so a chart drawn in
+/// The series colours of `html/charts.rs`, spelled out again so a chart drawn in
 /// the wrong colour (or not at all) fails here.
 const DECISION_BARS: [u8; 3] = [0x25, 0x63, 0xeb];
 const ACCEPT_BARS: [u8; 3] = [0xf5, 0x9e, 0x0b];
@@ -43,7 +41,7 @@ fn report_charts_render_in_headless_chromium() {
     };
     let dir = tempfile::tempdir().expect("create a temp dir");
     let page = dir.path().join("report.html");
-    html::write_with(&page, &report, &results, &run).expect("write the report");
+    html::write(&page, &report, &results, &run).expect("write the report");
 
     let shot = screenshot(&page, dir.path());
     // To look at it: the screenshot there, and the page beside it (.html).
@@ -63,7 +61,7 @@ fn a_page_without_its_series_fails_the_render_check() {
     let (report, results) = realistic_burst();
     let dir = tempfile::tempdir().expect("create a temp dir");
     let page = dir.path().join("report.html");
-    let stripped = without_series(&html::render(&report, &results));
+    let stripped = without_series(&html::render(&report, &results, None));
     assert!(!stripped.contains("class=\"series "));
     std::fs::write(&page, stripped).expect("write the stripped report");
 
@@ -120,16 +118,16 @@ fn realistic_burst() -> (Report, BurstResults) {
         wall,
         seed: 42,
     };
-    let args = Args::parse_from(["loadtest", "--stock", &STOCK.to_string()]);
     let drop = DropUnderTest {
         sku: Sku::parse("AJ1-chicago").expect("a valid SKU"),
         stock: STOCK,
+        fresh: true,
     };
     let verdict = Verdict {
         replays_checked: 200,
         ..Verdict::default()
     };
-    let report = Report::new(&args, &drop, &results, &verdict, None);
+    let report = Report::new(&drop, &results, &verdict, None);
     (report, results)
 }
 

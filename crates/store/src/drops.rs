@@ -41,7 +41,10 @@ pub struct DropStatusRow {
     /// Last stream sequence applied.
     pub applied_seq: u64,
     pub epoch: u64,
+    /// The instance that owns (or last owned) the partition.
     pub owner: Option<String>,
+    /// True while the owner's lease runs: someone is deciding this drop.
+    pub lease_live: bool,
 }
 
 const DROP_COLUMNS: &str = "d.sku, d.name, d.status, d.initial_stock, d.restocked, d.remaining, \
@@ -121,7 +124,8 @@ impl Store {
     /// Drops with their partition progress; all of them, or one.
     pub async fn drop_statuses(&self, sku: Option<&Sku>) -> Result<Vec<DropStatusRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {DROP_COLUMNS}, p.decided, p.applied_seq, p.epoch, p.owner \
+            "SELECT {DROP_COLUMNS}, p.decided, p.applied_seq, p.epoch, p.owner, \
+                    coalesce(p.lease_until > now(), false) AS lease_live \
              FROM drops d JOIN partitions p USING (sku) \
              WHERE $1::text IS NULL OR d.sku = $1 ORDER BY d.created_at, d.sku"
         ))
@@ -136,6 +140,7 @@ impl Store {
                     applied_seq: unsigned(row.try_get("applied_seq")?, "partitions.applied_seq")?,
                     epoch: unsigned(row.try_get("epoch")?, "partitions.epoch")?,
                     owner: row.try_get("owner")?,
+                    lease_live: row.try_get("lease_live")?,
                 })
             })
             .collect()

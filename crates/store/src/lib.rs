@@ -17,3 +17,4 @@ pub use connect::{PoolOptions, Store, DEFAULT_DATABASE_URL};
 pub use drops::{DropRow, DropStatusRow, NewDrop};
 pub use error::StoreError;
 pub use partitions::PartitionClaim;
+pub use purchases::{DecisionSpan, Winner};

@@ -1,7 +1,10 @@
 //! Recorded decisions: the purchases read model.
 
+use chrono::{DateTime, Utc};
 use dropline_core::{Decision, IdempotencyKey, Outcome, Quantity, Sku, UserId};
+use serde::Serialize;
 use sqlx::Row;
+use uuid::Uuid;
 
 use crate::error::corrupt;
 use crate::{Store, StoreError};
@@ -76,5 +79,81 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decision_from_row).collect()
+    }
+}
+
+/// One won order, as the warehouse and the audits read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Winner {
+    /// The purchase's place in line.
+    pub seq: u64,
+    pub order_id: Uuid,
+    pub user_id: UserId,
+    pub quantity: Quantity,
+    pub idempotency_key: IdempotencyKey,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// When a drop's decisions were committed: the processor's pace, read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionSpan {
+    /// The first and the last batch's commit (`None` before any decision).
+    pub first_commit: Option<DateTime<Utc>>,
+    pub last_commit: Option<DateTime<Utc>>,
+    /// Batches committed: the rows of one batch share its commit time.
+    pub batches: u64,
+    pub decided: u64,
+    pub won: u64,
+}
+
+impl Store {
+    /// Every won order of `sku`, in line order.
+    pub async fn winners(&self, sku: &Sku) -> Result<Vec<Winner>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS}, decided_at \
+               FROM purchases WHERE sku = $1 AND outcome = 'won' ORDER BY seq"
+        ))
+        .bind(sku.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let decision = decision_from_row(row)?;
+                Ok(Winner {
+                    seq: decision.seq,
+                    order_id: decision
+                        .order_id
+                        .ok_or_else(|| corrupt("a won purchase without an order id"))?,
+                    user_id: decision.user_id,
+                    quantity: decision.quantity,
+                    idempotency_key: decision.key,
+                    decided_at: row.try_get("decided_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// When `sku`'s decisions were committed, from the purchases' commit times.
+    pub async fn decision_span(&self, sku: &Sku) -> Result<DecisionSpan, StoreError> {
+        let row = sqlx::query(
+            "SELECT min(decided_at) AS first_commit, max(decided_at) AS last_commit, \
+                    count(DISTINCT decided_at) AS batches, count(*) AS decided, \
+                    count(*) FILTER (WHERE outcome = 'won') AS won \
+               FROM purchases WHERE sku = $1",
+        )
+        .bind(sku.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |column: &str| -> Result<u64, StoreError> {
+            let value: i64 = row.try_get(column)?;
+            u64::try_from(value).map_err(|_| corrupt(format!("{column} = {value}")))
+        };
+        Ok(DecisionSpan {
+            first_commit: row.try_get("first_commit")?,
+            last_commit: row.try_get("last_commit")?,
+            batches: count("batches")?,
+            decided: count("decided")?,
+            won: count("won")?,
+        })
     }
 }

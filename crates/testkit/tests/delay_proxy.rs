@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use loadtest::reference::proxy::{upstream_of, Delay, DelayProxy};
+use dropline_testkit::proxy::{upstream_of, Delay, DelayProxy};
 use sqlx::{Connection as _, Executor as _, PgConnection, Row as _};
 
 const DELAY: Duration = Duration::from_millis(300);

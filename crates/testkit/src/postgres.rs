@@ -1,21 +1,30 @@
-//! A private Postgres for tests that restart it.
+//! A private Postgres, for tests that stop or restart it.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
+use crate::ports::free_port;
+
+/// How long a started server may take to accept connections.
+const START_WAIT_MS_MAX: u64 = 5_000;
+
+/// A throwaway cluster (`initdb`) on a free port, removed when dropped.
 pub struct PrivatePostgres {
     pub port: u16,
     dir: PathBuf,
     bindir: PathBuf,
 }
 
-fn bindir() -> PathBuf {
+/// Where the machine's Postgres binaries are (`pg_config --bindir`).
+fn bindir() -> anyhow::Result<PathBuf> {
     let out = Command::new("pg_config")
         .arg("--bindir")
         .output()
-        .expect("pg_config (Postgres binaries) on the PATH");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        .context("run pg_config (Postgres binaries on the PATH?)")?;
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// Runs a Postgres tool as the `postgres` user when we are root (initdb and
@@ -36,14 +45,10 @@ fn pg_command(program: PathBuf) -> Command {
 }
 
 impl PrivatePostgres {
-    pub async fn start() -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let dir =
-            std::env::temp_dir().join(format!("dropline-pg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("pg dir");
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("dropline-pg-{}", crate::unique_suffix()));
+        std::fs::create_dir_all(&dir).context("create the Postgres directory")?;
         let _ = Command::new("chown")
             .args(["-R", "postgres"])
             .arg(&dir)
@@ -51,23 +56,24 @@ impl PrivatePostgres {
         let pg = Self {
             port,
             dir,
-            bindir: bindir(),
+            bindir: bindir()?,
         };
         let init = pg_command(pg.bindir.join("initdb"))
             .arg("-D")
             .arg(pg.dir.join("data"))
             .args(["-U", "postgres", "--auth=trust", "--no-sync"])
             .output()
-            .expect("run initdb");
-        assert!(
+            .context("run initdb")?;
+        anyhow::ensure!(
             init.status.success(),
             "initdb: {}",
             String::from_utf8_lossy(&init.stderr)
         );
-        pg.start_server().await;
-        pg
+        pg.start_server().await?;
+        Ok(pg)
     }
 
+    /// The server's URL without a database part.
     pub fn base_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}", self.port)
     }
@@ -76,7 +82,8 @@ impl PrivatePostgres {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    async fn start_server(&self) {
+    async fn start_server(&self) -> anyhow::Result<()> {
+        // fsync off: a throwaway server's data need not survive the machine.
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off",
             self.port,
@@ -89,15 +96,16 @@ impl PrivatePostgres {
             .arg(self.dir.join("server.log"))
             .args(["-w", "-o", &options, "start"])
             .status()
-            .expect("run pg_ctl start");
-        assert!(status.success(), "pg_ctl start");
-        for _ in 0..100 {
+            .context("run pg_ctl start")?;
+        anyhow::ensure!(status.success(), "pg_ctl start failed");
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(START_WAIT_MS_MAX);
+        while tokio::time::Instant::now() < deadline {
             if tokio::net::TcpStream::connect(self.addr()).await.is_ok() {
-                return;
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("private Postgres did not start");
+        anyhow::bail!("private Postgres did not start within {START_WAIT_MS_MAX} ms")
     }
 
     /// Stops the server abruptly (connections are cut), keeping its data.
@@ -109,9 +117,9 @@ impl PrivatePostgres {
             .status();
     }
 
-    pub async fn restart(&self) {
+    pub async fn restart(&self) -> anyhow::Result<()> {
         self.stop();
-        self.start_server().await;
+        self.start_server().await
     }
 }
 

@@ -20,7 +20,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use crate::burst::BurstResults;
+use loadtest::burst::BurstResults;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -214,7 +214,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::burst::BuyerResult;
+    use loadtest::burst::BuyerResult;
 
     fn buyer(key: &str, outcome: &str, statuses: Vec<u16>) -> BuyerResult {
         BuyerResult {

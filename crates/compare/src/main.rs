@@ -1,10 +1,16 @@
 //! `compare`: the incident, replayed: the same buyers against the reference
-//! designs and dropline, one table per workload (see `loadtest::compare`),
-//! then the verdict. Exits 1 when dropline broke a promise (the reference
-//! designs are expected to), 2 when the comparison could not run.
+//! designs and dropline, one table per workload (see the library), then the
+//! verdict. Exits 1 when dropline broke a promise (the reference designs
+//! are expected to), 2 when the comparison could not run.
 
 use clap::Parser;
-use loadtest::compare::{run, tally, Args};
+use dropline_compare::cli::Args;
+use dropline_compare::{run, tally};
+
+/// The load generator shares the machine with what it measures: mimalloc
+/// keeps its allocations cheap (as in the `dropline` binary).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

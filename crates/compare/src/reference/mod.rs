@@ -1,7 +1,7 @@
 //! REFERENCE DESIGNS FOR COMPARISON, NOT PRODUCT CODE.
 //!
 //! The designs dropline is measured against in `just compare`, each served
-//! by a small axum server inside the load-test tool, over the same HTTP
+//! by a small axum server inside the `compare` tool, over the same HTTP
 //! contract as the real gateway, so one load generator measures them all:
 //!
 //! - [`Design::SeedLock`]: the seed's design exactly, bug included (a Redis
@@ -16,7 +16,7 @@
 //! used by dropline itself; it exists so the incident can be replayed.
 //!
 //! A design's code has no slow-database knob: on the slow-database day its
-//! pool connects through a [`proxy::DelayProxy`], the same kind and the same
+//! pool connects through a [`dropline_testkit::DelayProxy`], the same kind and the same
 //! delay as dropline's processes, and runs unchanged.
 //!
 //! What a design does not do: per-user limits (every buyer of the load
@@ -25,7 +25,6 @@
 
 mod db;
 mod http;
-pub mod proxy;
 mod redis_lua;
 mod row_lock;
 mod seed_lock;
@@ -131,7 +130,7 @@ impl Server {
         )
         .await;
         if started.is_err() {
-            if let Err(err) = crate::stack::drop_database(postgres, &database).await {
+            if let Err(err) = dropline_testkit::drop_database(postgres, &database).await {
                 eprintln!("reference design: {err:#}");
             }
         }

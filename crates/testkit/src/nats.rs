@@ -1,19 +1,32 @@
-//! Private `nats-server`s for tests that must change settings, stop, restart
-//! or lose a node, without touching the machine's shared one.
+//! Private `nats-server`s, for tests and tools that must change a server's
+//! settings, stop it, freeze it or lose a node of a cluster without touching
+//! the machine's shared one. Which binary runs is decided here and only
+//! here ([`server_binary`]).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+use anyhow::Context as _;
+
+use crate::ports::free_port;
+use crate::processes::{send_signal, Signal};
+
+/// How long a started server may take to accept connections.
+const START_WAIT_MS_MAX: u64 = 5_000;
+/// How long a cluster may take to place a replicated stream.
+const CLUSTER_READY_MS_MAX: u64 = 60_000;
+
+/// The `nats-server` binary private servers run: `DROPLINE_NATS_SERVER`
+/// when set, else the one on the PATH.
+pub fn server_binary() -> PathBuf {
+    std::env::var_os("DROPLINE_NATS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("nats-server"))
 }
 
-/// One `nats-server -js` on a free port with its own store directory.
+/// One `nats-server -js` on a free port with its own store directory,
+/// removed when dropped.
 pub struct PrivateNats {
     pub url: String,
     pub port: u16,
@@ -23,14 +36,15 @@ pub struct PrivateNats {
 }
 
 impl PrivateNats {
-    pub async fn start() -> Self {
+    pub async fn start() -> anyhow::Result<Self> {
         Self::start_with(Vec::new()).await
     }
 
-    async fn start_with(extra_args: Vec<String>) -> Self {
-        let port = free_port();
+    /// A server with `extra_args` after the standard ones.
+    pub async fn start_with(extra_args: Vec<String>) -> anyhow::Result<Self> {
+        let port = free_port()?;
         let store_dir =
-            std::env::temp_dir().join(format!("dropline-nats-{}", uuid::Uuid::new_v4().simple()));
+            std::env::temp_dir().join(format!("dropline-nats-{}", crate::unique_suffix()));
         let mut nats = Self {
             url: format!("nats://127.0.0.1:{port}"),
             port,
@@ -38,12 +52,13 @@ impl PrivateNats {
             extra_args,
             child: None,
         };
-        nats.spawn().await;
-        nats
+        nats.spawn().await?;
+        Ok(nats)
     }
 
-    async fn spawn(&mut self) {
-        let child = Command::new("nats-server")
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let binary = server_binary();
+        let child = Command::new(&binary)
             .args([
                 "-a",
                 "127.0.0.1",
@@ -57,18 +72,22 @@ impl PrivateNats {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start nats-server (is it on the PATH?)");
+            .with_context(|| format!("start {}", binary.display()))?;
         self.child = Some(child);
-        for _ in 0..100 {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(START_WAIT_MS_MAX);
+        while tokio::time::Instant::now() < deadline {
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok()
             {
-                return;
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("private nats-server did not start on port {}", self.port);
+        anyhow::bail!(
+            "private nats-server did not start on port {} within {START_WAIT_MS_MAX} ms",
+            self.port
+        )
     }
 
     /// Kills the server (SIGKILL), keeping its store.
@@ -80,15 +99,15 @@ impl PrivateNats {
     }
 
     /// SIGSTOP: the server keeps its connections open and answers nothing.
-    pub fn freeze(&self) {
-        let pid = self.child.as_ref().expect("the server is running").id();
-        crate::processes::send_signal(pid, "-STOP");
+    pub fn freeze(&self) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("the server is not running")?;
+        send_signal(child.id(), Signal::Stop)
     }
 
     /// Starts it again on the same port and store.
-    pub async fn restart(&mut self) {
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        self.spawn().await;
+        self.spawn().await
     }
 }
 
@@ -105,17 +124,16 @@ pub struct PrivateCluster {
 }
 
 impl PrivateCluster {
-    pub async fn start() -> Self {
-        let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    pub async fn start() -> anyhow::Result<Self> {
+        let cluster_ports = (0..3)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let routes = cluster_ports
             .iter()
             .map(|p| format!("nats://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",");
-        let name = format!(
-            "dropline-test-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let name = format!("dropline-test-{}", &crate::unique_suffix()[..8]);
         let mut nodes = Vec::new();
         for (i, port) in cluster_ports.iter().enumerate() {
             let args = vec![
@@ -128,11 +146,11 @@ impl PrivateCluster {
                 "--routes".into(),
                 routes.clone(),
             ];
-            nodes.push(PrivateNats::start_with(args).await);
+            nodes.push(PrivateNats::start_with(args).await?);
         }
         let cluster = Self { nodes };
-        cluster.wait_for_jetstream().await;
-        cluster
+        cluster.wait_for_jetstream().await?;
+        Ok(cluster)
     }
 
     /// Every node's URL, comma-separated, as clients take it.
@@ -145,9 +163,10 @@ impl PrivateCluster {
     }
 
     /// Waits until the cluster can place a 3-replica stream.
-    async fn wait_for_jetstream(&self) {
+    async fn wait_for_jetstream(&self) -> anyhow::Result<()> {
         let servers: Vec<String> = self.nodes.iter().map(|n| n.url.clone()).collect();
-        for _ in 0..120 {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(CLUSTER_READY_MS_MAX);
+        while tokio::time::Instant::now() < deadline {
             if let Ok(client) = async_nats::connect(servers.clone()).await {
                 let js = async_nats::jetstream::new(client);
                 let probe = async_nats::jetstream::stream::Config {
@@ -158,11 +177,11 @@ impl PrivateCluster {
                 };
                 if js.get_or_create_stream(probe).await.is_ok() {
                     let _ = js.delete_stream("CLUSTER_READY").await;
-                    return;
+                    return Ok(());
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        panic!("the 3-node cluster never became ready for replicated streams");
+        anyhow::bail!("the 3-node cluster never became ready for replicated streams")
     }
 }

@@ -15,16 +15,12 @@ use super::Design;
 /// Creates `reference_<design>_<id>` on the server at `postgres` (a base URL
 /// without database) and returns its name.
 pub async fn create_database(postgres: &str, design: Design) -> anyhow::Result<String> {
-    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let name = format!("reference_{}_{id}", design.name().replace('-', "_"));
-    let mut admin = sqlx::PgConnection::connect(&format!("{postgres}/postgres"))
-        .await
-        .with_context(|| format!("connect to {postgres}/postgres"))?;
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .with_context(|| format!("create database {name}"))?;
-    admin.close().await?;
+    let name = format!(
+        "reference_{}_{}",
+        design.name().replace('-', "_"),
+        dropline_testkit::unique_suffix()
+    );
+    dropline_testkit::databases::create_empty_database(postgres, &name).await?;
     Ok(name)
 }
 

@@ -1,0 +1,52 @@
+//! `just bench`: dropline's two halves measured alone, each on a fresh
+//! database that is dropped at the end.
+//!
+//! - [`processor`]: the processor alone on one hot SKU: the stream is
+//!   pre-filled with intents for a fresh drop (no gateway), then
+//!   `dropline processor` runs as its own process and the drain is timed
+//!   from its first commit to its last, from the commit times the store
+//!   records.
+//! - [`gateway`]: `dropline gateway` with no processor, sent purchases with
+//!   `Prefer: respond-async` over a bounded pool of keep-alive connections;
+//!   a `202` is the gateway's answer right after JetStream's PubAck, so the
+//!   `202`s per second are the rate at which purchases are accepted. Any
+//!   other answer fails the bench.
+//!
+//! Figures go to stdout (and the caller's JSON), progress to stderr.
+
+pub mod gateway;
+pub mod processor;
+
+use anyhow::Context as _;
+use dropline_core::{PerUserLimit, Sku, Stock};
+use dropline_store::{NewDrop, PoolOptions, Store};
+use serde_json::{Map, Value};
+
+/// A fresh SKU name for this run.
+fn bench_sku(run_id: &str) -> anyhow::Result<Sku> {
+    Ok(Sku::parse(format!("bench-{}", &run_id[..12]))?)
+}
+
+/// Puts `stock` units of `sku` on sale in the database at `database_url`.
+async fn create_drop(database_url: &str, sku: &Sku, stock: u32) -> anyhow::Result<()> {
+    let store = Store::connect_lazy(database_url, &PoolOptions::default())?;
+    store
+        .create_drop(&NewDrop {
+            sku: sku.clone(),
+            name: "bench".into(),
+            stock: Stock::parse(stock.into())?,
+            per_user_limit: PerUserLimit::parse(1)?,
+        })
+        .await
+        .context("create the drop")?;
+    store.close().await;
+    Ok(())
+}
+
+/// The fields of a JSON object literal.
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
