@@ -150,21 +150,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let store = Store::connect_lazy(&database_url, &PoolOptions::default()).expect("pool");
     let sku = match options.reuse {
         Some((_, sku)) => sku,
-        None => {
-            let sku = Sku::parse(unique("t")).expect("sku");
-            store
-                .create_drop(&NewDrop {
-                    sku: sku.clone(),
-                    name: "test drop".into(),
-                    stock: Stock::parse(options.stock).expect("stock"),
-                    per_user_limit: PerUserLimit::parse(options.per_user_limit).expect("limit"),
-                })
-                .await
-                .expect("create drop");
-            sku
-        }
+        None => create_test_drop(&store, options.stock, options.per_user_limit).await,
     };
-
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -178,11 +165,6 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             Role::GatewayOnly => dropline::run_gateway(&app_settings, listener, shutdown).await,
         }
     });
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(4096)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client");
     let app = TestApp {
         settings,
         base_url,
@@ -190,12 +172,36 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         database_url,
         sku,
         store,
-        http,
+        http: http_client(),
         stop: std::sync::Mutex::new(Some(Box::new(fire))),
         task: Some(task),
     };
     app.wait_until_ready().await;
     app
+}
+
+/// A drop with a SKU of its own.
+async fn create_test_drop(store: &Store, stock: i64, per_user_limit: i64) -> Sku {
+    let sku = Sku::parse(unique("t")).expect("sku");
+    store
+        .create_drop(&NewDrop {
+            sku: sku.clone(),
+            name: "test drop".into(),
+            stock: Stock::parse(stock).expect("stock"),
+            per_user_limit: PerUserLimit::parse(per_user_limit).expect("limit"),
+        })
+        .await
+        .expect("create drop");
+    sku
+}
+
+/// A client that keeps enough idle connections for a test's burst.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
 }
 
 /// A processor running in the test's process.

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use dropline_bus::{Bus, PulledIntent};
 use dropline_core::{Decision, Intent, Ledger, LedgerState, Outcome, Sku};
-use dropline_store::Store;
+use dropline_store::{DropRow, Store};
 use serde::Serialize;
 
 /// One check and what it found.
@@ -70,6 +70,25 @@ pub async fn audit(store: &Store, bus: &Bus, sku: &Sku) -> anyhow::Result<AuditR
             .count(),
     };
 
+    check_stock(&mut report, drop, &decisions);
+    check_one_decision_per_key(&mut report, &decisions);
+    check_per_user_limit(&mut report, &decisions, drop.per_user_limit.get());
+    check_every_accepted_intent_decided(&mut report, &decisions, &stream, status.applied_seq);
+    check_replay(
+        &mut report,
+        &decisions,
+        &stream,
+        status.applied_seq,
+        stock,
+        drop,
+    );
+    Ok(report)
+}
+
+/// Nothing oversold, stock conserved, and the drop's count of units won is
+/// what its orders hold.
+fn check_stock(report: &mut AuditReport, drop: &DropRow, decisions: &[Decision]) {
+    let stock = drop.initial_stock + drop.restocked;
     report.check(
         "no oversell",
         drop.won_units <= stock,
@@ -98,18 +117,6 @@ pub async fn audit(store: &Store, bus: &Bus, sku: &Sku) -> anyhow::Result<AuditR
             drop.won_units
         ),
     );
-    check_one_decision_per_key(&mut report, &decisions);
-    check_per_user_limit(&mut report, &decisions, drop.per_user_limit.get());
-    check_every_accepted_intent_decided(&mut report, &decisions, &stream, status.applied_seq);
-    check_replay(
-        &mut report,
-        &decisions,
-        &stream,
-        status.applied_seq,
-        stock,
-        drop,
-    );
-    Ok(report)
 }
 
 fn check_one_decision_per_key(report: &mut AuditReport, decisions: &[Decision]) {
@@ -201,7 +208,7 @@ fn check_replay(
     stream: &[PulledIntent],
     applied_seq: u64,
     stock: u32,
-    drop: &dropline_store::DropRow,
+    drop: &DropRow,
 ) {
     let oldest_decision = decisions.iter().map(|d| d.seq).min();
     let oldest_message = stream.first().map(PulledIntent::seq);

@@ -391,7 +391,27 @@ async fn purchase(sale: &Sale, prepared: &PreparedPurchase) -> BuyerResult {
         ..BuyerResult::default()
     };
     let deadline = released + PATIENCE;
-    let answer = loop {
+    let answer = post_until_accepted(sale, prepared, &mut result, released, deadline).await;
+    result.final_status = answer.status;
+    take(&mut result, &answer.body);
+    if matches!(answer.status, 201 | 409) && result.outcome.is_some() {
+        decided(sale, &mut result, released);
+    } else if answer.status == 202 {
+        read_until_decided(sale, &mut result, released, deadline).await;
+    }
+    result
+}
+
+/// POSTs the purchase, again after a `503`, `429` or no answer (nothing was
+/// accepted), until another answer or the deadline; every status is kept.
+async fn post_until_accepted(
+    sale: &Sale,
+    prepared: &PreparedPurchase,
+    result: &mut BuyerResult,
+    released: Instant,
+    deadline: Instant,
+) -> Answer {
+    loop {
         // The deadline also bounds the wait for a free connection: against a
         // design that holds every connection for seconds, buyers give up.
         let headers = [
@@ -412,20 +432,19 @@ async fn purchase(sale: &Sale, prepared: &PreparedPurchase) -> BuyerResult {
         result.statuses.push(answer.status);
         let retry = matches!(answer.status, NO_ANSWER | 429 | 503);
         if !retry || Instant::now() >= deadline {
-            break answer;
+            return answer;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    result.final_status = answer.status;
-    take(&mut result, &answer.body);
-    if matches!(answer.status, 201 | 409) && result.outcome.is_some() {
-        decided(sale, &mut result, released);
-        return result;
     }
-    if answer.status != 202 {
-        return result;
-    }
-    // Accepted, not decided in time: read it until it is.
+}
+
+/// Accepted, not decided within the wait: reads the purchase until it is.
+async fn read_until_decided(
+    sale: &Sale,
+    result: &mut BuyerResult,
+    released: Instant,
+    deadline: Instant,
+) {
     // The tool's keys are URL-safe (hex, digits, '-'): no encoding needed.
     let read_path = format!("{}/{}", sale.purchases_path, result.key);
     while Instant::now() < deadline {
@@ -436,18 +455,17 @@ async fn purchase(sale: &Sale, prepared: &PreparedPurchase) -> BuyerResult {
         .await
         .unwrap_or_else(|_| Answer::none());
         if read.status == 200 {
-            take(&mut result, &read.body);
+            take(result, &read.body);
             result.final_status = if result.outcome.as_deref() == Some("won") {
                 201
             } else {
                 409
             };
-            decided(sale, &mut result, released);
-            break;
+            decided(sale, result, released);
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    result
 }
 
 fn decided(sale: &Sale, result: &mut BuyerResult, released: Instant) {

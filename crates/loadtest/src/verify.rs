@@ -55,8 +55,34 @@ pub async fn verify(
     results: &BurstResults,
 ) -> anyhow::Result<Verdict> {
     let mut verdict = Verdict::default();
-    let buyers = &results.buyers;
+    check_every_buyer_answered(&mut verdict, options, results);
+    let winners: Vec<_> = results
+        .buyers
+        .iter()
+        .filter(|b| b.outcome.as_deref() == Some("won"))
+        .collect();
+    check_winners(&mut verdict, options, drop, results, &winners);
+    check_double_clicks(&mut verdict, results);
+    if drop.fresh {
+        check_first_eligible(&mut verdict, options.per_user_limit, drop, results)?;
+    } else {
+        verdict.notes.push(
+            "stream-order check skipped: an existing drop's earlier purchases are unknown".into(),
+        );
+    }
+    check_orders_in_database(&mut verdict, &options.database_url, drop, &winners).await;
+    check_drop_view(&mut verdict, client, options, drop, winners.len()).await?;
+    check_replays(&mut verdict, client, options, drop, results, &winners).await?;
+    Ok(verdict)
+}
 
+/// Every buyer got a definitive answer, and no request a server error.
+fn check_every_buyer_answered(
+    verdict: &mut Verdict,
+    options: &VerifyOptions,
+    results: &BurstResults,
+) {
+    let buyers = &results.buyers;
     let undecided: Vec<_> = buyers
         .iter()
         .filter(|b| b.decided_after.is_none())
@@ -84,12 +110,18 @@ pub async fn verify(
             "{server_errors} requests failed with 5xx or no answer"
         ));
     }
+}
 
-    let winners: Vec<_> = buyers
-        .iter()
-        .filter(|b| b.outcome.as_deref() == Some("won"))
-        .collect();
-    let users: HashSet<&str> = buyers.iter().map(|b| b.user.as_str()).collect();
+/// As many winners as there was stock (or buyers × limit), nobody over the
+/// per-user limit, every winner with an order id of its own.
+fn check_winners(
+    verdict: &mut Verdict,
+    options: &VerifyOptions,
+    drop: &DropUnderTest,
+    results: &BurstResults,
+    winners: &[&BuyerResult],
+) {
+    let users: HashSet<&str> = results.buyers.iter().map(|b| b.user.as_str()).collect();
     let expected_winners = (drop.stock as usize).min(users.len() * options.per_user_limit as usize);
     if winners.len() != expected_winners {
         verdict.fail(format!(
@@ -98,7 +130,7 @@ pub async fn verify(
         ));
     }
     let mut per_user: HashMap<&str, u32> = HashMap::new();
-    for w in &winners {
+    for w in winners {
         *per_user.entry(w.user.as_str()).or_default() += 1;
     }
     if let Some((user, n)) = per_user.iter().find(|(_, n)| **n > options.per_user_limit) {
@@ -118,18 +150,16 @@ pub async fn verify(
             orders.len()
         ));
     }
+}
 
-    check_double_clicks(&mut verdict, results);
-    if drop.fresh {
-        check_first_eligible(&mut verdict, options.per_user_limit, drop, results)?;
-    } else {
-        verdict.notes.push(
-            "stream-order check skipped: an existing drop's earlier purchases are unknown".into(),
-        );
-    }
-    check_orders_in_database(&mut verdict, &options.database_url, drop, &winners).await;
-
-    // The drop agrees with the buyers.
+/// The drop, as the API shows it, agrees with what the buyers were told.
+async fn check_drop_view(
+    verdict: &mut Verdict,
+    client: &reqwest::Client,
+    options: &VerifyOptions,
+    drop: &DropUnderTest,
+    winners: usize,
+) -> anyhow::Result<()> {
     let view: serde_json::Value = client
         .get(format!("{}/v1/drops/{}", options.url, drop.sku))
         .send()
@@ -137,10 +167,9 @@ pub async fn verify(
         .json()
         .await?;
     let won_units = view["won"].as_u64().unwrap_or(u64::MAX);
-    if won_units != winners.len() as u64 {
+    if won_units != winners as u64 {
         verdict.fail(format!(
-            "the drop says {won_units} units won, buyers were told {}",
-            winners.len()
+            "the drop says {won_units} units won, buyers were told {winners}"
         ));
     }
     let remaining = view["remaining"].as_u64().unwrap_or(u64::MAX);
@@ -150,13 +179,25 @@ pub async fn verify(
             drop.stock
         ));
     }
+    Ok(())
+}
 
-    // Replays get the recorded answer.
+/// A sample of purchases, winners first, sent again: each gets the answer
+/// it was given.
+async fn check_replays(
+    verdict: &mut Verdict,
+    client: &reqwest::Client,
+    options: &VerifyOptions,
+    drop: &DropUnderTest,
+    results: &BurstResults,
+    winners: &[&BuyerResult],
+) -> anyhow::Result<()> {
     let sample: Vec<_> = winners
         .iter()
         .copied()
         .chain(
-            buyers
+            results
+                .buyers
                 .iter()
                 .filter(|b| b.outcome.as_deref() != Some("won")),
         )
@@ -183,7 +224,7 @@ pub async fn verify(
         }
     }
     verdict.replays_checked = sample.len();
-    Ok(verdict)
+    Ok(())
 }
 
 /// Both copies of a double-click got the same answer.

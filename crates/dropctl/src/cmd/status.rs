@@ -2,6 +2,7 @@
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use dropline_core::Sku;
+use dropline_store::DropStatusRow;
 use serde_json::json;
 
 use crate::services::{explain, ServiceArgs};
@@ -40,17 +41,30 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
     }
 
     if args.json {
-        let out: Vec<_> = rows
-            .iter()
-            .map(|(d, depth)| {
-                let mut value = serde_json::to_value(d).unwrap_or_default();
-                value["queue_depth"] = json!(depth);
-                value
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        print_json(&rows)
+    } else {
+        print_table(&rows);
+        Ok(())
     }
+}
+
+/// A drop and the messages waiting on its subject (`None`: unknown).
+type StatusRow = (DropStatusRow, Option<u64>);
+
+fn print_json(rows: &[StatusRow]) -> anyhow::Result<()> {
+    let out: Vec<_> = rows
+        .iter()
+        .map(|(d, depth)| {
+            let mut value = serde_json::to_value(d).unwrap_or_default();
+            value["queue_depth"] = json!(depth);
+            value
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn print_table(rows: &[StatusRow]) {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED).set_header([
         "sku",
@@ -64,7 +78,7 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
         "epoch",
         "owner",
     ]);
-    for (d, depth) in &rows {
+    for (d, depth) in rows {
         table.add_row([
             d.drop.sku.to_string(),
             d.drop.status.as_str().to_string(),
@@ -79,5 +93,4 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
         ]);
     }
     println!("{table}");
-    Ok(())
 }

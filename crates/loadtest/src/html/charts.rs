@@ -114,51 +114,33 @@ pub(super) fn timeline_chart(report: &Report, results: &BurstResults) -> String 
             ),
         ],
     );
-    let decided_panel = Panel::nth(0);
-    let decided_y = Axis::new(0.0, decided_last.max(1) as f64, Y_TICKS_MAX);
-    svg.push_str(&decided_panel.frame(
-        "Purchases decided (cumulative)",
-        &x,
-        &decided_y,
-        "purchases",
-    ));
-    let decided: Vec<f64> = series.decided.iter().map(|n| *n as f64).collect();
-    svg.push_str(&line(
-        &decided_panel,
-        &x,
-        &decided_y,
-        &times,
-        &decided,
-        "decided",
-        DECIDED_COLOUR,
-    ));
-    let stock_panel = Panel::nth(1);
-    let stock_y = Axis::new(
-        remaining_min as f64,
-        f64::from(report.stock).max(1.0),
-        Y_TICKS_MAX,
-    );
-    svg.push_str(&stock_panel.frame(
-        &format!(
+    let decided = LinePanel {
+        caption: "Purchases decided (cumulative)".into(),
+        y: Axis::new(0.0, decided_last.max(1) as f64, Y_TICKS_MAX),
+        y_unit: "purchases",
+        values: series.decided.iter().map(|n| *n as f64).collect(),
+        class: "decided",
+        colour: DECIDED_COLOUR,
+    };
+    let stock = LinePanel {
+        caption: format!(
             "Remaining stock (of {})",
             thousands(u64::from(report.stock))
         ),
-        &x,
-        &stock_y,
-        "units",
-    ));
-    let remaining: Vec<f64> = series.remaining.iter().map(|n| *n as f64).collect();
-    svg.push_str(&line(
-        &stock_panel,
-        &x,
-        &stock_y,
-        &times,
-        &remaining,
-        "remaining",
-        REMAINING_COLOUR,
-    ));
+        y: Axis::new(
+            remaining_min as f64,
+            f64::from(report.stock).max(1.0),
+            Y_TICKS_MAX,
+        ),
+        y_unit: "units",
+        values: series.remaining.iter().map(|n| *n as f64).collect(),
+        class: "remaining",
+        colour: REMAINING_COLOUR,
+    };
+    svg.push_str(&decided.draw(&Panel::nth(0), &x, &times));
+    svg.push_str(&stock.draw(&Panel::nth(1), &x, &times));
     svg.push_str(&axis_title(
-        &stock_panel,
+        &Panel::nth(1),
         &format!("{} since the burst", unit.name),
     ));
     svg.push_str("</svg>\n");
@@ -168,6 +150,32 @@ pub(super) fn timeline_chart(report: &Report, results: &BurstResults) -> String 
             "Sampled at {TIMELINE_POINTS} instants; a won answer takes one unit at the moment the buyer was told."
         ),
     )
+}
+
+/// One panel of a line over the chart's shared time axis.
+struct LinePanel {
+    caption: String,
+    y: Axis,
+    y_unit: &'static str,
+    values: Vec<f64>,
+    class: &'static str,
+    colour: &'static str,
+}
+
+impl LinePanel {
+    fn draw(&self, panel: &Panel, x: &Axis, times: &[f64]) -> String {
+        let mut svg = panel.frame(&self.caption, x, &self.y, self.y_unit);
+        svg.push_str(&line(
+            panel,
+            x,
+            &self.y,
+            times,
+            &self.values,
+            self.class,
+            self.colour,
+        ));
+        svg
+    }
 }
 
 fn figure(svg: &str, caption: &str) -> String {
