@@ -12,9 +12,8 @@ mod provision;
 
 pub use connect::{Bus, BusOptions, DEFAULT_NATS_URL};
 pub use decisions::DecisionFeed;
-pub use intents::{
-    Continuity, IntentBatch, IntentMessage, IntentPuller, PendingAck, PublishError, PulledIntent,
-};
+pub use dropline_core::wire::{IntentMessage, PulledIntent};
+pub use intents::{Continuity, IntentBatch, IntentPuller, PendingAck, PublishError};
 pub use provision::{ConsumerSettings, StreamSettings};
 
 /// Any bus failure that is not a refusal the caller must branch on.
