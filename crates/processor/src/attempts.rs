@@ -63,6 +63,7 @@ impl Attempts {
             }
             Attempt::Worked(Exit::Fenced) => {
                 self.failures = 0;
+                self.just_lost = true;
                 Next::RetryAfter(half_lease)
             }
             Attempt::HeldElsewhere if std::mem::take(&mut self.just_lost) => {
@@ -102,6 +103,22 @@ mod tests {
     }
 
     #[test]
+    fn a_fenced_partition_found_held_elsewhere_is_said_to_have_moved_once() {
+        assert_eq!(
+            answers(vec![
+                Attempt::Worked(Exit::Fenced),
+                Attempt::HeldElsewhere,
+                Attempt::HeldElsewhere,
+            ]),
+            vec![
+                Next::RetryAfter(HALF_LEASE),
+                Next::LetGoAndRetryAfter(HALF_LEASE),
+                Next::RetryAfter(HALF_LEASE),
+            ]
+        );
+    }
+
+    #[test]
     fn a_partition_never_owned_found_held_elsewhere_is_left_quietly() {
         assert_eq!(
             answers(vec![Attempt::HeldElsewhere, Attempt::HeldElsewhere]),
@@ -119,6 +136,16 @@ mod tests {
             Attempt::HeldElsewhere,
         ]);
         assert_eq!(reclaimed[2], Next::RetryAfter(HALF_LEASE));
+    }
+
+    #[test]
+    fn a_failed_claim_after_the_loss_does_not_swallow_the_warning() {
+        let answered = answers(vec![
+            Attempt::Worked(Exit::Fenced),
+            Attempt::ClaimFailed,
+            Attempt::HeldElsewhere,
+        ]);
+        assert_eq!(answered[2], Next::LetGoAndRetryAfter(HALF_LEASE));
     }
 
     #[test]
