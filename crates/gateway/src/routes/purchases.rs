@@ -25,9 +25,11 @@ use crate::problem::ApiError;
 use crate::AppState;
 
 /// The purchase path's counters, looked up once: `metrics::counter!` looks
-/// its counter up in the recorder's registry on every call, which was about
-/// 4% of the gateway's CPU in a burst. First used by a request, so after
-/// `AppState::new` has installed the recorder.
+/// its counter up in the recorder's registry on every call, which cost about
+/// 4% of the gateway's CPU in a burst. A counter is bound to the recorder
+/// installed when it is first looked up, so this must be first used after
+/// the process installed its recorder: it is, since a request comes only
+/// after `AppState::new`, which takes the installed recorder's handle.
 static METERS: LazyLock<Meters> = LazyLock::new(Meters::new);
 
 struct Meters {
