@@ -410,33 +410,40 @@ mod tests {
         assert_eq!(serde_json::from_str::<Quantity>("2").unwrap().get(), 2);
     }
 
-    #[test]
-    fn deserializing_stock_refuses_what_parse_refuses() {
-        for bad in ["-1", "100000001", "1.5", "\"3\""] {
+    /// Each of `bad` fails to deserialize as `T`; each of `good` comes back
+    /// as itself and serializes to the same JSON.
+    fn assert_deserializes_only_within_limits<T>(bad: &[&str], good: &[u32], get: fn(&T) -> u32)
+    where
+        T: serde::de::DeserializeOwned + Serialize,
+    {
+        for bad in bad {
             assert!(
-                serde_json::from_str::<Stock>(bad).is_err(),
+                serde_json::from_str::<T>(bad).is_err(),
                 "{bad} must be refused"
             );
         }
-        for good in [0, 7, Stock::MAX] {
-            let stock: Stock = serde_json::from_str(&good.to_string()).unwrap();
-            assert_eq!(stock.get(), good);
-            assert_eq!(serde_json::to_string(&stock).unwrap(), good.to_string());
+        for &good in good {
+            let value: T = serde_json::from_str(&good.to_string()).unwrap();
+            assert_eq!(get(&value), good);
+            assert_eq!(serde_json::to_string(&value).unwrap(), good.to_string());
         }
     }
 
     #[test]
+    fn deserializing_stock_refuses_what_parse_refuses() {
+        assert_deserializes_only_within_limits::<Stock>(
+            &["-1", "100000001", "1.5", "\"3\""],
+            &[0, 7, Stock::MAX],
+            |stock| stock.get(),
+        );
+    }
+
+    #[test]
     fn deserializing_a_per_user_limit_refuses_what_parse_refuses() {
-        for bad in ["0", "101", "-1"] {
-            assert!(
-                serde_json::from_str::<PerUserLimit>(bad).is_err(),
-                "{bad} must be refused"
-            );
-        }
-        for good in [1, 3, Quantity::MAX] {
-            let limit: PerUserLimit = serde_json::from_str(&good.to_string()).unwrap();
-            assert_eq!(limit.get(), good);
-            assert_eq!(serde_json::to_string(&limit).unwrap(), good.to_string());
-        }
+        assert_deserializes_only_within_limits::<PerUserLimit>(
+            &["0", "101", "-1"],
+            &[1, 3, Quantity::MAX],
+            |limit| limit.get(),
+        );
     }
 }

@@ -126,26 +126,32 @@ mod tests {
         );
     }
 
+    /// What `after` answers to the last of `attempts`.
+    fn last_answer(attempts: Vec<Attempt>) -> Option<Next> {
+        answers(attempts).pop()
+    }
+
     #[test]
     fn a_partition_handed_back_or_reclaimed_since_the_loss_is_left_quietly() {
-        let yielded = answers(vec![Attempt::Worked(Exit::Yielded), Attempt::HeldElsewhere]);
-        assert_eq!(yielded[1], Next::RetryAfter(HALF_LEASE));
-        let reclaimed = answers(vec![
-            Attempt::Worked(Exit::Fenced),
-            Attempt::WorkFailed,
-            Attempt::HeldElsewhere,
-        ]);
-        assert_eq!(reclaimed[2], Next::RetryAfter(HALF_LEASE));
+        use Attempt::*;
+        let quiet = Some(Next::RetryAfter(HALF_LEASE));
+        assert_eq!(
+            last_answer(vec![Worked(Exit::Yielded), HeldElsewhere]),
+            quiet
+        );
+        assert_eq!(
+            last_answer(vec![Worked(Exit::Fenced), WorkFailed, HeldElsewhere]),
+            quiet
+        );
     }
 
     #[test]
     fn a_failed_claim_after_the_loss_does_not_swallow_the_warning() {
-        let answered = answers(vec![
-            Attempt::Worked(Exit::Fenced),
-            Attempt::ClaimFailed,
-            Attempt::HeldElsewhere,
-        ]);
-        assert_eq!(answered[2], Next::LetGoAndRetryAfter(HALF_LEASE));
+        use Attempt::*;
+        assert_eq!(
+            last_answer(vec![Worked(Exit::Fenced), ClaimFailed, HeldElsewhere]),
+            Some(Next::LetGoAndRetryAfter(HALF_LEASE))
+        );
     }
 
     #[test]
