@@ -1,4 +1,8 @@
-//! Connecting to NATS with every timeout spelled out.
+//! Connecting to NATS with every timeout spelled out, and counting lost
+//! connections (a PubAck awaited across one never comes).
+//!
+//! Must not give up on a broker that is down: the client reconnects for
+//! ever, and callers see `is_connected` or a failed call instead.
 
 use std::sync::Arc;
 use std::time::Duration;

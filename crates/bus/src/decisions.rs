@@ -3,7 +3,8 @@
 //! and hands each decision to whichever request waits for it.
 //!
 //! Core NATS, at most once: a lost decision message only delays an answer,
-//! since a waiting gateway falls back to reading the store.
+//! since a waiting gateway falls back to reading the store. Must therefore
+//! never be what correctness rests on: nothing here is retried or persisted.
 
 use dropline_core::names::{decision_subject, DECISIONS_SUBJECTS};
 use dropline_core::wire::{DecisionBatch, DecisionBatchRef, DECISIONS_PER_MESSAGE};

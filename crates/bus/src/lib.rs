@@ -3,19 +3,24 @@
 //! Owns stream and consumer provisioning, publishing intents (accepted once
 //! the PubAck is back), pulling an SKU's intents in batches, and the decision
 //! fan-out from processors to gateways. Must not decide or store anything:
-//! the bus carries, `dropline-core` decides, `dropline-store` records.
+//! the bus carries, `dropline-core` decides, `dropline-store` records; and
+//! must not define the wire format, which `dropline_core::wire` owns.
 
 mod connect;
 mod decisions;
-mod intents;
 mod provision;
+mod publish;
+mod pull;
+mod read;
 
 pub use connect::{Bus, BusOptions, DEFAULT_NATS_URL};
 pub use decisions::DecisionFeed;
-pub use intents::{
-    Continuity, IntentBatch, IntentMessage, IntentPuller, PendingAck, PublishError, PulledIntent,
-};
+// The intent message codec lives with the wire types in the core;
+// re-exported because every sender and reader of intents goes through here.
+pub use dropline_core::wire::{IntentMessage, PulledIntent};
 pub use provision::{ConsumerSettings, StreamSettings};
+pub use publish::{PendingAck, PublishError};
+pub use pull::{Continuity, IntentBatch, IntentPuller};
 
 /// Any bus failure that is not a refusal the caller must branch on.
 pub type BusError = async_nats::Error;

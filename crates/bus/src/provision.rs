@@ -2,7 +2,8 @@
 //!
 //! Options that matter are named here rather than left to defaults. Written
 //! for nats-server 2.9: one `filter_subject` per consumer, no subject
-//! transforms.
+//! transforms. Must not pull or publish: this module only shapes the stream
+//! and its consumers.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::ErrorCode;
 use dropline_core::names::{consumer_name, intent_subject, INTENTS_STREAM, INTENTS_SUBJECTS};
-use dropline_core::wire::message_seq;
+use dropline_core::wire::{message_seq, MESSAGE_BYTES_MAX};
 use dropline_core::Sku;
 
 use crate::{Bus, BusError};
@@ -83,7 +84,7 @@ impl Bus {
             duplicate_window: Duration::from_secs(settings.duplicate_window_s),
             // A gateway's message of intents (see `IntentMessage`); anything
             // larger is not dropline's.
-            max_message_size: crate::intents::MESSAGE_BYTES_MAX as i32,
+            max_message_size: MESSAGE_BYTES_MAX as i32,
             allow_direct: true,
             deny_delete: true,
             ..Default::default()

@@ -3,6 +3,9 @@
 //! Once a value of one of these types exists, no other code re-checks it: the
 //! gateway parses at its edge, the processor parses what it reads off the bus,
 //! and everything in between trusts the type.
+//!
+//! Must not offer a way around `parse`: no public constructor, and
+//! deserializing goes through `parse` too.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -229,14 +232,8 @@ impl Quantity {
     }
 }
 
-impl<'de> Deserialize<'de> for Quantity {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::parse(i64::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
 /// Units of stock: `0..=Stock::MAX` (fits a Postgres `int4`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Stock(u32);
 
@@ -259,7 +256,7 @@ impl Stock {
 }
 
 /// Most units one user may win in one drop: `1..=Quantity::MAX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct PerUserLimit(u32);
 
@@ -280,6 +277,21 @@ impl PerUserLimit {
         self.0
     }
 }
+
+/// Like the text types, a bounded count deserializes through its `parse`, so
+/// a count read off the bus or from a file is held to the same limits as one
+/// typed at the edge.
+macro_rules! deserialize_through_parse {
+    ($($name:ident),+) => {$(
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::parse(i64::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
+}
+
+deserialize_through_parse!(Quantity, Stock, PerUserLimit);
 
 /// What was decided for one intent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -396,5 +408,42 @@ mod tests {
         assert!(serde_json::from_str::<Sku>("\"a.b\"").is_err());
         assert!(serde_json::from_str::<Quantity>("0").is_err());
         assert_eq!(serde_json::from_str::<Quantity>("2").unwrap().get(), 2);
+    }
+
+    /// Each of `bad` fails to deserialize as `T`; each of `good` comes back
+    /// as itself and serializes to the same JSON.
+    fn assert_deserializes_only_within_limits<T>(bad: &[&str], good: &[u32], get: fn(&T) -> u32)
+    where
+        T: serde::de::DeserializeOwned + Serialize,
+    {
+        for bad in bad {
+            assert!(
+                serde_json::from_str::<T>(bad).is_err(),
+                "{bad} must be refused"
+            );
+        }
+        for &good in good {
+            let value: T = serde_json::from_str(&good.to_string()).unwrap();
+            assert_eq!(get(&value), good);
+            assert_eq!(serde_json::to_string(&value).unwrap(), good.to_string());
+        }
+    }
+
+    #[test]
+    fn deserializing_stock_refuses_what_parse_refuses() {
+        assert_deserializes_only_within_limits::<Stock>(
+            &["-1", "100000001", "1.5", "\"3\""],
+            &[0, 7, Stock::MAX],
+            |stock| stock.get(),
+        );
+    }
+
+    #[test]
+    fn deserializing_a_per_user_limit_refuses_what_parse_refuses() {
+        assert_deserializes_only_within_limits::<PerUserLimit>(
+            &["0", "101", "-1"],
+            &[1, 3, Quantity::MAX],
+            |limit| limit.get(),
+        );
     }
 }

@@ -4,6 +4,9 @@
 //! it: [`Ledger::decide`] reads the ledger and returns a [`BatchPlan`];
 //! [`Ledger::apply`] folds the plan in once its transaction has committed. If
 //! the commit fails, the processor throws the ledger away and reloads it.
+//!
+//! Must not wait on or touch anything outside its own state: decisions are
+//! returned as data, and a plan made from a stale state is a bug it refuses.
 
 use std::collections::HashMap as StdHashMap;
 
@@ -242,10 +245,10 @@ impl Ledger {
 /// A UUIDv8: the first half is a hash of the SKU (the first 8 bytes of a
 /// UUIDv5 of it), the second half is `seq`, big-endian. So a SKU's order ids
 /// increase with its places in line, and each commit adds its winners at the
-/// right edge of the order-id index, as it does to the other indexes. A
-/// hash of the whole (a UUIDv5 of `<sku>/<seq>`, as before) scattered them
-/// over the index: every win dirtied a random page, and Postgres spent about
-/// twice as long per winner. The version and variant bits take the top two
+/// right edge of the order-id index, as it does to the other indexes. Not a
+/// hash of the whole (a UUIDv5 of `<sku>/<seq>`): that scatters order ids
+/// over the index, so every win dirties a random page, and Postgres spent
+/// about twice as long per winner when measured. The version and variant bits take the top two
 /// bits of `seq`, which a place in line never reaches (it stays below 2^62).
 pub fn order_id(sku: &Sku, seq: u64) -> Uuid {
     let sku_hash = Uuid::new_v5(&ORDER_ID_NAMESPACE, sku.as_str().as_bytes());

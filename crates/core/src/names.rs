@@ -1,7 +1,8 @@
 //! Names on the bus: streams, subjects, consumers and message ids.
 //!
 //! Kept in one place so that gateway, processor and operator tools can never
-//! disagree about where an SKU's intents or decisions travel.
+//! disagree about where an SKU's intents or decisions travel. Must not build
+//! a subject from anything but a parsed [`Sku`], which is safe as a token.
 
 use crate::domain::Sku;
 

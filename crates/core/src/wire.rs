@@ -1,5 +1,14 @@
 //! What travels on the bus, shared by the gateway (writer of intents, reader
-//! of decisions) and the processor (the other way round).
+//! of decisions) and the processor (the other way round): the message types,
+//! their limits, the arithmetic of places in line, and (in `intent_codec`)
+//! how a message of intents is written and read.
+//!
+//! Must not touch the bus itself: bytes in, values out, so the format can be
+//! tested without a broker and every reader of the stream decodes it alike.
+
+mod intent_codec;
+
+pub use intent_codec::{parse_intent_message, IntentMessage, PulledIntent};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +34,14 @@ pub struct IntentPayload {
 
 /// Most intents one message carries; a message's slots are `0..` this.
 pub const INTENTS_PER_MESSAGE: usize = 1_000;
+
+/// A message stops taking intents past this size: with the longest keys
+/// and user ids (under 1 KiB an intent, escapes included) it stays well below
+/// [`MESSAGE_BYTES_MAX`].
+pub const MESSAGE_BYTES_SOFT_MAX: usize = 512 * 1024;
+
+/// The largest intent message the stream takes: NATS's default payload limit.
+pub const MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 
 /// Places in line reserved per stream message: room for
 /// [`INTENTS_PER_MESSAGE`], a power of two so the arithmetic stays obvious.

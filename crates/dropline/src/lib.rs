@@ -2,10 +2,13 @@
 //!
 //! `serve` (gateway and processor in one process), `gateway`, `processor` and
 //! `migrate` are built here from [`Settings`], so the binary and the tests
-//! start exactly the same thing. Owns wiring and lifecycle only.
+//! start exactly the same thing. Owns wiring, lifecycle and the process's
+//! metrics recorder; must not hold any part's logic (parsing, deciding,
+//! storing, carrying), which lives in the crate of that part.
 
 mod settings;
 mod shutdown;
+mod telemetry;
 
 pub use settings::{Settings, SettingsArgs};
 pub use shutdown::{shutdown_signal, Shutdown};
@@ -14,7 +17,10 @@ use anyhow::Context as _;
 use dropline_bus::{Bus, BusOptions};
 use dropline_gateway::AppState;
 use dropline_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+
+use crate::telemetry::install_metrics_recorder;
 
 /// Creates the database if needed and applies migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
@@ -61,12 +67,14 @@ pub async fn run_gateway(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let metrics = install_metrics_recorder();
     let (store, bus) = connect(settings, "gateway").await?;
-    gateway_task(store, bus, settings, listener, shutdown).await
+    gateway_task(store, bus, settings, metrics, listener, shutdown).await
 }
 
 /// Runs the processor until `shutdown` fires.
 pub async fn run_processor(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    install_metrics_recorder();
     let (store, bus) = connect(settings, "processor").await?;
     dropline_processor::run(store, bus, settings.processor.clone(), shutdown.wait()).await
 }
@@ -78,6 +86,7 @@ pub async fn run_serve(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let metrics = install_metrics_recorder();
     migrate(settings).await?;
     let (store, bus) = connect(settings, "serve").await?;
     let processor = dropline_processor::run(
@@ -86,7 +95,7 @@ pub async fn run_serve(
         settings.processor.clone(),
         shutdown.clone().wait(),
     );
-    let gateway = gateway_task(store, bus, settings, listener, shutdown);
+    let gateway = gateway_task(store, bus, settings, metrics, listener, shutdown);
     let (processed, served) = tokio::join!(processor, gateway);
     processed.and(served)
 }
@@ -95,12 +104,18 @@ async fn gateway_task(
     store: Store,
     bus: Bus,
     settings: &Settings,
+    metrics: &PrometheusHandle,
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let state = AppState::new(store, bus.clone(), settings.gateway.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("subscribe to decisions: {e}"))?;
+    let state = AppState::new(
+        store,
+        bus.clone(),
+        settings.gateway.clone(),
+        metrics.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("subscribe to decisions: {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     dropline_gateway::serve(listener, state, shutdown.wait())
         .await

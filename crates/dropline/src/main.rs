@@ -1,4 +1,6 @@
 //! `dropline`: the service binary. Thin: logging, flags, run until signalled.
+//! Must not wire parts itself: the library's `run_*` does, so that tests
+//! start exactly what the binary starts.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

@@ -1,5 +1,6 @@
 //! Everything a dropline process is configured with: environment first,
-//! flags override, defaults point at the local services.
+//! flags override, defaults point at the local services. Must not connect
+//! to anything: settings are resolved before any part starts.
 
 use clap::Args;
 use dropline_bus::{BusOptions, ConsumerSettings, StreamSettings};

@@ -1,5 +1,6 @@
 //! A shutdown signal that can be cloned into every task, and fired by
-//! SIGINT/SIGTERM in the binary or by hand in tests.
+//! SIGINT/SIGTERM in the binary or by hand in tests. Must not stop anything
+//! itself: each task stops its own work when the signal fires.
 
 use tokio::sync::watch;
 

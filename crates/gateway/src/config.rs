@@ -1,4 +1,5 @@
-//! Gateway limits, each with its unit in its name.
+//! Gateway limits, each with its unit in its name. Must not read the
+//! environment: the binary resolves settings and hands them over.
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {

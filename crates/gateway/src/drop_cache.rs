@@ -1,5 +1,7 @@
 //! A short-lived cache of drops, so that a burst of 50,000 purchases on one
-//! SKU reads the drop from Postgres once, not 50,000 times.
+//! SKU reads the drop from Postgres once, not 50,000 times. Must only gate
+//! admission: a stale status may admit or refuse a purchase for a moment,
+//! never decide one (the processor does, in stream order).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};

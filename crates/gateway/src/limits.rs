@@ -1,6 +1,7 @@
 //! Admission control for the API: a bound on requests in flight (beyond it,
 //! `429` + `Retry-After` at once instead of a queue that grows until memory
-//! runs out) and a bound on how long any request may take.
+//! runs out) and a bound on how long any request may take. Must not queue
+//! requests: past the bound a request is refused at once, never made to wait.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,10 @@
 //! The one HTTP error type: every error leaves as `application/problem+json`
-//! (RFC 9457). 5xx bodies say little; the log says everything.
+//! (RFC 9457). 5xx bodies say little; the log says everything. Must not
+//! log: an error is logged once, where it is handled, before it gets here.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use dropline_core::InvalidInput;
 use serde::Serialize;
 
 #[derive(Debug)]
@@ -137,6 +139,14 @@ impl ApiError {
     }
 }
 
+/// Input a domain type refused is the client's to fix: `400`, with the
+/// refusal (safe to show) as the detail.
+impl From<InvalidInput> for ApiError {
+    fn from(refused: InvalidInput) -> Self {
+        Self::bad_request(refused.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         metrics::counter!("dropline_gateway_errors_total", "status" => self.status.as_str().to_owned())
@@ -157,5 +167,28 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dropline_core::Sku;
+
+    #[test]
+    fn refused_input_is_a_bad_request_that_shows_the_refusal() {
+        let refused = Sku::parse("a.b").unwrap_err();
+        let shown = refused.to_string();
+        let error = ApiError::from(refused);
+        assert_eq!(
+            (error.status, error.slug, error.title, error.detail.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Bad request",
+                shown.as_str()
+            )
+        );
+        assert_eq!(error.retry_after_s, None);
     }
 }

@@ -10,8 +10,11 @@
 //! is no timer: a lone purchase is sent at once, and a message grows only
 //! while the broker is busy with the previous ones (group commit).
 //!
-//! A purchase is accepted when its message's PubAck is back, exactly as
-//! before; its place in line is the message's stream sequence and its slot.
+//! A purchase is accepted when its message's PubAck is back, never earlier:
+//! sharing a message with others must not weaken what acceptance promises.
+//! Its place in line is the message's stream sequence and its slot. Must
+//! not answer a purchase before that PubAck, nor retry one: a purchase
+//! whose message got no PubAck hears `503` and its client retries.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,10 +1,12 @@
-//! What every handler shares.
+//! What every handler shares, built once per gateway. Must not hold
+//! per-request state: it is cloned into every request.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dropline_bus::Bus;
 use dropline_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::drop_cache::DropCache;
 use crate::limits::InFlight;
@@ -34,17 +36,20 @@ pub struct Shared {
     pub(crate) drops: Arc<DropCache>,
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) publisher: Arc<Publisher>,
+    /// Renders the process-wide recorder for `GET /metrics`.
+    pub(crate) metrics: PrometheusHandle,
 }
 
 impl AppState {
     /// Builds the state and starts the gateway's one decision subscription.
+    /// `metrics` is the handle of the recorder the process installed before
+    /// anything counted (early counts are lost otherwise).
     pub async fn new(
         store: Store,
         bus: Bus,
         config: GatewayConfig,
+        metrics: PrometheusHandle,
     ) -> Result<Self, dropline_bus::BusError> {
-        // Install the recorder before anything counts, or early counts are lost.
-        crate::routes::prometheus();
         let waiters = Arc::new(Waiters::default());
         spawn_feed(bus.decision_feed().await?, waiters.clone());
         let drops = Arc::new(DropCache::new(
@@ -62,6 +67,7 @@ impl AppState {
             config: Arc::new(config),
             waiters,
             drops,
+            metrics,
         })))
     }
 }

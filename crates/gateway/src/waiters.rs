@@ -2,7 +2,8 @@
 //!
 //! A request registers BEFORE it publishes, so a decision that comes back
 //! fast cannot slip past it. Registrations are removed when the request
-//! stops waiting, answered or not.
+//! stops waiting, answered or not. Must not be relied on for an answer: a
+//! missed decision only delays, since a waiter falls back to the store.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,8 @@
-//! Processor settings, each with its unit in its name.
+//! Processor settings, each with its unit in its name, and the retry
+//! backoff they bound. Must not read the environment: the binary resolves
+//! settings and hands them over.
+
+use std::time::Duration;
 
 use dropline_bus::ConsumerSettings;
 
@@ -28,5 +32,14 @@ impl Default for ProcessorConfig {
             retry_backoff_max_ms: 2_000,
             consumer: ConsumerSettings::default(),
         }
+    }
+}
+
+impl ProcessorConfig {
+    /// How long to wait before retrying after `failures` failures in a row:
+    /// doubling from 100 ms, at most `retry_backoff_max_ms`.
+    pub(crate) fn retry_backoff(&self, failures: u32) -> Duration {
+        let ms = 50u64.saturating_mul(1 << failures.min(10));
+        Duration::from_millis(ms.min(self.retry_backoff_max_ms))
     }
 }

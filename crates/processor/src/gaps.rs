@@ -3,9 +3,11 @@
 //! The consumer is a fast cursor, not the truth. Each owner pulls from a
 //! consumer of its own epoch (see `Bus::pull_intents`), so no earlier puller
 //! holds deliveries of it; what remains is a delivery lost in flight, which
-//! acking a later message (AckPolicy::All) would ack too. Before a batch is decided, it must start right after
-//! the applied sequence and have no holes; when that cannot be shown from
-//! delivery sequences, the batch is rebuilt from the stream itself.
+//! acking a later message (AckPolicy::All) would ack too. Before a batch is
+//! decided, it must start right after the applied sequence and have no
+//! holes; when that cannot be shown from delivery sequences, the batch is
+//! rebuilt from the stream itself. Must not decide or drop an intent beyond
+//! what the applied sequence already covers.
 
 use dropline_bus::{Bus, BusError, Continuity, PulledIntent};
 use dropline_core::wire::message_seq;

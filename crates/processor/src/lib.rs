@@ -6,12 +6,18 @@
 //! failed or its outcome is unknown). Must not hold decision logic (that is
 //! `dropline-core`) nor SQL (that is `dropline-store`).
 
+mod announce;
+mod attempts;
+mod commit;
 mod config;
+mod context;
 mod gaps;
+mod gather;
 mod lease;
 mod partition;
 mod share;
 mod supervisor;
+mod work;
 
 pub use config::ProcessorConfig;
 pub use supervisor::run;

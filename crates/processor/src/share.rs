@@ -1,5 +1,6 @@
 //! Spreading partitions over instances: each takes at most its fair share
-//! and hands back what exceeds it. Only who does the work depends on this.
+//! and hands back what exceeds it. Only who does the work depends on this;
+//! must not be relied on for correctness, which the fencing epoch provides.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,4 +1,8 @@
-//! Finds live drops and keeps one partition task running for each.
+//! Finds live drops and keeps one partition task running for each, and
+//! sets this instance's fair share from the processors alive.
+//!
+//! Must not claim partitions itself: each partition task does, so that one
+//! slow claim never holds up the others.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,7 +15,8 @@ use dropline_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::partition::{own_partition, Context};
+use crate::context::Context;
+use crate::partition::own_partition;
 use crate::share::Share;
 use crate::ProcessorConfig;
 

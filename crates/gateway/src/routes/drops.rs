@@ -1,4 +1,5 @@
-//! `GET /v1/drops/{sku}`: a drop's state, read from the store.
+//! `GET /v1/drops/{sku}`: a drop's state, read from the store. Must not
+//! use the drop cache: `remaining` and `won` move with every commit.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -14,7 +15,7 @@ pub async fn read(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(raw) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let sku = Sku::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let sku = Sku::parse(raw)?;
     let statuses = state.store.drop_statuses(Some(&sku)).await.map_err(|err| {
         tracing::error!(%sku, %err, "read drop");
         ApiError::internal()

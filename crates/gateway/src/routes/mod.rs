@@ -1,4 +1,5 @@
-//! The routes of HTTP API v1.
+//! The routes of HTTP API v1, and which of them admission control covers.
+//! Must not hold handler logic: each route's handler lives in its module.
 
 mod drops;
 mod ops;
@@ -7,8 +8,6 @@ mod purchases;
 
 use axum::routing::get;
 use axum::Router;
-
-pub(crate) use ops::prometheus;
 
 use crate::problem::ApiError;
 use crate::AppState;

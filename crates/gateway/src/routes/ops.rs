@@ -1,28 +1,18 @@
 //! Liveness, readiness, metrics and the API description.
+//!
+//! Must stay cheap and outside admission control: an overloaded gateway
+//! still answers these. Renders the process's metrics but must not install
+//! a recorder: the process that runs the gateway does, once for every role.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 use crate::AppState;
-
-/// The process-wide Prometheus recorder, installed on first use.
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Fails only if another recorder is installed; ours then stays empty.
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
-}
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
@@ -55,7 +45,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("dropline_gateway_waiting_requests").set(state.waiters.len() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        prometheus().render(),
+        state.metrics.render(),
     )
 }
 

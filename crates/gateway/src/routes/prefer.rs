@@ -1,4 +1,5 @@
-//! `Prefer` (RFC 7240): `wait=N` and `respond-async`.
+//! `Prefer` (RFC 7240): `wait=N` and `respond-async`. Must not refuse a
+//! request for a preference it cannot read: preferences are optional.
 
 use std::time::Duration;
 

@@ -1,0 +1,184 @@
+//! Pulling one SKU's intents continuously (the processor's side), as
+//! batches of whatever has arrived, with what is needed to ack them and to
+//! tell whether a batch may have holes.
+//!
+//! Owns the pull over the SKU's fresh consumer of each claim and the
+//! delivery-continuity check. Must not decide whether a batch is complete
+//! (the processor proves that against the stream, see `read`) nor decode
+//! intents itself (that is `dropline_core::wire`).
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::message::Message;
+use async_nats::jetstream::AckKind;
+use dropline_core::wire::{parse_intent_message, PulledIntent};
+use dropline_core::Sku;
+use futures::{FutureExt, StreamExt};
+
+use crate::{Bus, BusError, ConsumerSettings};
+
+impl Bus {
+    /// Starts pulling `sku`'s intents continuously, from a fresh consumer
+    /// starting after `applied_seq`; see [`IntentPuller`].
+    pub async fn pull_intents(
+        &self,
+        sku: &Sku,
+        applied_seq: u64,
+        settings: &ConsumerSettings,
+        batch_len_max: usize,
+    ) -> Result<IntentPuller, BusError> {
+        let consumer = self.fresh_consumer(sku, applied_seq, settings).await?;
+        let messages = consumer
+            .stream()
+            // Twice the batch in flight: the next batch arrives while the
+            // current one commits.
+            .max_messages_per_batch(batch_len_max * 2)
+            .expires(Duration::from_secs(5))
+            .heartbeat(Duration::from_secs(2))
+            .messages()
+            .await?;
+        Ok(IntentPuller {
+            messages: Box::pin(messages),
+            batch_len_max,
+            next_delivery: None,
+            ended: false,
+        })
+    }
+}
+
+/// Whether a batch can be trusted to hold every message of the subject
+/// from the first one it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Continuity {
+    /// Consumer delivery sequences run on without a hole from the previous
+    /// batch: nothing was delivered elsewhere or lost in flight.
+    Contiguous,
+    /// The first batch of a pull: nothing to compare its first message with.
+    FirstOfPull,
+    /// Delivery sequences jumped: some delivery went elsewhere (another
+    /// puller) or was lost; the batch may have holes.
+    Broken,
+}
+
+/// A batch as delivered, with what is needed to ack it.
+pub struct IntentBatch {
+    pub intents: Vec<PulledIntent>,
+    pub continuity: Continuity,
+    /// The delivered messages, kept to ack the batch (AckPolicy::All: acking
+    /// the last acks all) or to signal progress on a slow batch.
+    messages: Vec<Message>,
+}
+
+impl IntentBatch {
+    /// Acks every message of the batch with one ack.
+    pub async fn ack(&self) -> Result<(), BusError> {
+        if let Some(last) = self.messages.last() {
+            last.ack().await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the server the batch is still being worked on, so it is not
+    /// redelivered while a slow commit runs.
+    pub async fn in_progress(&self) -> Result<(), BusError> {
+        for message in &self.messages {
+            message.ack_with(AckKind::Progress).await?;
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.intents.is_empty()
+    }
+}
+
+/// Delivered messages, one at a time.
+type Deliveries =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<Message, pull::MessagesError>> + Send>>;
+
+/// A continuous pull of one SKU's intents, handed out as batches of whatever
+/// has arrived, up to the batch limit.
+pub struct IntentPuller {
+    messages: Deliveries,
+    batch_len_max: usize,
+    /// The consumer delivery sequence the next message should carry.
+    next_delivery: Option<u64>,
+    /// The deliveries ended (the pull failed or was closed).
+    ended: bool,
+}
+
+impl IntentPuller {
+    /// The next batch, in delivery order. `Ok(None)` when the pull ended.
+    ///
+    /// Cancel-safe: the only await is for the first message (a stream's
+    /// `next`); the rest of the batch is taken without waiting, so dropping
+    /// the future part-way never drops a delivered message.
+    pub async fn next_batch(&mut self) -> Result<Option<IntentBatch>, BusError> {
+        let mut batch = IntentBatch {
+            intents: Vec::new(),
+            continuity: match self.next_delivery {
+                None => Continuity::FirstOfPull,
+                Some(_) => Continuity::Contiguous,
+            },
+            messages: Vec::new(),
+        };
+        Ok(self.receive_into(&mut batch).await?.then_some(batch))
+    }
+
+    /// Whether `batch` has room for more and the pull can still bring some.
+    pub fn can_top_up(&self, batch: &IntentBatch) -> bool {
+        !self.ended && batch.intents.len() < self.batch_len_max
+    }
+
+    /// Waits for more deliveries and adds them to `batch` (the next ones
+    /// after it), up to the batch limit: a batch pulled ahead keeps growing
+    /// while the previous one commits. Cancel-safe, like [`Self::next_batch`].
+    pub async fn top_up(&mut self, batch: &mut IntentBatch) -> Result<(), BusError> {
+        self.receive_into(batch).await.map(|_| ())
+    }
+
+    /// Waits for one delivery, then takes every one already delivered, until
+    /// `batch` holds the batch limit of intents (a message is never split).
+    /// `Ok(false)` when the pull ended.
+    async fn receive_into(&mut self, batch: &mut IntentBatch) -> Result<bool, BusError> {
+        let Some(first) = self.messages.next().await else {
+            self.ended = true;
+            return Ok(false);
+        };
+        self.take(batch, first?)?;
+        // Take everything already delivered, up to the limit. Unconstrained:
+        // tokio's cooperative budget would otherwise cut every batch at ~128
+        // messages, however many are waiting.
+        tokio::task::unconstrained(async {
+            while batch.intents.len() < self.batch_len_max {
+                match self.messages.next().now_or_never() {
+                    Some(Some(message)) => self.take(batch, message?)?,
+                    _ => break,
+                }
+            }
+            Ok::<_, BusError>(())
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// Adds one delivered message and its intents to `batch`.
+    fn take(&mut self, batch: &mut IntentBatch, message: Message) -> Result<(), BusError> {
+        let info = message.info()?;
+        // Every delivery, redeliveries included, takes the consumer's next
+        // delivery sequence: a jump means a delivery we never saw.
+        if self
+            .next_delivery
+            .is_some_and(|next| next != info.consumer_sequence)
+        {
+            batch.continuity = Continuity::Broken;
+        }
+        self.next_delivery = Some(info.consumer_sequence + 1);
+        batch
+            .intents
+            .extend(parse_intent_message(info.stream_sequence, &message.payload));
+        batch.messages.push(message);
+        Ok(())
+    }
+}

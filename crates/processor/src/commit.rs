@@ -1,0 +1,93 @@
+//! Committing one decided batch: decide it with the ledger, apply it in one
+//! transaction, and keep retrying (reloading the ledger from the store each
+//! time) until it is in, fenced out, or stopped.
+//!
+//! Must not ack or announce: a batch is acked and announced only after this
+//! returns its committed plan. Must not trust the in-memory ledger after a
+//! failed commit: only the store knows what was applied.
+
+use std::time::Duration;
+
+use dropline_bus::IntentBatch;
+use dropline_core::{BatchPlan, Intent, Ledger, Sku};
+use dropline_store::StoreError;
+use tokio::sync::watch;
+
+use crate::context::Context;
+
+/// Decides and commits one batch, retrying until it is in the store.
+/// Returns the committed plan, or `None` when fenced.
+pub(crate) async fn commit(
+    ctx: &Context,
+    sku: &Sku,
+    epoch: u64,
+    ledger: &mut Ledger,
+    intents: &[Intent],
+    batch: &IntentBatch,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<BatchPlan>> {
+    let mut failures = 0u32;
+    loop {
+        let plan = ledger.decide(intents);
+        if plan.is_noop() {
+            return Ok(Some(plan));
+        }
+        match apply_keeping_messages(ctx, sku, epoch, &plan, batch).await {
+            Ok(applied) => {
+                ledger.apply(&plan);
+                if applied.remaining != ledger.remaining() {
+                    // Stock moved outside this partition's ledger: trust the store.
+                    tracing::warn!(
+                        store = applied.remaining,
+                        ledger = ledger.remaining(),
+                        "stock differs; reloading ledger"
+                    );
+                    *ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
+                }
+                return Ok(Some(plan));
+            }
+            Err(StoreError::Fenced) => return Ok(None),
+            Err(err) => {
+                failures += 1;
+                tracing::warn!(%err, failures, decided = plan.decided.len(), "commit batch; reloading ledger and retrying");
+                // Keep the messages from being redelivered while we retry.
+                let _ = batch.in_progress().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(ctx.config.retry_backoff(failures)) => {}
+                    _ = stop.changed() => anyhow::bail!("stopped while retrying a commit"),
+                }
+                // The outcome of a failed commit may be unknown (connection
+                // lost mid-commit): only the store can say what was applied.
+                match ctx.store.load_ledger_state(sku).await {
+                    Ok(state) => *ledger = Ledger::new(state),
+                    Err(err) => tracing::warn!(%err, "reload ledger"),
+                }
+            }
+        }
+    }
+}
+
+/// Applies the plan; while a slow commit runs, tells JetStream the batch is
+/// in progress so it is not redelivered after `ack_wait`.
+async fn apply_keeping_messages(
+    ctx: &Context,
+    sku: &Sku,
+    epoch: u64,
+    plan: &BatchPlan,
+    batch: &IntentBatch,
+) -> Result<dropline_store::AppliedBatch, StoreError> {
+    let apply = ctx.store.apply_batch(sku, epoch, plan);
+    tokio::pin!(apply);
+    let every = Duration::from_millis((ctx.config.consumer.ack_wait_ms / 3).max(1));
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            result = &mut apply => return result,
+            _ = progress.tick() => {
+                if let Err(err) = batch.in_progress().await {
+                    tracing::warn!(%err, "signal batch in progress");
+                }
+            }
+        }
+    }
+}
