@@ -13,7 +13,7 @@ demo buyers="3000" stock="100":
 
 # Every test, against the local NATS and Postgres (or private ones if those are down).
 test *args:
-    cargo build --quiet -p dropline -p dropctl
+    cargo build --quiet --workspace --all-targets
     deploy/local/with-services.sh cargo test --workspace {{args}}
 
 # Formatting, clippy with warnings denied, and the house rules (CI runs this too).

@@ -13,159 +13,114 @@ async fn post(app: &TestApp, sku: &str, headers: &[(&str, &str)], body: &str) ->
     read_answer(request).await
 }
 
+/// One malformed purchase: what is wrong with it, the status it must get,
+/// and the request.
+struct Case {
+    what: &'static str,
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    sku: String,
+    body: String,
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+const OK_BODY: &str = r#"{"user_id":"ana"}"#;
+
+impl Case {
+    /// A JSON purchase of `sku` with key `k-1` and `body`.
+    fn body(what: &'static str, status: u16, sku: &str, body: &str) -> Self {
+        Self::with_headers(what, status, sku, &[JSON, ("idempotency-key", "k-1")], body)
+    }
+
+    fn with_headers(
+        what: &'static str,
+        status: u16,
+        sku: &str,
+        headers: &[(&'static str, &str)],
+        body: &str,
+    ) -> Self {
+        Self {
+            what,
+            status,
+            headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+            sku: sku.to_string(),
+            body: body.to_string(),
+        }
+    }
+}
+
+fn malformed_purchases(sku: &str) -> Vec<Case> {
+    let key = ("idempotency-key", "k-1");
+    let long_key = "k".repeat(256);
+    let huge_body = format!(r#"{{"user_id":"{}"}}"#, "a".repeat(10_000));
+    let header_case = |what, headers: &[(&'static str, &str)]| {
+        Case::with_headers(what, 400, sku, headers, OK_BODY)
+    };
+    vec![
+        header_case("no Idempotency-Key", &[JSON]),
+        header_case("empty Idempotency-Key", &[JSON, ("idempotency-key", "")]),
+        header_case("key with a space", &[JSON, ("idempotency-key", "a b")]),
+        header_case(
+            "unterminated quoted key",
+            &[JSON, ("idempotency-key", "\"abc")],
+        ),
+        header_case("key too long", &[JSON, ("idempotency-key", &long_key)]),
+        Case::body("not JSON", 400, sku, "user_id=ana"),
+        Case::body("no user_id", 400, sku, "{}"),
+        Case::body("blank user_id", 400, sku, r#"{"user_id":"  "}"#),
+        Case::body("user_id not a string", 400, sku, r#"{"user_id":42}"#),
+        Case::body(
+            "quantity zero",
+            400,
+            sku,
+            r#"{"user_id":"ana","quantity":0}"#,
+        ),
+        Case::body(
+            "quantity negative",
+            400,
+            sku,
+            r#"{"user_id":"ana","quantity":-3}"#,
+        ),
+        Case::body(
+            "quantity huge",
+            400,
+            sku,
+            r#"{"user_id":"ana","quantity":1000000}"#,
+        ),
+        Case::body(
+            "quantity not a number",
+            400,
+            sku,
+            r#"{"user_id":"ana","quantity":"2"}"#,
+        ),
+        Case::body("unknown field", 400, sku, r#"{"user_id":"ana","price":1}"#),
+        Case::with_headers("no content type", 415, sku, &[key], OK_BODY),
+        Case::with_headers(
+            "text/plain",
+            415,
+            sku,
+            &[("content-type", "text/plain"), key],
+            OK_BODY,
+        ),
+        Case::body("body too large", 413, sku, &huge_body),
+        Case::body("SKU with a dot", 400, "a.b", OK_BODY),
+        Case::body("SKU with a wildcard", 400, "a*", OK_BODY),
+        Case::body("unknown SKU", 404, "no-such-drop", OK_BODY),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_malformed_purchase_gets_a_problem_and_changes_nothing() {
     let app = spawn_app().await;
-    let sku = app.sku.to_string();
-    let json = ("content-type", "application/json");
-    let key = ("idempotency-key", "k-1");
-    let ok_body = r#"{"user_id":"ana"}"#;
-    let huge_body = format!(r#"{{"user_id":"{}"}}"#, "a".repeat(10_000));
-    let long_key = "k".repeat(256);
-    // (what, expected status, headers, SKU in the path, body)
-    type Case<'a> = (&'a str, u16, Vec<(&'a str, &'a str)>, String, String);
-    let cases: Vec<Case> = vec![
-        (
-            "no Idempotency-Key",
-            400,
-            vec![json],
-            sku.clone(),
-            ok_body.into(),
-        ),
-        (
-            "empty Idempotency-Key",
-            400,
-            vec![json, ("idempotency-key", "")],
-            sku.clone(),
-            ok_body.into(),
-        ),
-        (
-            "key with a space",
-            400,
-            vec![json, ("idempotency-key", "a b")],
-            sku.clone(),
-            ok_body.into(),
-        ),
-        (
-            "unterminated quoted key",
-            400,
-            vec![json, ("idempotency-key", "\"abc")],
-            sku.clone(),
-            ok_body.into(),
-        ),
-        (
-            "key too long",
-            400,
-            vec![json, ("idempotency-key", long_key.as_str())],
-            sku.clone(),
-            ok_body.into(),
-        ),
-        (
-            "not JSON",
-            400,
-            vec![json, key],
-            sku.clone(),
-            "user_id=ana".into(),
-        ),
-        ("no user_id", 400, vec![json, key], sku.clone(), "{}".into()),
-        (
-            "blank user_id",
-            400,
-            vec![json, key],
-            sku.clone(),
-            r#"{"user_id":"  "}"#.into(),
-        ),
-        (
-            "user_id not a string",
-            400,
-            vec![json, key],
-            sku.clone(),
-            r#"{"user_id":42}"#.into(),
-        ),
-        (
-            "quantity zero",
-            400,
-            vec![json, key],
-            sku.clone(),
-            r#"{"user_id":"ana","quantity":0}"#.into(),
-        ),
-        (
-            "quantity negative",
-            400,
-            vec![json, key],
-            sku.clone(),
-            r#"{"user_id":"ana","quantity":-3}"#.into(),
-        ),
-        (
-            "quantity huge",
-            400,
-            vec![json, key],
-            sku.clone(),
-            r#"{"user_id":"ana","quantity":1000000}"#.into(),
-        ),
-        (
-            "quantity not a number",
-            400,
-            vec![json, key],
-            sku.clone(),
-            r#"{"user_id":"ana","quantity":"2"}"#.into(),
-        ),
-        (
-            "unknown field",
-            400,
-            vec![json, key],
-            sku.clone(),
-            r#"{"user_id":"ana","price":1}"#.into(),
-        ),
-        (
-            "no content type",
-            415,
-            vec![key],
-            sku.clone(),
-            ok_body.into(),
-        ),
-        (
-            "text/plain",
-            415,
-            vec![("content-type", "text/plain"), key],
-            sku.clone(),
-            ok_body.into(),
-        ),
-        (
-            "body too large",
-            413,
-            vec![json, key],
-            sku.clone(),
-            huge_body.clone(),
-        ),
-        (
-            "SKU with a dot",
-            400,
-            vec![json, key],
-            "a.b".into(),
-            ok_body.into(),
-        ),
-        (
-            "SKU with a wildcard",
-            400,
-            vec![json, key],
-            "a*".into(),
-            ok_body.into(),
-        ),
-        (
-            "unknown SKU",
-            404,
-            vec![json, key],
-            "no-such-drop".into(),
-            ok_body.into(),
-        ),
-    ];
-    for (what, status, headers, sku, body) in &cases {
-        let answer = post(&app, sku, headers, body).await;
-        assert_eq!(answer.status, *status, "{what}: {answer:?}");
+    for case in malformed_purchases(app.sku.as_str()) {
+        let headers: Vec<(&str, &str)> =
+            case.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let answer = post(&app, &case.sku, &headers, &case.body).await;
+        let what = case.what;
+        assert_eq!(answer.status, case.status, "{what}: {answer:?}");
         assert_eq!(answer.content_type, "application/problem+json", "{what}");
         assert_eq!(
-            answer.body["status"], *status,
+            answer.body["status"], case.status,
             "{what}: problem body names the status"
         );
         assert!(
@@ -173,7 +128,13 @@ async fn each_malformed_purchase_gets_a_problem_and_changes_nothing() {
             "{what}"
         );
     }
+    assert_bad_reads_get_problems(&app).await;
+    assert_nothing_was_accepted(&app).await;
+    // And the drop still works for a good request afterwards.
+    assert_eq!(app.buy("good", "ana", 10).await.status, 201);
+}
 
+async fn assert_bad_reads_get_problems(app: &TestApp) {
     let bad_reads = [
         (format!("/v1/drops/{}/purchases/never-sent", app.sku), 404),
         ("/v1/drops/a.b".to_string(), 400),
@@ -188,8 +149,10 @@ async fn each_malformed_purchase_gets_a_problem_and_changes_nothing() {
     let wrong_method = read_answer(app.http.delete(app.purchases_url())).await;
     assert_eq!(wrong_method.status, 405);
     assert_eq!(wrong_method.content_type, "application/problem+json");
+}
 
-    // Nothing was accepted, decided or sold.
+/// Nothing was accepted, decided or sold.
+async fn assert_nothing_was_accepted(app: &TestApp) {
     assert_eq!(app.intents_in_stream().await, 0);
     assert_eq!(app.stored_counts().await, (0, 0));
     let view = app.drop_view().await;
@@ -197,7 +160,4 @@ async fn each_malformed_purchase_gets_a_problem_and_changes_nothing() {
         (view["remaining"].as_u64(), view["won"].as_u64()),
         (Some(100), Some(0))
     );
-
-    // And the drop still works for a good request afterwards.
-    assert_eq!(app.buy("good", "ana", 10).await.status, 201);
 }

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use dropline_suite::{spawn_app, Answer};
+use dropline_suite::{spawn_app, Answer, TestApp};
 use tokio::sync::Barrier;
 
 const BUYERS: usize = 2_000;
@@ -25,13 +25,23 @@ async fn two_thousand_simultaneous_buyers_for_a_hundred_pairs_get_exactly_a_hund
             (key, user, answer)
         }));
     }
-    let mut answers: Vec<(String, String, Answer)> = Vec::with_capacity(BUYERS);
+    let mut answers: Vec<Told> = Vec::with_capacity(BUYERS);
     for buyer in buyers {
         answers.push(buyer.await.expect("buyer task"));
     }
+    assert_exactly_the_first_won(&answers);
+    assert_answers_are_recorded(&app, &answers).await;
+    assert_store_and_stream_agree(&app).await;
+    app.assert_invariants().await;
+}
 
+/// A buyer's key and user, and what they were told.
+type Told = (String, String, Answer);
+
+/// A hundred winners with distinct orders, the first hundred in line.
+fn assert_exactly_the_first_won(answers: &[Told]) {
     let mut by_status: HashMap<u16, usize> = HashMap::new();
-    for (_, _, a) in &answers {
+    for (_, _, a) in answers {
         *by_status.entry(a.status).or_default() += 1;
     }
     assert_eq!(by_status.get(&201), Some(&STOCK), "statuses: {by_status:?}");
@@ -51,7 +61,7 @@ async fn two_thousand_simultaneous_buyers_for_a_hundred_pairs_get_exactly_a_hund
         STOCK,
         "every winner has a distinct order id"
     );
-    for (key, user, a) in &answers {
+    for (key, user, a) in answers {
         assert_eq!(a.body["idempotency_key"], key.as_str());
         assert_eq!(a.body["user_id"], user.as_str());
         assert!(
@@ -75,7 +85,11 @@ async fn two_thousand_simultaneous_buyers_for_a_hundred_pairs_get_exactly_a_hund
         "first {STOCK} in stream order won"
     );
     assert!(seqs[STOCK..].iter().all(|(_, s)| *s == 409));
+}
 
+/// Every winner is readable, and a replay of any answer is that answer.
+async fn assert_answers_are_recorded(app: &TestApp, answers: &[Told]) {
+    let winners: Vec<_> = answers.iter().filter(|(_, _, a)| a.status == 201).collect();
     // Every winner is readable, and a replay returns the same answer and order.
     for (key, user, won) in winners.iter().take(25) {
         let read = app
@@ -91,7 +105,10 @@ async fn two_thousand_simultaneous_buyers_for_a_hundred_pairs_get_exactly_a_hund
         let replay = app.buy(key, user, 5).await;
         assert_eq!((replay.status, &replay.body), (409, &lost.body));
     }
+}
 
+/// The drop, the database and the stream agree with what buyers were told.
+async fn assert_store_and_stream_agree(app: &TestApp) {
     let view = app.drop_view().await;
     assert_eq!(view["remaining"], 0);
     assert_eq!(view["won"], STOCK as u64);
@@ -108,5 +125,4 @@ async fn two_thousand_simultaneous_buyers_for_a_hundred_pairs_get_exactly_a_hund
         messages < BUYERS as u64 / 2,
         "{messages} messages for {BUYERS} simultaneous buyers"
     );
-    app.assert_invariants().await;
 }

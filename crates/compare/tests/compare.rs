@@ -39,12 +39,14 @@ fn the_seed_design_oversells_and_dropline_keeps_every_promise() {
     let rows: Vec<Value> =
         serde_json::from_slice(&std::fs::read(&json).expect("JSON rows")).expect("valid JSON");
     assert_eq!(rows.len(), 8, "two workloads × four designs: {rows:#?}");
-    let row = |workload: &str, strategy: &str| -> &Value {
-        rows.iter()
-            .find(|r| r["workload"] == workload && r["strategy"] == strategy)
-            .unwrap_or_else(|| panic!("no row {workload} / {strategy}"))
-    };
-    for fields in &rows {
+    assert_every_row_is_complete(&rows);
+    assert_only_the_seed_broke_a_promise(&rows);
+    assert_the_verdict_is_printed(&stdout);
+}
+
+/// Every field a reader of the JSON relies on is in every row.
+fn assert_every_row_is_complete(rows: &[Value]) {
+    for fields in rows {
         for field in [
             "workload",
             "strategy",
@@ -63,7 +65,14 @@ fn the_seed_design_oversells_and_dropline_keeps_every_promise() {
             assert!(fields.get(field).is_some(), "{field} missing in {fields}");
         }
     }
+}
 
+fn assert_only_the_seed_broke_a_promise(rows: &[Value]) {
+    let row = |workload: &str, strategy: &str| -> &Value {
+        rows.iter()
+            .find(|r| r["workload"] == workload && r["strategy"] == strategy)
+            .unwrap_or_else(|| panic!("no row {workload} / {strategy}"))
+    };
     let seed = row("sneaker", "seed-lock");
     assert!(
         seed["oversold"].as_u64().expect("oversold") > 0,
@@ -78,7 +87,10 @@ fn the_seed_design_oversells_and_dropline_keeps_every_promise() {
             }
         }
     }
+}
 
+/// Each table is followed by the ratios, and the run by the verdict.
+fn assert_the_verdict_is_printed(stdout: &str) {
     assert!(
         stdout.contains("wall time against dropline's"),
         "each table is followed by the ratios: {stdout}"

@@ -98,21 +98,7 @@ pub(super) fn timeline_chart(report: &Report, results: &BurstResults) -> String 
         "timeline-chart",
         2,
         "Decisions and remaining stock over time",
-        &[
-            (
-                LegendMark::Line,
-                DECIDED_COLOUR,
-                format!("purchases decided (final {})", thousands(decided_last)),
-            ),
-            (
-                LegendMark::Line,
-                REMAINING_COLOUR,
-                format!(
-                    "remaining stock (final {})",
-                    signed_thousands(remaining_last)
-                ),
-            ),
-        ],
+        &timeline_legend(decided_last, remaining_last),
     );
     let decided = LinePanel {
         caption: "Purchases decided (cumulative)".into(),
@@ -150,6 +136,28 @@ pub(super) fn timeline_chart(report: &Report, results: &BurstResults) -> String 
             "Sampled at {TIMELINE_POINTS} instants; a won answer takes one unit at the moment the buyer was told."
         ),
     )
+}
+
+/// Each line's swatch and label, with where it ends.
+fn timeline_legend(
+    decided_last: u64,
+    remaining_last: i64,
+) -> [(LegendMark, &'static str, String); 2] {
+    [
+        (
+            LegendMark::Line,
+            DECIDED_COLOUR,
+            format!("purchases decided (final {})", thousands(decided_last)),
+        ),
+        (
+            LegendMark::Line,
+            REMAINING_COLOUR,
+            format!(
+                "remaining stock (final {})",
+                signed_thousands(remaining_last)
+            ),
+        ),
+    ]
 }
 
 /// One panel of a line over the chart's shared time axis.

@@ -255,18 +255,7 @@ impl Frontend {
         }
         let in_block = matches!(self.status, IN_BLOCK | FAILED_BLOCK);
         match message {
-            ClientMessage::Query(kind) => {
-                self.requests += 1;
-                // A simple query destroys the unnamed statement and portal.
-                self.statements.remove(&b""[..]);
-                self.portals.remove(&b""[..]);
-                self.status = kind.after(self.status);
-                Step::hold_if(if in_block {
-                    kind == Kind::End
-                } else {
-                    kind == Kind::Other
-                })
-            }
+            ClientMessage::Query(kind) => self.query(kind, in_block),
             ClientMessage::Parse { statement, kind } => {
                 if let Some(name) = statement {
                     remember(&mut self.statements, name, kind);
@@ -283,18 +272,7 @@ impl Frontend {
                 }
                 Step::Forward
             }
-            ClientMessage::Execute { portal } => {
-                let kind = portal
-                    .and_then(|portal| self.portals.get(portal))
-                    .copied()
-                    .unwrap_or(Kind::Other);
-                self.executed = true;
-                self.status = kind.after(self.status);
-                self.implicit |= !in_block && kind == Kind::Other;
-                // Postgres commits a transaction-control statement at its
-                // Execute (finish_xact_command in exec_execute_message).
-                Step::hold_if(in_block && kind == Kind::End)
-            }
+            ClientMessage::Execute { portal } => self.execute(portal, in_block),
             ClientMessage::Close {
                 what,
                 name: Some(name),
@@ -319,6 +297,35 @@ impl Frontend {
                 Step::hold_if(!in_block)
             }
         }
+    }
+
+    /// A simple query: its own transaction outside a block (held), or the
+    /// end of the block it is in (held).
+    fn query(&mut self, kind: Kind, in_block: bool) -> Step {
+        self.requests += 1;
+        // A simple query destroys the unnamed statement and portal.
+        self.statements.remove(&b""[..]);
+        self.portals.remove(&b""[..]);
+        self.status = kind.after(self.status);
+        Step::hold_if(if in_block {
+            kind == Kind::End
+        } else {
+            kind == Kind::Other
+        })
+    }
+
+    /// An `Execute` runs its portal at once.
+    fn execute(&mut self, portal: Option<&[u8]>, in_block: bool) -> Step {
+        let kind = portal
+            .and_then(|portal| self.portals.get(portal))
+            .copied()
+            .unwrap_or(Kind::Other);
+        self.executed = true;
+        self.status = kind.after(self.status);
+        self.implicit |= !in_block && kind == Kind::Other;
+        // Postgres commits a transaction-control statement at its
+        // Execute (finish_xact_command in exec_execute_message).
+        Step::hold_if(in_block && kind == Kind::End)
     }
 }
 
