@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use crate::burst::BurstResults;
 
-use super::svg::nice_step;
-
 /// Most histogram buckets wanted per latency chart; a "nice" bucket width
 /// gives at most one more, well under 200 bars per series.
 const HISTOGRAM_BUCKETS_TARGET: usize = 100;
@@ -116,4 +114,19 @@ pub(super) fn decided_count(results: &BurstResults) -> usize {
 
 pub(super) fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
+}
+
+/// 1, 2 or 5 × 10ⁿ: the smallest such step that covers `span` in at most
+/// `steps_max` steps.
+pub(super) fn nice_step(span: f64, steps_max: usize) -> f64 {
+    if span.is_nan() || span <= 0.0 {
+        return 1.0;
+    }
+    let raw = span / steps_max.max(1) as f64;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|step| *step >= raw)
+        .unwrap_or(10.0 * magnitude)
 }

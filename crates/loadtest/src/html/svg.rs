@@ -1,6 +1,6 @@
 //! SVG primitives: axes with round ticks, panels, legends, bars and lines.
 
-use super::series::Histogram;
+use super::series::{nice_step, Histogram};
 use super::text::{escape, number, thousands};
 
 const SVG_WIDTH_PX: f64 = 960.0;
@@ -49,21 +49,6 @@ impl Axis {
     fn fraction(&self, value: f64) -> f64 {
         (value - self.min) / (self.max - self.min)
     }
-}
-
-/// 1, 2 or 5 × 10ⁿ: the smallest such step that covers `span` in at most
-/// `steps_max` steps.
-pub(super) fn nice_step(span: f64, steps_max: usize) -> f64 {
-    if span.is_nan() || span <= 0.0 {
-        return 1.0;
-    }
-    let raw = span / steps_max.max(1) as f64;
-    let magnitude = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * magnitude)
-        .find(|step| *step >= raw)
-        .unwrap_or(10.0 * magnitude)
 }
 
 /// A plot area of a chart, in pixels.

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use dropline_core::Sku;
 
-use super::series::{bucket_width_ms, histogram, timeline, TIMELINE_POINTS};
-use super::svg::nice_step;
+use super::series::{bucket_width_ms, histogram, nice_step, timeline, TIMELINE_POINTS};
 use super::text::{duration_ms, number, thousands};
 use super::*;
 use crate::burst::BuyerResult;

@@ -4,8 +4,18 @@
 
 use std::collections::HashMap;
 
-use super::transaction_ends::Observed;
 use super::{BLOCK_NAMES_MAX, FAILED_BLOCK, IDLE, IN_BLOCK, STATEMENT_WORDS_MAX};
+
+/// What the server's last `ReadyForQuery` said, as the client's direction
+/// sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Observed {
+    /// The transaction status; `None` until startup is over.
+    pub(super) status: Option<u8>,
+    /// `ReadyForQuery` messages after the one that ended startup: one per
+    /// `Query`, `Sync` or `FunctionCall` the server has answered.
+    pub(super) answered: u64,
+}
 
 /// What a statement does to the transaction block, as far as the proxy
 /// needs to know.

@@ -10,7 +10,7 @@ use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
 
-use super::messages::{ClientMessage, Frontend, Step};
+use super::messages::{ClientMessage, Frontend, Observed, Step};
 use super::{invalid, CHUNK_BYTES_MAX, HEADER_BYTES, PEEK_BYTES_MAX};
 
 /// The body length a message's header gives (its int32 counts itself, never
@@ -21,17 +21,6 @@ pub(super) fn body_bytes(header: &[u8; HEADER_BYTES]) -> io::Result<usize> {
         .ok()
         .and_then(|length| length.checked_sub(4))
         .ok_or_else(|| invalid("a message of negative length"))
-}
-
-/// What the server's last `ReadyForQuery` said, as the client's direction
-/// sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct Observed {
-    /// The transaction status; `None` until startup is over.
-    pub(super) status: Option<u8>,
-    /// `ReadyForQuery` messages after the one that ended startup: one per
-    /// `Query`, `Sync` or `FunctionCall` the server has answered.
-    pub(super) answered: u64,
 }
 
 /// [`Observed`], written by the server's direction and read by the
