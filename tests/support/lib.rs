@@ -144,6 +144,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         },
     };
     let nats = options.nats_url.clone().unwrap_or_else(nats_url);
+    dropline_testkit::nats::check_expected_version(&nats)
+        .await
+        .expect("the NATS this test leg is meant for");
     let mut settings = Settings::for_services(&database_url, &nats);
     settings.processor.discovery_interval_ms = 50;
     (options.tune)(&mut settings);

@@ -11,7 +11,7 @@ use async_nats::connection::State;
 use async_nats::jetstream;
 use tokio::sync::watch;
 
-use crate::BusError;
+use crate::{BusError, ServerVersion};
 
 /// NATS with JetStream on its default local port.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -97,6 +97,12 @@ impl Bus {
             js,
             connections_lost,
         })
+    }
+
+    /// The version of the server the client is connected to, from its INFO
+    /// (`None` before the first connection).
+    pub fn server_version(&self) -> Option<ServerVersion> {
+        ServerVersion::parse(&self.client.server_info().version).ok()
     }
 
     /// True while the connection to the server is up.

@@ -12,6 +12,7 @@ mod provision;
 mod publish;
 mod pull;
 mod read;
+mod version;
 
 pub use connect::{Bus, BusOptions, DEFAULT_NATS_URL};
 pub use decisions::DecisionFeed;
@@ -21,6 +22,7 @@ pub use dropline_core::wire::{IntentMessage, PulledIntent};
 pub use provision::{ConsumerSettings, StreamSettings};
 pub use publish::{PendingAck, PublishError};
 pub use pull::{Continuity, IntentBatch, IntentPuller};
+pub use version::{NotAVersion, ServerVersion};
 
 /// Any bus failure that is not a refusal the caller must branch on.
 pub type BusError = async_nats::Error;

@@ -39,8 +39,27 @@ async fn connect(settings: &Settings, role: &str) -> anyhow::Result<(Store, Bus)
     let bus = Bus::connect(&settings.nats_url, &options, true)
         .await
         .map_err(|e| anyhow::anyhow!("connect to NATS at {}: {e}", settings.nats_url))?;
+    warn_if_acks_are_not_durable(&bus);
     ensure_stream(&bus, settings).await?;
     Ok((store, bus))
+}
+
+/// dropline runs on nats-server 2.9, but says once, loudly, what that
+/// costs: the server acks before its disk has the intent.
+fn warn_if_acks_are_not_durable(bus: &Bus) {
+    match bus.server_version() {
+        Some(version) if !version.can_sync_always() => tracing::warn!(
+            %version,
+            "nats-server {version} acks a publish before it is on disk (it has no \
+             `sync_interval: always`, which came in 2.10): an accepted purchase survives a \
+             crash of the server process, not a power loss of its machine, unless the \
+             stream has 3 replicas on 3 machines; it also lacks several filter subjects \
+             per consumer. Run nats-server 2.10 or later with deploy/nats/single-node.conf \
+             or cluster-node.conf"
+        ),
+        Some(version) => tracing::info!(%version, "connected to nats-server"),
+        None => {}
+    }
 }
 
 /// Creates the stream, retrying for a while: a JetStream cluster that is

@@ -1,13 +1,16 @@
 //! Private `nats-server`s, for tests and tools that must change a server's
 //! settings, stop it, freeze it or lose a node of a cluster without touching
-//! the machine's shared one. Which binary runs is decided here and only
-//! here ([`server_binary`]).
+//! the machine's shared one. Which binary runs, and with which durability
+//! configuration, is decided here and only here ([`server_binary`],
+//! [`ServerVersion::can_sync_always`]); which version a test leg talks to is
+//! checked here too ([`check_expected_version`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use dropline_bus::ServerVersion;
 
 use crate::ports::free_port;
 use crate::processes::{send_signal, Signal};
@@ -17,12 +20,76 @@ const START_WAIT_MS_MAX: u64 = 5_000;
 /// How long a cluster may take to place a replicated stream.
 const CLUSTER_READY_MS_MAX: u64 = 60_000;
 
-/// The `nats-server` binary private servers run: `DROPLINE_NATS_SERVER`
-/// when set, else the one on the PATH.
-pub fn server_binary() -> PathBuf {
-    std::env::var_os("DROPLINE_NATS_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("nats-server"))
+/// The nats-server version the project's scripts install and its tests run.
+const PINNED_VERSION: &str = include_str!("../../../deploy/local/nats-server.version");
+
+/// The durability setting of every private server that supports it: fsync
+/// before each PubAck. The same file the local scripts use.
+const SYNC_ALWAYS_CONFIG: &str = include_str!("../../../deploy/local/nats-sync-always.conf");
+
+/// The version the project pins (`deploy/local/nats-server.version`).
+pub fn pinned_version() -> &'static str {
+    PINNED_VERSION.trim()
+}
+
+/// The `nats-server` binary private servers run: `DROPLINE_NATS_SERVER`,
+/// else the pinned one in the project's cache (where
+/// `deploy/local/install-nats-server.sh` puts it). Never whatever comes
+/// first on the PATH: a test must know which server it tests.
+pub fn server_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("DROPLINE_NATS_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let cached = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.cache/nats-server")
+        .join(pinned_version())
+        .join("nats-server");
+    anyhow::ensure!(
+        cached.is_file(),
+        "no nats-server: set DROPLINE_NATS_SERVER, or run deploy/local/install-nats-server.sh \
+         (`just test` does both)"
+    );
+    Ok(cached)
+}
+
+/// The version of `binary`, from its `--version`.
+pub fn binary_version(binary: &Path) -> anyhow::Result<ServerVersion> {
+    let out = Command::new(binary)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("run {} --version", binary.display()))?;
+    Ok(ServerVersion::parse(&String::from_utf8_lossy(&out.stdout))?)
+}
+
+/// True when `expected` (`2.9`, `2.15.1`) names `version`.
+pub fn version_matches(version: ServerVersion, expected: &str) -> bool {
+    let mut wanted = expected.trim().trim_start_matches('v').split('.');
+    [version.major, version.minor, version.patch]
+        .into_iter()
+        .zip(&mut wanted)
+        .all(|(have, want)| want.parse() == Ok(have))
+        && wanted.next().is_none()
+}
+
+/// Fails unless the server at `url` (its INFO, as a client sees it) is the
+/// version `DROPLINE_NATS_VERSION` names, when that is set: each test leg
+/// sets it, so a leg can never pass against the wrong server.
+pub async fn check_expected_version(url: &str) -> anyhow::Result<()> {
+    let Ok(expected) = std::env::var("DROPLINE_NATS_VERSION") else {
+        return Ok(());
+    };
+    let servers: Vec<&str> = url.split(',').map(str::trim).collect();
+    let client = async_nats::connect(servers)
+        .await
+        .with_context(|| format!("connect to {url} to read its version"))?;
+    let reported = client.server_info().version;
+    let version = ServerVersion::parse(&reported)?;
+    anyhow::ensure!(
+        version_matches(version, &expected),
+        "the NATS at {url} is nats-server {version}, but this test leg is for {expected} \
+         (DROPLINE_NATS_VERSION)"
+    );
+    Ok(())
 }
 
 /// One `nats-server -js` on a free port with its own store directory,
@@ -57,8 +124,10 @@ impl PrivateNats {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
-        let binary = server_binary();
+        let binary = server_binary()?;
+        let durable = self.durability_args(&binary)?;
         let child = Command::new(&binary)
+            .args(&durable)
             .args([
                 "-a",
                 "127.0.0.1",
@@ -80,7 +149,7 @@ impl PrivateNats {
                 .await
                 .is_ok()
             {
-                return Ok(());
+                return check_expected_version(&self.url).await;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -88,6 +157,18 @@ impl PrivateNats {
             "private nats-server did not start on port {} within {START_WAIT_MS_MAX} ms",
             self.port
         )
+    }
+
+    /// `-c <file>` with the sync-always setting, on servers that have it; a
+    /// 2.9 server runs without (it would refuse the setting).
+    fn durability_args(&self, binary: &Path) -> anyhow::Result<Vec<String>> {
+        if !binary_version(binary)?.can_sync_always() {
+            return Ok(Vec::new());
+        }
+        std::fs::create_dir_all(&self.store_dir).context("create the store directory")?;
+        let config = self.store_dir.join("sync-always.conf");
+        std::fs::write(&config, SYNC_ALWAYS_CONFIG).context("write the server's configuration")?;
+        Ok(vec!["-c".into(), config.display().to_string()])
     }
 
     /// Kills the server (SIGKILL), keeping its store.
@@ -183,5 +264,19 @@ impl PrivateCluster {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         anyhow::bail!("the 3-node cluster never became ready for replicated streams")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expected_version_matches_by_its_leading_parts() {
+        let v = ServerVersion::parse("2.15.1").expect("a version");
+        assert!(version_matches(v, "2.15.1") && version_matches(v, "2.15"));
+        assert!(!version_matches(v, "2.9") && !version_matches(v, "2.15.2"));
+        assert!(!version_matches(v, "2.15.1.4"));
+        assert_eq!(pinned_version().split('.').count(), 3);
     }
 }
