@@ -17,6 +17,7 @@ pub mod postgres;
 pub mod processes;
 pub mod proxy;
 pub mod stack;
+pub mod syscalls;
 
 pub use binaries::binary;
 pub use databases::{create_database, database_name, drop_database};

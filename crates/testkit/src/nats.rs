@@ -32,6 +32,13 @@ pub fn pinned_version() -> &'static str {
     PINNED_VERSION.trim()
 }
 
+/// The sync-always configuration private servers start with
+/// (`deploy/local/nats-sync-always.conf`), for tests that start a server
+/// their own way and must prove what this very text does.
+pub fn sync_always_config() -> &'static str {
+    SYNC_ALWAYS_CONFIG
+}
+
 /// The `nats-server` binary private servers run: `DROPLINE_NATS_SERVER`,
 /// else the pinned one in the project's cache (where
 /// `deploy/local/install-nats-server.sh` puts it). Never whatever comes
