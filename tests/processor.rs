@@ -20,9 +20,12 @@ fn plan_of_one_win(seq: u64, applied_seq_before: u64) -> BatchPlan {
             order_id: Some(uuid::Uuid::new_v4()),
         }],
         repeated: vec![],
+        controls: vec![],
         applied_seq_before,
         applied_seq_after: seq,
         won_units: 1,
+        restocked_units: 0,
+        closed_seq: None,
     }
 }
 

@@ -192,6 +192,7 @@ async fn create_test_drop(store: &Store, stock: i64, per_user_limit: i64) -> Sku
             name: "test drop".into(),
             stock: Stock::parse(stock).expect("stock"),
             per_user_limit: PerUserLimit::parse(per_user_limit).expect("limit"),
+            opens_at: None,
         })
         .await
         .expect("create drop");

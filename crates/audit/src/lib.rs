@@ -7,9 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use dropline_bus::{Bus, PulledIntent};
-use dropline_core::{Decision, Intent, Ledger, LedgerState, Outcome, Sku};
-use dropline_store::{DropRow, Store};
+use dropline_bus::{Bus, PulledEntry};
+use dropline_core::{Decision, Entry, Ledger, LedgerState, Outcome, Sku};
+use dropline_store::{DropRow, OperationRow, Store};
 use serde::Serialize;
 
 /// One check and what it found.
@@ -55,12 +55,12 @@ pub async fn audit(store: &Store, bus: &Bus, sku: &Sku) -> anyhow::Result<AuditR
         .next()
         .ok_or_else(|| anyhow::anyhow!("no drop {sku}"))?;
     let decisions = store.decisions(sku).await?;
+    let operations = store.operations(sku).await?;
     let stream = bus
         .read_all_intents(sku)
         .await
         .map_err(|e| anyhow::anyhow!("read the stream: {e}"))?;
     let drop = &status.drop;
-    let stock = drop.initial_stock + drop.restocked;
     let mut report = AuditReport {
         sku: sku.to_string(),
         checks: Vec::new(),
@@ -73,13 +73,18 @@ pub async fn audit(store: &Store, bus: &Bus, sku: &Sku) -> anyhow::Result<AuditR
     check_stock(&mut report, drop, &decisions);
     check_one_decision_per_key(&mut report, &decisions);
     check_per_user_limit(&mut report, &decisions, drop.per_user_limit.get());
-    check_every_accepted_intent_decided(&mut report, &decisions, &stream, status.applied_seq);
-    check_replay(
+    check_every_accepted_intent_decided(
         &mut report,
         &decisions,
+        &operations,
         &stream,
         status.applied_seq,
-        stock,
+    );
+    check_replay(
+        &mut report,
+        (&decisions, &operations),
+        &stream,
+        status.applied_seq,
         drop,
     );
     Ok(report)
@@ -165,27 +170,35 @@ fn check_per_user_limit(report: &mut AuditReport, decisions: &[Decision], limit:
 fn check_every_accepted_intent_decided(
     report: &mut AuditReport,
     decisions: &[Decision],
-    stream: &[PulledIntent],
+    operations: &[OperationRow],
+    stream: &[PulledEntry],
     applied_seq: u64,
 ) {
     let by_seq: HashSet<u64> = decisions.iter().map(|d| d.seq).collect();
     let keys: HashSet<&str> = decisions.iter().map(|d| d.key.as_str()).collect();
+    let ops: HashSet<&str> = operations.iter().map(|o| o.operation_id.as_str()).collect();
     let mut undecided = Vec::new();
     let mut malformed = Vec::new();
-    for message in stream.iter().filter(|m| m.seq() <= applied_seq) {
-        match message {
+    for entry in stream.iter().filter(|m| m.seq() <= applied_seq) {
+        match entry {
             // Decided at this sequence, or a repeat of a key decided earlier.
-            PulledIntent::Intent(i) if by_seq.contains(&i.seq) || keys.contains(i.key.as_str()) => {
+            PulledEntry::Purchase(i)
+                if by_seq.contains(&i.seq) || keys.contains(i.key.as_str()) => {}
+            // Applied, here or (a retry) at an earlier place.
+            PulledEntry::Control(c) if ops.contains(c.op.as_str()) => {}
+            // An entry of a kind this build does not know must stop the line,
+            // never fall behind the applied sequence.
+            PulledEntry::Purchase(_) | PulledEntry::Control(_) | PulledEntry::Unknown { .. } => {
+                undecided.push(entry.seq())
             }
-            PulledIntent::Intent(i) => undecided.push(i.seq),
-            PulledIntent::Malformed { seq, .. } => malformed.push(*seq),
+            PulledEntry::Malformed { seq, .. } => malformed.push(*seq),
         }
     }
     report.check(
         "every accepted intent decided",
         undecided.is_empty(),
         format!(
-            "{} intents up to applied sequence {applied_seq}; undecided: {:?}",
+            "{} entries up to applied sequence {applied_seq}; undecided: {:?}",
             stream.iter().filter(|m| m.seq() <= applied_seq).count(),
             &undecided[..undecided.len().min(10)]
         ),
@@ -194,24 +207,25 @@ fn check_every_accepted_intent_decided(
         "no stray messages",
         malformed.is_empty(),
         format!(
-            "messages that are not intents: {:?}",
+            "messages that are not dropline's: {:?}",
             &malformed[..malformed.len().min(10)]
         ),
     );
 }
 
-/// Replays the stream through a fresh ledger: the decisions must be exactly
-/// the recorded ones (first come, first served; same input, same decisions).
+/// Replays the stream through a fresh ledger: the decisions and operator
+/// actions must be exactly the recorded ones (first come, first served;
+/// same input, same decisions).
 fn check_replay(
     report: &mut AuditReport,
-    decisions: &[Decision],
-    stream: &[PulledIntent],
+    recorded: (&[Decision], &[OperationRow]),
+    stream: &[PulledEntry],
     applied_seq: u64,
-    stock: u32,
     drop: &DropRow,
 ) {
+    let (decisions, operations) = recorded;
     let oldest_decision = decisions.iter().map(|d| d.seq).min();
-    let oldest_message = stream.first().map(PulledIntent::seq);
+    let oldest_message = stream.first().map(PulledEntry::seq);
     if let (Some(decided), Some(held)) = (oldest_decision, oldest_message) {
         if held > decided {
             report.check(
@@ -222,48 +236,54 @@ fn check_replay(
             return;
         }
     }
-    if drop.restocked > 0 {
-        report.check(
-            "replay matches",
-            true,
-            "skipped: restocks are not in the stream".into(),
-        );
-        return;
-    }
-    let intents: Vec<Intent> = stream
+    let entries: Vec<Entry> = stream
         .iter()
         .filter(|m| m.seq() <= applied_seq)
-        .filter_map(|m| match m {
-            PulledIntent::Intent(i) => Some(i.clone()),
-            PulledIntent::Malformed { .. } => None,
-        })
+        .filter_map(PulledEntry::entry)
         .collect();
-    let ledger = Ledger::new(LedgerState {
-        sku: drop.sku.clone(),
-        remaining: stock,
-        per_user_limit: drop.per_user_limit,
-        applied_seq: 0,
-        decisions: Vec::new(),
-    });
-    let replayed = ledger.decide(&intents).decided;
-    let mismatch = replayed
+    let ledger = Ledger::new(LedgerState::fresh(
+        drop.sku.clone(),
+        drop.initial_stock,
+        drop.per_user_limit,
+    ));
+    let plan = ledger.decide(&entries);
+    let mismatch = first_difference(&plan.decided, decisions, |d| (d.seq, d.outcome.as_str()));
+    let recorded_controls = operations
         .iter()
-        .zip(decisions.iter())
-        .position(|(r, d)| r != d)
-        .or((replayed.len() != decisions.len()).then(|| replayed.len().min(decisions.len())));
+        .map(OperationRow::control)
+        .collect::<Result<Vec<_>, _>>();
+    let control_mismatch = match &recorded_controls {
+        Ok(recorded) => first_difference(&plan.controls, recorded, |c| (c.seq, c.action.kind())),
+        Err(err) => Some(format!("unreadable operation: {err}")),
+    };
     report.check(
         "replay matches",
-        mismatch.is_none(),
-        match mismatch {
+        mismatch.is_none() && control_mismatch.is_none(),
+        match mismatch.or(control_mismatch) {
             None => format!(
-                "{} decisions replayed from the stream, all identical",
-                replayed.len()
+                "{} decisions and {} operator actions replayed from the stream, all identical",
+                plan.decided.len(),
+                plan.controls.len()
             ),
-            Some(i) => format!(
-                "first difference at decision {i}: replay {:?}, recorded {:?}",
-                replayed.get(i).map(|d| (d.seq, d.outcome)),
-                decisions.get(i).map(|d| (d.seq, d.outcome))
-            ),
+            Some(difference) => difference,
         },
     );
+}
+
+/// Where `replayed` and `recorded` first differ, in words.
+fn first_difference<T: PartialEq, S: std::fmt::Debug>(
+    replayed: &[T],
+    recorded: &[T],
+    show: impl Fn(&T) -> S,
+) -> Option<String> {
+    let at = replayed
+        .iter()
+        .zip(recorded)
+        .position(|(r, d)| r != d)
+        .or((replayed.len() != recorded.len()).then(|| replayed.len().min(recorded.len())))?;
+    Some(format!(
+        "first difference at entry {at}: replay {:?}, recorded {:?}",
+        replayed.get(at).map(&show),
+        recorded.get(at).map(&show)
+    ))
 }

@@ -6,8 +6,10 @@
 //! since a waiting gateway falls back to reading the store. Must therefore
 //! never be what correctness rests on: nothing here is retried or persisted.
 
-use dropline_core::names::{decision_subject, DECISIONS_SUBJECTS};
-use dropline_core::wire::{DecisionBatch, DecisionBatchRef, DECISIONS_PER_MESSAGE};
+use dropline_core::names::{
+    decision_subject, drop_events_subject, DECISIONS_SUBJECTS, DROP_EVENTS_SUBJECTS,
+};
+use dropline_core::wire::{DecisionBatch, DecisionBatchRef, DropEvent, DECISIONS_PER_MESSAGE};
 use dropline_core::{Decision, Sku};
 use futures::StreamExt;
 
@@ -33,6 +35,22 @@ impl Bus {
         Ok(())
     }
 
+    /// Broadcasts an event about a drop as a whole (fire and forget).
+    pub async fn publish_drop_event(&self, event: &DropEvent) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(event)?;
+        self.client
+            .publish(drop_events_subject(event.sku()), payload.into())
+            .await?;
+        Ok(())
+    }
+
+    /// Subscribes to the events of every drop.
+    pub async fn drop_events(&self) -> Result<DropEvents, BusError> {
+        Ok(DropEvents {
+            subscriber: self.client.subscribe(DROP_EVENTS_SUBJECTS).await?,
+        })
+    }
+
     /// Subscribes to the decisions of every SKU.
     pub async fn decision_feed(&self) -> Result<DecisionFeed, BusError> {
         Ok(DecisionFeed {
@@ -56,6 +74,28 @@ impl DecisionFeed {
                 Ok(batch) => return Some(batch),
                 Err(err) => {
                     tracing::warn!(subject = %message.subject, %err, "skip malformed decision batch")
+                }
+            }
+        }
+    }
+}
+
+/// A gateway's subscription to drop-level events.
+pub struct DropEvents {
+    subscriber: async_nats::Subscriber,
+}
+
+impl DropEvents {
+    /// The next event; `None` once the subscription ended. Messages that do
+    /// not parse (a newer dropline's events) are logged and skipped: every
+    /// event is also in the store, read at the next refresh.
+    pub async fn next(&mut self) -> Option<DropEvent> {
+        loop {
+            let message = self.subscriber.next().await?;
+            match serde_json::from_slice(&message.payload) {
+                Ok(event) => return Some(event),
+                Err(err) => {
+                    tracing::warn!(subject = %message.subject, %err, "skip an unknown drop event")
                 }
             }
         }

@@ -15,10 +15,10 @@ mod read;
 mod version;
 
 pub use connect::{Bus, BusOptions, DEFAULT_NATS_URL};
-pub use decisions::DecisionFeed;
+pub use decisions::{DecisionFeed, DropEvents};
 // The intent message codec lives with the wire types in the core;
 // re-exported because every sender and reader of intents goes through here.
-pub use dropline_core::wire::{IntentMessage, PulledIntent};
+pub use dropline_core::wire::{IntentMessage, PulledEntry};
 pub use provision::{ConsumerSettings, StreamSettings};
 pub use publish::{PendingAck, PublishError};
 pub use pull::{Continuity, IntentBatch, IntentPuller};

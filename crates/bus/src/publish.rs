@@ -10,7 +10,7 @@
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
 use dropline_core::names::intent_subject;
-use dropline_core::wire::IntentMessage;
+use dropline_core::wire::{control_message, intent_seq, ControlPayload, IntentMessage};
 use dropline_core::Sku;
 
 use crate::Bus;
@@ -92,6 +92,34 @@ impl Bus {
             ack,
             connections_lost,
         })
+    }
+}
+
+impl Bus {
+    /// Puts an operator's action in `sku`'s line and waits for its PubAck;
+    /// returns its place in line. After `Unavailable`, sending the same
+    /// payload again (the same operation id) is safe: the line applies an
+    /// operation id once.
+    pub async fn send_control(
+        &self,
+        sku: &Sku,
+        control: &ControlPayload,
+    ) -> Result<u64, PublishError> {
+        if !self.is_connected() {
+            return Err(PublishError::Unavailable("not connected to NATS".into()));
+        }
+        let publish =
+            jetstream::message::PublishMessage::build().payload(control_message(control).into());
+        let ack = self
+            .js
+            .send_publish(intent_subject(sku), publish)
+            .await
+            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
+        let message_seq = ack
+            .await
+            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?
+            .sequence;
+        Ok(intent_seq(message_seq, 0))
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::AckKind;
-use dropline_core::wire::{parse_intent_message, PulledIntent};
+use dropline_core::wire::{parse_intent_message, PulledEntry};
 use dropline_core::Sku;
 use futures::{FutureExt, StreamExt};
 
@@ -63,8 +63,14 @@ pub enum Continuity {
 
 /// A batch as delivered, with what is needed to ack it.
 pub struct IntentBatch {
-    pub intents: Vec<PulledIntent>,
+    pub intents: Vec<PulledEntry>,
     pub continuity: Continuity,
+    /// When the batch's first message was stored (Unix milliseconds): the
+    /// age of the oldest intent in hand.
+    pub first_stored_unix_ms: Option<i64>,
+    /// Messages of the subject the server had not delivered yet, as of the
+    /// batch's last delivery.
+    pub undelivered_messages: u64,
     /// The delivered messages, kept to ack the batch (AckPolicy::All: acking
     /// the last acks all) or to signal progress on a slow batch.
     messages: Vec<Message>,
@@ -121,6 +127,8 @@ impl IntentPuller {
                 None => Continuity::FirstOfPull,
                 Some(_) => Continuity::Contiguous,
             },
+            first_stored_unix_ms: None,
+            undelivered_messages: 0,
             messages: Vec::new(),
         };
         Ok(self.receive_into(&mut batch).await?.then_some(batch))
@@ -175,6 +183,11 @@ impl IntentPuller {
             batch.continuity = Continuity::Broken;
         }
         self.next_delivery = Some(info.consumer_sequence + 1);
+        if batch.first_stored_unix_ms.is_none() {
+            let nanos = info.published.unix_timestamp_nanos();
+            batch.first_stored_unix_ms = i64::try_from(nanos / 1_000_000).ok();
+        }
+        batch.undelivered_messages = info.pending;
         batch
             .intents
             .extend(parse_intent_message(info.stream_sequence, &message.payload));

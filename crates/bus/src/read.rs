@@ -13,7 +13,7 @@ use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::RawMessageErrorKind;
 use dropline_core::names::{intent_subject, INTENTS_STREAM};
-use dropline_core::wire::{parse_intent_message, PulledIntent};
+use dropline_core::wire::{parse_intent_message, PulledEntry};
 use dropline_core::Sku;
 use futures::StreamExt;
 
@@ -48,11 +48,28 @@ impl Bus {
         &self,
         sku: &Sku,
         message_seq: u64,
-    ) -> Result<Option<(u64, Vec<PulledIntent>)>, BusError> {
+    ) -> Result<Option<(u64, Vec<PulledEntry>)>, BusError> {
         Ok(self
             .next_message_from(sku, message_seq)
             .await?
             .map(|m| (m.sequence, parse_intent_message(m.sequence, &m.payload))))
+    }
+
+    /// The stream sequence of the last message on `sku`'s subject, if the
+    /// stream holds any: a drain is done once the applied place in line is in
+    /// it (and nothing newer comes).
+    pub async fn last_message_seq(&self, sku: &Sku) -> Result<Option<u64>, BusError> {
+        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
+        let found = stream
+            .raw_message_builder()
+            .last_by_subject(intent_subject(sku))
+            .send()
+            .await;
+        match found {
+            Ok(message) => Ok(Some(message.sequence)),
+            Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(err) => Err(err.into()),
+        }
     }
 
     async fn next_message_from(
@@ -78,7 +95,7 @@ impl Bus {
     /// audits; the processor's durable consumer is not touched). Read through
     /// a throwaway consumer; if that cannot be placed (a cluster missing a
     /// node can refuse), message by message from the stream instead.
-    pub async fn read_all_intents(&self, sku: &Sku) -> Result<Vec<PulledIntent>, BusError> {
+    pub async fn read_all_intents(&self, sku: &Sku) -> Result<Vec<PulledEntry>, BusError> {
         match self.read_all_intents_by_consumer(sku).await {
             Ok(intents) => Ok(intents),
             Err(err) => {
@@ -96,7 +113,7 @@ impl Bus {
         }
     }
 
-    async fn read_all_intents_by_consumer(&self, sku: &Sku) -> Result<Vec<PulledIntent>, BusError> {
+    async fn read_all_intents_by_consumer(&self, sku: &Sku) -> Result<Vec<PulledEntry>, BusError> {
         let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         let consumer = stream
             .create_consumer(pull::Config {
@@ -129,7 +146,7 @@ impl Bus {
         }
         let name = consumer.cached_info().name.clone();
         let _ = stream.delete_consumer(&name).await;
-        intents.sort_by_key(PulledIntent::seq);
+        intents.sort_by_key(PulledEntry::seq);
         Ok(intents)
     }
 }

@@ -207,6 +207,51 @@ impl UserId {
     }
 }
 
+text_newtype!(
+    /// Names one operator action (a close, a restock) so that a retry after
+    /// a lost answer has its effect once. Visible ASCII, at most
+    /// [`OperationId::LEN_MAX`] bytes.
+    OperationId
+);
+
+impl OperationId {
+    pub const LEN_MAX: usize = 64;
+
+    pub fn parse(value: impl Into<String>) -> Result<Self, InvalidInput> {
+        let value = value.into();
+        check_text(
+            "operation_id",
+            &value,
+            Self::LEN_MAX,
+            |c| c.is_ascii_graphic(),
+            "visible ASCII",
+        )?;
+        Ok(Self(value))
+    }
+}
+
+text_newtype!(
+    /// Who issued an operator action, as recorded with it. Any text without
+    /// control characters, at most [`OperatorId::LEN_MAX`] bytes.
+    OperatorId
+);
+
+impl OperatorId {
+    pub const LEN_MAX: usize = 128;
+
+    pub fn parse(value: impl Into<String>) -> Result<Self, InvalidInput> {
+        let value = value.into();
+        check_text(
+            "operator",
+            &value,
+            Self::LEN_MAX,
+            |c| !c.is_control(),
+            "no control characters",
+        )?;
+        Ok(Self(value))
+    }
+}
+
 /// Units asked for in one purchase: `1..=Quantity::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -300,6 +345,8 @@ pub enum Outcome {
     Won,
     SoldOut,
     LimitReached,
+    /// Stood in line after the drop's close: decided, never sold.
+    Closed,
 }
 
 impl Outcome {
@@ -308,6 +355,7 @@ impl Outcome {
             Outcome::Won => "won",
             Outcome::SoldOut => "sold_out",
             Outcome::LimitReached => "limit_reached",
+            Outcome::Closed => "closed",
         }
     }
 
@@ -316,6 +364,7 @@ impl Outcome {
             "won" => Ok(Outcome::Won),
             "sold_out" => Ok(Outcome::SoldOut),
             "limit_reached" => Ok(Outcome::LimitReached),
+            "closed" => Ok(Outcome::Closed),
             other => Err(InvalidInput::new(
                 "outcome",
                 format!("unknown outcome {other:?}"),
@@ -324,10 +373,13 @@ impl Outcome {
     }
 }
 
-/// Whether a drop takes new intents.
+/// Whether a drop takes new intents (its admission, decided by the
+/// gateways; the line itself only knows the close).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropStatus {
+    /// Opens at a set time: refuses new intents until then.
+    Scheduled,
     /// Takes new intents.
     Open,
     /// Refuses new intents for now; queued ones are still decided.
@@ -339,6 +391,7 @@ pub enum DropStatus {
 impl DropStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            DropStatus::Scheduled => "scheduled",
             DropStatus::Open => "open",
             DropStatus::Paused => "paused",
             DropStatus::Closed => "closed",
@@ -347,6 +400,7 @@ impl DropStatus {
 
     pub fn parse(value: &str) -> Result<Self, InvalidInput> {
         match value {
+            "scheduled" => Ok(DropStatus::Scheduled),
             "open" => Ok(DropStatus::Open),
             "paused" => Ok(DropStatus::Paused),
             "closed" => Ok(DropStatus::Closed),

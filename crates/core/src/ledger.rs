@@ -1,4 +1,6 @@
-//! The per-SKU ledger: decides buy intents in stream order, in memory.
+//! The per-SKU ledger: decides the entries of a SKU's line in stream order,
+//! in memory: purchases, and the operator's close and restocks, which take
+//! effect at their own place in line.
 //!
 //! Deciding is split in two so that nothing changes before the database has
 //! it: [`Ledger::decide`] reads the ledger and returns a [`BatchPlan`];
@@ -8,17 +10,20 @@
 //! Must not wait on or touch anything outside its own state: decisions are
 //! returned as data, and a plan made from a stale state is a bug it refuses.
 
-use std::collections::HashMap as StdHashMap;
+use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
 
 /// The ledger's maps hash every key of every intent: foldhash is several
 /// times cheaper than the standard SipHash on short strings, and its
 /// per-map random seed keeps buyer-chosen keys from being aimed at collisions.
 type HashMap<K, V> = StdHashMap<K, V, foldhash::quality::RandomState>;
+type HashSet<K> = StdHashSet<K, foldhash::quality::RandomState>;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{IdempotencyKey, Outcome, PerUserLimit, Quantity, Sku, UserId};
+use crate::domain::{
+    IdempotencyKey, OperationId, OperatorId, Outcome, PerUserLimit, Quantity, Sku, Stock, UserId,
+};
 
 /// Namespace of the SKU half of order ids (see [`order_id`]).
 const ORDER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c2a_8f4e_4b7a_9c39_2f0e_d7a4_1b55);
@@ -32,6 +37,58 @@ pub struct Intent {
     pub key: IdempotencyKey,
     pub user_id: UserId,
     pub quantity: Quantity,
+}
+
+/// An operator's action in a SKU's line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    /// Its place in line, as an intent's.
+    pub seq: u64,
+    /// A retried action carries the same id: it takes effect once.
+    pub op: OperationId,
+    pub by: OperatorId,
+    pub action: Action,
+}
+
+/// What an operator's entry does at its place in line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Every purchase after it is `closed`.
+    Close,
+    /// Adds units to the stock.
+    Restock(Stock),
+}
+
+impl Action {
+    /// The kind as stored and as written on the wire.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Action::Close => "close",
+            Action::Restock(_) => "restock",
+        }
+    }
+}
+
+/// One entry of a SKU's line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Purchase(Intent),
+    Control(Control),
+}
+
+impl Entry {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Entry::Purchase(intent) => intent.seq,
+            Entry::Control(control) => control.seq,
+        }
+    }
+}
+
+impl From<Intent> for Entry {
+    fn from(intent: Intent) -> Self {
+        Entry::Purchase(intent)
+    }
 }
 
 /// The one decision recorded for an (SKU, key).
@@ -54,8 +111,27 @@ pub struct LedgerState {
     pub per_user_limit: PerUserLimit,
     /// Highest place in line (`seq`) whose intent is reflected in the store.
     pub applied_seq: u64,
+    /// Where the close stands in line, once it has been decided.
+    pub closed_seq: Option<u64>,
     /// Every decision recorded for this SKU.
     pub decisions: Vec<Decision>,
+    /// Every operator action applied to this SKU.
+    pub operations: Vec<OperationId>,
+}
+
+impl LedgerState {
+    /// A drop nothing has been decided for yet.
+    pub fn fresh(sku: Sku, stock: u32, per_user_limit: PerUserLimit) -> Self {
+        Self {
+            sku,
+            remaining: stock,
+            per_user_limit,
+            applied_seq: 0,
+            closed_seq: None,
+            decisions: Vec::new(),
+            operations: Vec::new(),
+        }
+    }
 }
 
 /// What deciding one batch produced: effects as data.
@@ -65,6 +141,9 @@ pub struct BatchPlan {
     pub decided: Vec<Decision>,
     /// Recorded decisions for keys that came again; re-announced, not stored.
     pub repeated: Vec<Decision>,
+    /// Operator actions that take effect now, in stream order; to be stored.
+    /// A retried action (an id already applied) is not among them.
+    pub controls: Vec<Control>,
     /// The ledger's applied sequence the plan was made from; the batch
     /// transaction refuses to commit unless the store still says the same.
     pub applied_seq_before: u64,
@@ -72,6 +151,10 @@ pub struct BatchPlan {
     pub applied_seq_after: u64,
     /// Units won in this batch.
     pub won_units: u32,
+    /// Units restocked in this batch.
+    pub restocked_units: u32,
+    /// Where the close stands, when this batch closes the drop.
+    pub closed_seq: Option<u64>,
 }
 
 impl BatchPlan {
@@ -88,8 +171,19 @@ pub struct Ledger {
     remaining: u32,
     per_user_limit: PerUserLimit,
     applied_seq: u64,
+    closed_seq: Option<u64>,
     won_by_user: HashMap<UserId, u32>,
     decided: HashMap<IdempotencyKey, Decision>,
+    operations: HashSet<OperationId>,
+}
+
+/// The state a batch is decided on, as it moves through the batch.
+struct Deciding<'a> {
+    remaining: u32,
+    closed_seq: Option<u64>,
+    won_in_batch: HashMap<&'a UserId, u32>,
+    key_in_batch: HashMap<&'a IdempotencyKey, usize>,
+    ops_in_batch: HashSet<&'a OperationId>,
 }
 
 impl Ledger {
@@ -99,8 +193,10 @@ impl Ledger {
             remaining: state.remaining,
             per_user_limit: state.per_user_limit,
             applied_seq: state.applied_seq,
+            closed_seq: state.closed_seq,
             won_by_user: HashMap::default(),
             decided: HashMap::with_capacity_and_hasher(state.decisions.len(), Default::default()),
+            operations: state.operations.into_iter().collect(),
         };
         for decision in state.decisions {
             ledger.record(decision);
@@ -124,6 +220,18 @@ impl Ledger {
         self.per_user_limit
     }
 
+    /// Where the close stands in line, once decided.
+    pub fn closed_seq(&self) -> Option<u64> {
+        self.closed_seq
+    }
+
+    /// No unit left, and nothing that could give one back to a buyer not yet
+    /// in line (only a restock can, and it stands in line itself): every
+    /// later purchase is `sold_out`, whoever sends it.
+    pub fn is_finally_sold_out(&self) -> bool {
+        self.remaining == 0
+    }
+
     /// Units `user` has won so far.
     pub fn won_by(&self, user: &UserId) -> u32 {
         self.won_by_user.get(user).copied().unwrap_or(0)
@@ -134,70 +242,135 @@ impl Ledger {
         self.decided.get(key)
     }
 
-    /// Decides `intents` (in the order given, which must be stream order) on
+    /// The recorded decisions a gateway must know to answer for a finally
+    /// sold-out drop without asking the line: every one that is not
+    /// `sold_out` (bounded by the stock and the per-user limit).
+    pub fn answers_other_than_sold_out(&self) -> Vec<Decision> {
+        let mut answers: Vec<Decision> = self
+            .decided
+            .values()
+            .filter(|d| d.outcome != Outcome::SoldOut)
+            .cloned()
+            .collect();
+        answers.sort_by_key(|d| d.seq);
+        answers
+    }
+
+    /// Decides `entries` (in the order given, which must be stream order) on
     /// top of the ledger, without changing it.
     ///
-    /// - an intent at or below the applied sequence is a replay and is skipped;
+    /// - an entry at or below the applied sequence is a replay and is skipped;
     /// - a key already decided (before or earlier in the batch) gets its
-    ///   recorded decision again and changes nothing;
-    /// - otherwise: `limit_reached` if the user would exceed the per-user limit,
-    ///   else `sold_out` if fewer units remain than asked, else `won`.
-    pub fn decide(&self, intents: &[Intent]) -> BatchPlan {
-        let mut remaining = self.remaining;
-        let mut last_seq = self.applied_seq;
-        let mut won_in_batch: HashMap<&UserId, u32> = HashMap::default();
-        let mut key_in_batch: HashMap<&IdempotencyKey, usize> =
-            HashMap::with_capacity_and_hasher(intents.len(), Default::default());
-        let mut decided: Vec<Decision> = Vec::with_capacity(intents.len());
-        let mut repeated = Vec::new();
-        let mut won_units = 0;
-
-        for intent in intents {
-            if intent.seq <= last_seq {
-                continue;
-            }
-            last_seq = intent.seq;
-
-            let earlier = self
-                .decided
-                .get(&intent.key)
-                .or_else(|| key_in_batch.get(&intent.key).map(|&i| &decided[i]));
-            if let Some(earlier) = earlier {
-                repeated.push(earlier.clone());
-                continue;
-            }
-
-            let wanted = intent.quantity.get();
-            let user_total = self.won_by(&intent.user_id)
-                + won_in_batch.get(&intent.user_id).copied().unwrap_or(0);
-            let outcome = if user_total + wanted > self.per_user_limit.get() {
-                Outcome::LimitReached
-            } else if wanted > remaining {
-                Outcome::SoldOut
-            } else {
-                remaining -= wanted;
-                won_units += wanted;
-                *won_in_batch.entry(&intent.user_id).or_insert(0) += wanted;
-                Outcome::Won
-            };
-            key_in_batch.insert(&intent.key, decided.len());
-            decided.push(Decision {
-                seq: intent.seq,
-                key: intent.key.clone(),
-                user_id: intent.user_id.clone(),
-                quantity: intent.quantity,
-                outcome,
-                order_id: (outcome == Outcome::Won).then(|| order_id(&self.sku, intent.seq)),
-            });
-        }
-
-        BatchPlan {
-            decided,
-            repeated,
+    ///   recorded decision again and changes nothing; so does an operator
+    ///   action whose id was applied before;
+    /// - a close makes every later purchase `closed`; a restock adds units;
+    /// - otherwise a purchase is `closed` after the close, else `sold_out`
+    ///   once no unit is left (whatever the buyer won before), else
+    ///   `limit_reached` if the user would exceed the per-user limit, else
+    ///   `sold_out` if fewer units remain than asked, else `won`.
+    pub fn decide(&self, entries: &[Entry]) -> BatchPlan {
+        let mut plan = BatchPlan {
+            decided: Vec::with_capacity(entries.len()),
+            repeated: Vec::new(),
+            controls: Vec::new(),
             applied_seq_before: self.applied_seq,
-            applied_seq_after: last_seq,
-            won_units,
+            applied_seq_after: self.applied_seq,
+            won_units: 0,
+            restocked_units: 0,
+            closed_seq: None,
+        };
+        let mut state = Deciding {
+            remaining: self.remaining,
+            closed_seq: self.closed_seq,
+            won_in_batch: HashMap::default(),
+            key_in_batch: HashMap::with_capacity_and_hasher(entries.len(), Default::default()),
+            ops_in_batch: HashSet::default(),
+        };
+        for entry in entries {
+            if entry.seq() <= plan.applied_seq_after {
+                continue;
+            }
+            plan.applied_seq_after = entry.seq();
+            match entry {
+                Entry::Purchase(intent) => self.decide_purchase(intent, &mut state, &mut plan),
+                Entry::Control(control) => self.decide_control(control, &mut state, &mut plan),
+            }
         }
+        plan
+    }
+
+    fn decide_purchase<'a>(
+        &'a self,
+        intent: &'a Intent,
+        state: &mut Deciding<'a>,
+        plan: &mut BatchPlan,
+    ) {
+        let earlier = self.decided.get(&intent.key).or_else(|| {
+            state
+                .key_in_batch
+                .get(&intent.key)
+                .map(|&i| &plan.decided[i])
+        });
+        if let Some(earlier) = earlier {
+            plan.repeated.push(earlier.clone());
+            return;
+        }
+        let wanted = intent.quantity.get();
+        let user_total = self.won_by(&intent.user_id)
+            + state
+                .won_in_batch
+                .get(&intent.user_id)
+                .copied()
+                .unwrap_or(0);
+        let outcome = if state.closed_seq.is_some() {
+            Outcome::Closed
+        } else if state.remaining == 0 {
+            Outcome::SoldOut
+        } else if user_total + wanted > self.per_user_limit.get() {
+            Outcome::LimitReached
+        } else if wanted > state.remaining {
+            Outcome::SoldOut
+        } else {
+            state.remaining -= wanted;
+            plan.won_units += wanted;
+            *state.won_in_batch.entry(&intent.user_id).or_insert(0) += wanted;
+            Outcome::Won
+        };
+        state.key_in_batch.insert(&intent.key, plan.decided.len());
+        plan.decided.push(Decision {
+            seq: intent.seq,
+            key: intent.key.clone(),
+            user_id: intent.user_id.clone(),
+            quantity: intent.quantity,
+            outcome,
+            order_id: (outcome == Outcome::Won).then(|| order_id(&self.sku, intent.seq)),
+        });
+    }
+
+    fn decide_control<'a>(
+        &self,
+        control: &'a Control,
+        state: &mut Deciding<'a>,
+        plan: &mut BatchPlan,
+    ) {
+        if self.operations.contains(&control.op) || !state.ops_in_batch.insert(&control.op) {
+            return;
+        }
+        match control.action {
+            Action::Close => {
+                // A second close (another id) changes nothing: the first
+                // stays the cutoff.
+                if state.closed_seq.is_none() {
+                    state.closed_seq = Some(control.seq);
+                    plan.closed_seq = Some(control.seq);
+                }
+            }
+            Action::Restock(units) => {
+                state.remaining = state.remaining.saturating_add(units.get());
+                plan.restocked_units += units.get();
+            }
+        }
+        plan.controls.push(control.clone());
     }
 
     /// Folds a committed plan into the ledger.
@@ -211,18 +384,25 @@ impl Ledger {
             "plan for {} made from applied_seq {} applied at {}",
             self.sku, plan.applied_seq_before, self.applied_seq
         );
+        let available = self.remaining + plan.restocked_units;
         assert!(
-            plan.won_units <= self.remaining,
-            "plan for {} wins {} units with {} remaining",
+            plan.won_units <= available,
+            "plan for {} wins {} units with {} available",
             self.sku,
             plan.won_units,
-            self.remaining
+            available
         );
         for decision in &plan.decided {
             self.record(decision.clone());
         }
+        for control in &plan.controls {
+            self.operations.insert(control.op.clone());
+        }
+        if plan.closed_seq.is_some() {
+            self.closed_seq = plan.closed_seq;
+        }
         self.applied_seq = plan.applied_seq_after;
-        self.remaining -= plan.won_units;
+        self.remaining = available - plan.won_units;
     }
 
     /// Adds a recorded decision's effect on users and keys (not on stock:

@@ -1,7 +1,8 @@
 //! The pure heart of dropline.
 //!
 //! Owns the domain types (parsed once at the edge, trusted everywhere after),
-//! the per-SKU [`Ledger`] that decides buy intents in stream order, the wire
+//! the per-SKU [`Ledger`] that decides a SKU's line (purchases, closes and
+//! restocks) in stream order, the wire
 //! formats shared by gateway and processor, and the NATS subject names.
 //!
 //! Must not do I/O: no async runtime, database or broker client. A batch of
@@ -14,6 +15,7 @@ pub mod names;
 pub mod wire;
 
 pub use domain::{
-    DropStatus, IdempotencyKey, InvalidInput, Outcome, PerUserLimit, Quantity, Sku, Stock, UserId,
+    DropStatus, IdempotencyKey, InvalidInput, OperationId, OperatorId, Outcome, PerUserLimit,
+    Quantity, Sku, Stock, UserId,
 };
-pub use ledger::{BatchPlan, Decision, Intent, Ledger, LedgerState};
+pub use ledger::{Action, BatchPlan, Control, Decision, Entry, Intent, Ledger, LedgerState};

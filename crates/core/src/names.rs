@@ -15,6 +15,15 @@ pub const INTENTS_SUBJECTS: &str = "dropline.intents.*";
 /// Subjects decisions are broadcast on; a gateway subscribes once to all of them.
 pub const DECISIONS_SUBJECTS: &str = "dropline.decisions.*";
 
+/// Subjects of drop-level events (sell-out, back in stock, admission
+/// changes); a gateway subscribes once to all of them.
+pub const DROP_EVENTS_SUBJECTS: &str = "dropline.drops.*";
+
+/// Where events about the drop `sku` as a whole are broadcast.
+pub fn drop_events_subject(sku: &Sku) -> String {
+    format!("dropline.drops.{sku}")
+}
+
 /// One subject per SKU: one subject = one partition = one SKU.
 pub fn intent_subject(sku: &Sku) -> String {
     format!("dropline.intents.{sku}")

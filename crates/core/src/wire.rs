@@ -8,12 +8,12 @@
 
 mod intent_codec;
 
-pub use intent_codec::{parse_intent_message, IntentMessage, PulledIntent};
+pub use intent_codec::{control_message, parse_intent_message, IntentMessage, PulledEntry};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{IdempotencyKey, Quantity, Sku, UserId};
-use crate::ledger::Decision;
+use crate::domain::{IdempotencyKey, OperationId, OperatorId, Quantity, Sku, Stock, UserId};
+use crate::ledger::{Action, Decision};
 
 /// One intent in a message on `dropline.intents.<sku>`. The SKU is the
 /// subject's last token and the place in line comes from the stream sequence
@@ -30,6 +30,55 @@ pub struct IntentPayload {
     pub user_id: UserId,
     #[serde(rename = "q")]
     pub quantity: Quantity,
+}
+
+/// The kinds of operator entries, as written in their `t` field; a purchase
+/// has none.
+pub const CLOSE_KIND: &str = "close";
+pub const RESTOCK_KIND: &str = "restock";
+
+/// The version of the operator entries this build writes and reads. A
+/// reader that meets a higher one stops the line (see [`PulledEntry::Unknown`]).
+pub const CONTROL_VERSION: u8 = 1;
+
+/// An operator's action in a message on `dropline.intents.<sku>`: a close
+/// or a restock, with the operation id that makes a retry count once and
+/// who issued it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlPayload {
+    #[serde(rename = "t")]
+    kind: String,
+    #[serde(rename = "v")]
+    version: u8,
+    pub op: OperationId,
+    pub by: OperatorId,
+    /// Units a restock adds.
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    units: Option<Stock>,
+}
+
+impl ControlPayload {
+    pub fn new(op: &OperationId, by: &OperatorId, action: Action) -> Self {
+        Self {
+            kind: action.kind().to_string(),
+            version: CONTROL_VERSION,
+            op: op.clone(),
+            by: by.clone(),
+            units: match action {
+                Action::Close => None,
+                Action::Restock(units) => Some(units),
+            },
+        }
+    }
+
+    /// The action it carries, or why it carries none.
+    pub fn action(&self) -> Result<Action, String> {
+        match (self.kind.as_str(), self.units) {
+            (CLOSE_KIND, None) => Ok(Action::Close),
+            (RESTOCK_KIND, Some(units)) if units.get() > 0 => Ok(Action::Restock(units)),
+            (kind, units) => Err(format!("a {kind} entry with units {units:?}")),
+        }
+    }
 }
 
 /// Most intents one message carries; a message's slots are `0..` this.
@@ -75,6 +124,60 @@ pub struct DecisionBatch {
 pub struct DecisionBatchRef<'a> {
     pub sku: &'a Sku,
     pub decisions: &'a [Decision],
+}
+
+/// A message on `dropline.drops.<sku>`: what happened to a drop as a
+/// whole, for every gateway. At most once, like decisions: a gateway that
+/// misses one learns the same from the store at its next refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DropEvent {
+    /// The drop is finally sold out: every later purchase is `sold_out`,
+    /// whoever sends it, until a restock. Part `part` (from 1) of `parts`
+    /// carries some of the drop's recorded answers that are not `sold_out`,
+    /// which a repeated key must still get.
+    SoldOut {
+        sku: Sku,
+        part: u32,
+        parts: u32,
+        answers: Vec<Decision>,
+    },
+    /// Units came back (a restock): purchases go to the line again.
+    InStock { sku: Sku },
+    /// An operator changed the drop's admission: read it now rather than at
+    /// the next refresh.
+    AdmissionChanged { sku: Sku },
+}
+
+impl DropEvent {
+    pub fn sku(&self) -> &Sku {
+        match self {
+            DropEvent::SoldOut { sku, .. }
+            | DropEvent::InStock { sku }
+            | DropEvent::AdmissionChanged { sku } => sku,
+        }
+    }
+
+    /// The sell-out of `sku` with its `answers`, in as many messages as the
+    /// decision limit per message needs (one, when there are none).
+    pub fn sold_out(sku: &Sku, answers: &[Decision]) -> Vec<DropEvent> {
+        let chunks: Vec<&[Decision]> = if answers.is_empty() {
+            vec![&[]]
+        } else {
+            answers.chunks(DECISIONS_PER_MESSAGE).collect()
+        };
+        let parts = chunks.len() as u32;
+        chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, chunk)| DropEvent::SoldOut {
+                sku: sku.clone(),
+                part: i as u32 + 1,
+                parts,
+                answers: chunk.to_vec(),
+            })
+            .collect()
+    }
 }
 
 /// At most this many decisions per message: with the longest keys and user

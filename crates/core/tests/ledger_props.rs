@@ -1,120 +1,19 @@
 //! Property tests of the ledger, the pure decision core.
 //!
-//! Random intent streams (few users so limits bite, few keys so duplicates
-//! happen, gaps in the sequence, redeliveries of already-seen intents) are cut
-//! into random batches and fed through `decide` + `apply`; the outcome is
-//! checked against a deliberately naive reference model and against the
-//! invariants that keep a drop from overselling.
+//! Random lines (few users so limits bite, few keys so duplicates happen,
+//! gaps in the sequence, redeliveries of already-seen entries, restocks and
+//! closes, some retried with the same operation id) are cut into random
+//! batches and fed through `decide` + `apply`; the outcome is checked against
+//! a deliberately naive reference model and against the invariants that keep
+//! a drop from overselling.
 
+mod common;
+
+use common::*;
 use dropline_core::ledger::order_id;
-use dropline_core::{
-    BatchPlan, Decision, IdempotencyKey, Intent, Ledger, LedgerState, Outcome, PerUserLimit,
-    Quantity, Sku, UserId,
-};
+use dropline_core::{Action, Decision, Entry, Intent, Ledger, LedgerState, OperationId, Outcome};
 use proptest::prelude::*;
 use proptest::sample::Index;
-
-// ---------------------------------------------------------------------------
-// Building blocks
-// ---------------------------------------------------------------------------
-
-/// Largest user pool a scenario draws from.
-const USERS_MAX: usize = 6;
-
-fn sku() -> Sku {
-    Sku::parse("sku-props").expect("valid sku")
-}
-
-fn key(i: usize) -> IdempotencyKey {
-    IdempotencyKey::parse(format!("key-{i}")).expect("valid key")
-}
-
-fn user(i: usize) -> UserId {
-    UserId::parse(format!("user-{i}")).expect("valid user")
-}
-
-fn qty(q: u32) -> Quantity {
-    Quantity::parse(i64::from(q)).expect("valid quantity")
-}
-
-fn intent(seq: u64, k: usize, u: usize, q: u32) -> Intent {
-    Intent {
-        seq,
-        key: key(k),
-        user_id: user(u),
-        quantity: qty(q),
-    }
-}
-
-fn limit(l: u32) -> PerUserLimit {
-    PerUserLimit::parse(i64::from(l)).expect("valid limit")
-}
-
-fn fresh(stock: u32, per_user_limit: u32) -> Ledger {
-    Ledger::new(LedgerState {
-        sku: sku(),
-        remaining: stock,
-        per_user_limit: limit(per_user_limit),
-        applied_seq: 0,
-        decisions: Vec::new(),
-    })
-}
-
-/// Decides and applies every batch in turn, returning the plans.
-fn run(ledger: &mut Ledger, batches: &[Vec<Intent>]) -> Vec<BatchPlan> {
-    batches
-        .iter()
-        .map(|batch| {
-            let plan = ledger.decide(batch);
-            ledger.apply(&plan);
-            plan
-        })
-        .collect()
-}
-
-fn all_decided(plans: &[BatchPlan]) -> Vec<Decision> {
-    plans
-        .iter()
-        .flat_map(|p| p.decided.iter().cloned())
-        .collect()
-}
-
-fn all_repeated(plans: &[BatchPlan]) -> Vec<Decision> {
-    plans
-        .iter()
-        .flat_map(|p| p.repeated.iter().cloned())
-        .collect()
-}
-
-fn won_units(decisions: &[Decision]) -> u32 {
-    decisions
-        .iter()
-        .filter(|d| d.outcome == Outcome::Won)
-        .map(|d| d.quantity.get())
-        .sum()
-}
-
-fn won_units_of(decisions: &[Decision], who: &UserId) -> u32 {
-    decisions
-        .iter()
-        .filter(|d| d.outcome == Outcome::Won && &d.user_id == who)
-        .map(|d| d.quantity.get())
-        .sum()
-}
-
-/// Cuts `stream` into consecutive batches whose sizes cycle through `sizes`.
-fn split(stream: &[Intent], sizes: &[usize]) -> Vec<Vec<Intent>> {
-    let mut batches = Vec::new();
-    let mut rest = stream;
-    let mut sizes = sizes.iter().cycle();
-    while !rest.is_empty() {
-        let size = sizes.next().copied().unwrap_or(1).clamp(1, rest.len());
-        let (batch, tail) = rest.split_at(size);
-        batches.push(batch.to_vec());
-        rest = tail;
-    }
-    batches
-}
 
 // ---------------------------------------------------------------------------
 // Reference model: one pass over the stream, a Vec and linear scans.
@@ -126,45 +25,69 @@ struct Model {
     /// The recorded decision, once per later intent that reused its key.
     repeated: Vec<Decision>,
     remaining: u32,
+    /// Units added by restocks that took effect.
+    restocked: u32,
 }
 
-fn model(stock: u32, per_user_limit: u32, stream: &[Intent]) -> Model {
-    let mut decided: Vec<Decision> = Vec::new();
-    let mut repeated = Vec::new();
-    let mut remaining = stock;
+fn model(stock: u32, per_user_limit: u32, stream: &[Entry]) -> Model {
+    let mut m = Model {
+        decided: Vec::new(),
+        repeated: Vec::new(),
+        remaining: stock,
+        restocked: 0,
+    };
+    let mut applied_ops: Vec<&OperationId> = Vec::new();
+    let mut closed = false;
     let mut highest_seq = 0;
-    for i in stream {
-        if i.seq <= highest_seq {
+    for entry in stream {
+        if entry.seq() <= highest_seq {
             continue; // redelivery of something already seen
         }
-        highest_seq = i.seq;
-        if let Some(earlier) = decided.iter().find(|d| d.key == i.key) {
-            repeated.push(earlier.clone());
-            continue;
+        highest_seq = entry.seq();
+        match entry {
+            Entry::Control(c) if applied_ops.contains(&&c.op) => {}
+            Entry::Control(c) => {
+                applied_ops.push(&c.op);
+                match c.action {
+                    Action::Close => closed = true,
+                    Action::Restock(units) => {
+                        m.remaining += units.get();
+                        m.restocked += units.get();
+                    }
+                }
+            }
+            Entry::Purchase(i) => model_purchase(&mut m, i, closed, per_user_limit),
         }
-        let want = i.quantity.get();
-        let outcome = if won_units_of(&decided, &i.user_id) + want > per_user_limit {
-            Outcome::LimitReached
-        } else if want > remaining {
-            Outcome::SoldOut
-        } else {
-            remaining -= want;
-            Outcome::Won
-        };
-        decided.push(Decision {
-            seq: i.seq,
-            key: i.key.clone(),
-            user_id: i.user_id.clone(),
-            quantity: i.quantity,
-            outcome,
-            order_id: (outcome == Outcome::Won).then(|| order_id(&sku(), i.seq)),
-        });
     }
-    Model {
-        decided,
-        repeated,
-        remaining,
+    m
+}
+
+fn model_purchase(m: &mut Model, i: &Intent, closed: bool, per_user_limit: u32) {
+    if let Some(earlier) = m.decided.iter().find(|d| d.key == i.key) {
+        m.repeated.push(earlier.clone());
+        return;
     }
+    let want = i.quantity.get();
+    let outcome = if closed {
+        Outcome::Closed
+    } else if m.remaining == 0 {
+        Outcome::SoldOut
+    } else if won_units_of(&m.decided, &i.user_id) + want > per_user_limit {
+        Outcome::LimitReached
+    } else if want > m.remaining {
+        Outcome::SoldOut
+    } else {
+        m.remaining -= want;
+        Outcome::Won
+    };
+    m.decided.push(Decision {
+        seq: i.seq,
+        key: i.key.clone(),
+        user_id: i.user_id.clone(),
+        quantity: i.quantity,
+        outcome,
+        order_id: (outcome == Outcome::Won).then(|| order_id(&sku(), i.seq)),
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -180,6 +103,10 @@ enum Event {
         user: usize,
         qty: u32,
     },
+    /// An operator's restock of `units`; a retry reuses an earlier `op`.
+    Restock { gap: u64, op: usize, units: u32 },
+    /// An operator's close; a retry reuses an earlier `op`.
+    Close { gap: u64, op: usize },
     /// Redelivery of one already-sent intent.
     Replay(Index),
     /// Redelivery of a run of already-sent intents (a whole pending batch).
@@ -191,12 +118,12 @@ struct Scenario {
     stock: u32,
     limit: u32,
     /// In delivery order: seqs increase, except for redeliveries.
-    stream: Vec<Intent>,
+    stream: Vec<Entry>,
     batch_sizes: Vec<usize>,
 }
 
 impl Scenario {
-    fn batches(&self) -> Vec<Vec<Intent>> {
+    fn batches(&self) -> Vec<Vec<Entry>> {
         split(&self.stream, &self.batch_sizes)
     }
 
@@ -209,8 +136,8 @@ impl Scenario {
     }
 }
 
-fn build_stream(events: &[Event]) -> Vec<Intent> {
-    let mut stream: Vec<Intent> = Vec::new();
+fn build_stream(events: &[Event]) -> Vec<Entry> {
+    let mut stream: Vec<Entry> = Vec::new();
     let mut seq = 0;
     for event in events {
         match event {
@@ -222,6 +149,14 @@ fn build_stream(events: &[Event]) -> Vec<Intent> {
             } => {
                 seq += gap;
                 stream.push(intent(seq, *key, *user, *qty));
+            }
+            Event::Restock { gap, op, units } => {
+                seq += gap;
+                stream.push(restock(seq, *op, *units));
+            }
+            Event::Close { gap, op } => {
+                seq += gap;
+                stream.push(close(seq, *op));
             }
             Event::Replay(at) if !stream.is_empty() => {
                 let again = stream[at.index(stream.len())].clone();
@@ -249,10 +184,14 @@ fn scenario() -> impl Strategy<Value = Scenario> {
     )
         .prop_flat_map(|(stock, limit, keys, users)| {
             let event = prop_oneof![
-                6 => (1u64..=3, 0..keys, 0..users, 1u32..=3)
+                12 => (1u64..=3, 0..keys, 0..users, 1u32..=3)
                     .prop_map(|(gap, key, user, qty)| Event::New { gap, key, user, qty }),
-                1 => any::<Index>().prop_map(Event::Replay),
-                1 => (any::<Index>(), 1usize..=4).prop_map(|(at, len)| Event::ReplayRun(at, len)),
+                1 => (1u64..=3, 0usize..3, 1u32..=5)
+                    .prop_map(|(gap, op, units)| Event::Restock { gap, op, units }),
+                // Rare, so that most lines are decided long before their close.
+                1 => (1u64..=3, 3usize..5).prop_map(|(gap, op)| Event::Close { gap, op }),
+                2 => any::<Index>().prop_map(Event::Replay),
+                2 => (any::<Index>(), 1usize..=4).prop_map(|(at, len)| Event::ReplayRun(at, len)),
             ];
             (
                 Just(stock),
@@ -270,20 +209,36 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 }
 
 /// The stream with redeliveries dropped and, of the rest, only the first
-/// intent of each key kept.
-fn without_replays_and_duplicates(stream: &[Intent]) -> Vec<Intent> {
-    let mut kept: Vec<Intent> = Vec::new();
+/// purchase of each key and the first action of each operation id kept.
+fn without_replays_and_duplicates(stream: &[Entry]) -> Vec<Entry> {
+    let mut kept: Vec<Entry> = Vec::new();
     let mut highest_seq = 0;
-    for i in stream {
-        if i.seq <= highest_seq {
+    for entry in stream {
+        if entry.seq() <= highest_seq {
             continue;
         }
-        highest_seq = i.seq;
-        if kept.iter().all(|k| k.key != i.key) {
-            kept.push(i.clone());
+        highest_seq = entry.seq();
+        let seen_before = kept.iter().any(|k| match (k, entry) {
+            (Entry::Purchase(a), Entry::Purchase(b)) => a.key == b.key,
+            (Entry::Control(a), Entry::Control(b)) => a.op == b.op,
+            _ => false,
+        });
+        if !seen_before {
+            kept.push(entry.clone());
         }
     }
     kept
+}
+
+/// The purchases of a line, in order.
+fn purchases(stream: &[Entry]) -> Vec<&Intent> {
+    stream
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Purchase(i) => Some(i),
+            Entry::Control(_) => None,
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -294,17 +249,36 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn never_more_units_are_won_than_the_initial_stock(s in scenario()) {
+    fn never_more_units_are_won_than_the_stock_and_its_restocks(s in scenario()) {
         let mut ledger = s.ledger();
         let mut decided = Vec::new();
+        let mut restocked = 0;
         for batch in s.batches() {
             let plan = ledger.decide(&batch);
             prop_assert_eq!(plan.won_units, won_units(&plan.decided));
             ledger.apply(&plan);
+            restocked += plan.restocked_units;
             decided.extend(plan.decided);
             let won = won_units(&decided);
-            prop_assert!(won <= s.stock, "won {} of {}", won, s.stock);
-            prop_assert_eq!(ledger.remaining(), s.stock - won);
+            let stock = s.stock + restocked;
+            prop_assert!(won <= stock, "won {} of {}", won, stock);
+            prop_assert_eq!(ledger.remaining(), stock - won);
+        }
+    }
+
+    #[test]
+    fn a_retried_operation_takes_effect_once_and_the_first_close_is_the_cutoff(s in scenario()) {
+        let mut ledger = s.ledger();
+        let plans = run(&mut ledger, &s.batches());
+        let controls = all_controls(&plans);
+        for (n, c) in controls.iter().enumerate() {
+            prop_assert!(controls[..n].iter().all(|e| e.op != c.op), "{} applied twice", c.op);
+        }
+        let first_close = controls.iter().find(|c| c.action == Action::Close).map(|c| c.seq);
+        prop_assert_eq!(ledger.closed_seq(), first_close);
+        for d in all_decided(&plans) {
+            let after_close = first_close.is_some_and(|cut| d.seq > cut);
+            prop_assert_eq!(d.outcome == Outcome::Closed, after_close, "{:?}", d);
         }
     }
 
@@ -327,7 +301,7 @@ proptest! {
     #[test]
     fn re_deciding_an_already_applied_batch_is_a_no_op(s in scenario()) {
         let mut ledger = s.ledger();
-        let mut seen: Vec<Intent> = Vec::new();
+        let mut seen: Vec<Entry> = Vec::new();
         prop_assert!(ledger.decide(&[]).is_noop());
         for batch in s.batches() {
             let plan = ledger.decide(&batch);
@@ -362,11 +336,12 @@ proptest! {
             prop_assert_eq!(original, Some(r));
         }
         // One repeat per fresh (non-redelivered) intent whose key was seen before.
-        let fresh_intents = s.stream.iter().scan(0, |highest, i| {
-            let fresh = i.seq > *highest;
-            *highest = (*highest).max(i.seq);
-            Some(fresh.then_some(i))
+        let fresh_entries = s.stream.iter().scan(0, |highest, e| {
+            let fresh = e.seq() > *highest;
+            *highest = (*highest).max(e.seq());
+            Some(fresh.then_some(e.clone()))
         }).flatten().collect::<Vec<_>>();
+        let fresh_intents = purchases(&fresh_entries);
         let reuses = fresh_intents
             .iter()
             .enumerate()
@@ -385,6 +360,7 @@ proptest! {
         let without_plans = run(&mut without, &split(&clean, &s.batch_sizes));
         prop_assert_eq!(all_decided(&with_plans), all_decided(&without_plans));
         prop_assert!(all_repeated(&without_plans).is_empty());
+        prop_assert_eq!(all_controls(&with_plans), all_controls(&without_plans));
         prop_assert_eq!(with.remaining(), without.remaining());
         for u in (0..USERS_MAX).map(user) {
             prop_assert_eq!(with.won_by(&u), without.won_by(&u));
@@ -437,10 +413,11 @@ proptest! {
         prop_assert_eq!(&decided, &expected.decided);
         prop_assert_eq!(all_repeated(&plans), expected.repeated);
         prop_assert_eq!(ledger.remaining(), expected.remaining);
+        prop_assert_eq!(restocked_units(&plans), expected.restocked);
         for d in &decided {
             prop_assert_eq!(d.order_id.is_some(), d.outcome == Outcome::Won);
         }
-        let max_seq = s.stream.iter().map(|i| i.seq).max().unwrap_or(0);
+        let max_seq = s.stream.iter().map(Entry::seq).max().unwrap_or(0);
         prop_assert_eq!(ledger.applied_seq(), max_seq);
     }
 
@@ -466,7 +443,9 @@ proptest! {
             remaining: survivor.remaining(),
             per_user_limit: survivor.per_user_limit(),
             applied_seq: survivor.applied_seq(),
+            closed_seq: survivor.closed_seq(),
             decisions,
+            operations: all_controls(&before_plans).into_iter().map(|c| c.op).collect(),
         });
         prop_assert_eq!(rebuilt.sku(), survivor.sku());
         prop_assert_eq!(rebuilt.remaining(), survivor.remaining());
@@ -474,7 +453,7 @@ proptest! {
         for u in (0..USERS_MAX).map(user) {
             prop_assert_eq!(rebuilt.won_by(&u), survivor.won_by(&u));
         }
-        for k in s.stream.iter().map(|i| &i.key) {
+        for k in purchases(&s.stream).iter().map(|i| &i.key) {
             prop_assert_eq!(rebuilt.decision_for(k), survivor.decision_for(k));
         }
 
@@ -487,84 +466,11 @@ proptest! {
 
         prop_assert_eq!(all_decided(&rebuilt_plans), all_decided(&survivor_plans));
         prop_assert_eq!(all_repeated(&rebuilt_plans), all_repeated(&survivor_plans));
+        prop_assert_eq!(all_controls(&rebuilt_plans), all_controls(&survivor_plans));
         prop_assert_eq!(rebuilt.remaining(), survivor.remaining());
         prop_assert_eq!(rebuilt.applied_seq(), survivor.applied_seq());
         for u in (0..USERS_MAX).map(user) {
             prop_assert_eq!(rebuilt.won_by(&u), survivor.won_by(&u));
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// Examples
-// ---------------------------------------------------------------------------
-
-fn outcomes(plan: &BatchPlan) -> Vec<Outcome> {
-    plan.decided.iter().map(|d| d.outcome).collect()
-}
-
-#[test]
-fn three_units_and_five_buyers_means_the_first_three_win() {
-    let mut ledger = fresh(3, 1);
-    let intents: Vec<Intent> = (0..5).map(|n| intent(n as u64 + 1, n, n, 1)).collect();
-    let plan = ledger.decide(&intents);
-    assert_eq!(
-        outcomes(&plan),
-        [
-            Outcome::Won,
-            Outcome::Won,
-            Outcome::Won,
-            Outcome::SoldOut,
-            Outcome::SoldOut
-        ]
-    );
-    for d in &plan.decided[..3] {
-        assert_eq!(d.order_id, Some(order_id(&sku(), d.seq)));
-    }
-    assert!(plan.decided[3..].iter().all(|d| d.order_id.is_none()));
-    assert_eq!(plan.won_units, 3);
-    ledger.apply(&plan);
-    assert_eq!(ledger.remaining(), 0);
-    assert_eq!(ledger.applied_seq(), 5);
-}
-
-#[test]
-fn quantity_two_with_one_left_is_sold_out_and_a_later_single_unit_still_wins() {
-    let mut ledger = fresh(1, 3);
-    let plan = ledger.decide(&[intent(1, 0, 0, 2), intent(2, 1, 1, 1)]);
-    assert_eq!(outcomes(&plan), [Outcome::SoldOut, Outcome::Won]);
-    ledger.apply(&plan);
-    assert_eq!(ledger.remaining(), 0);
-    assert_eq!(ledger.won_by(&user(0)), 0);
-    assert_eq!(ledger.won_by(&user(1)), 1);
-}
-
-#[test]
-fn a_user_over_the_limit_gets_limit_reached_even_when_stock_remains() {
-    let mut ledger = fresh(10, 2);
-    let plan = ledger.decide(&[intent(1, 0, 0, 1), intent(2, 1, 0, 2), intent(3, 2, 0, 1)]);
-    assert_eq!(
-        outcomes(&plan),
-        [Outcome::Won, Outcome::LimitReached, Outcome::Won]
-    );
-    ledger.apply(&plan);
-    assert_eq!(ledger.remaining(), 8);
-    let plan = ledger.decide(&[intent(4, 3, 0, 1)]);
-    assert_eq!(outcomes(&plan), [Outcome::LimitReached]);
-    assert_eq!(plan.won_units, 0);
-}
-
-#[test]
-fn a_reused_key_with_another_user_and_quantity_gets_the_original_decision() {
-    let mut ledger = fresh(5, 3);
-    let first = ledger.decide(&[intent(1, 0, 0, 1)]);
-    ledger.apply(&first);
-    let again = ledger.decide(&[intent(7, 0, 1, 3), intent(7, 0, 1, 3)]);
-    assert!(again.decided.is_empty());
-    assert_eq!(again.repeated, first.decided);
-    assert!(!again.is_noop(), "the sequence still advances");
-    ledger.apply(&again);
-    assert_eq!(ledger.remaining(), 4);
-    assert_eq!(ledger.won_by(&user(1)), 0);
-    assert_eq!(ledger.applied_seq(), 7);
 }

@@ -79,6 +79,7 @@ async fn new_drop(
             name: "loadtest".into(),
             stock: Stock::parse(stock.into())?,
             per_user_limit: PerUserLimit::parse(per_user_limit.into())?,
+            opens_at: None,
         })
         .await
         .context("create the drop (is the database migrated? run `dropline migrate`)")?;

@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use dropline_core::{IdempotencyKey, Intent, Ledger, LedgerState, PerUserLimit, Quantity, UserId};
+use dropline_core::{
+    Entry, IdempotencyKey, Intent, Ledger, LedgerState, PerUserLimit, Quantity, UserId,
+};
 use dropline_store::{PoolOptions, Store};
 
 use crate::burst::{BurstResults, BuyerResult};
@@ -269,21 +271,19 @@ fn check_first_eligible(
     let intents = told
         .iter()
         .map(|(seq, b, _)| {
-            Ok(Intent {
+            Ok(Entry::Purchase(Intent {
                 seq: *seq,
                 key: IdempotencyKey::parse(b.key.clone())?,
                 user_id: UserId::parse(b.user.clone())?,
                 quantity: Quantity::ONE,
-            })
+            }))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let ledger = Ledger::new(LedgerState {
-        sku: drop.sku.clone(),
-        remaining: drop.stock,
-        per_user_limit: PerUserLimit::parse(per_user_limit.into())?,
-        applied_seq: 0,
-        decisions: Vec::new(),
-    });
+    let ledger = Ledger::new(LedgerState::fresh(
+        drop.sku.clone(),
+        drop.stock,
+        PerUserLimit::parse(per_user_limit.into())?,
+    ));
     let plan = ledger.decide(&intents);
     let expected: HashMap<&str, &str> = plan
         .decided

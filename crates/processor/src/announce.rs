@@ -1,10 +1,12 @@
 //! Telling waiting gateways what was decided: each committed batch, and on
-//! taking a partition the previous owner's last batch again.
+//! taking a partition the previous owner's last batch again; and what
+//! happened to the drop as a whole (finally sold out, back in stock).
 //!
 //! At most once and best effort: must not fail a batch nor retry, since a
 //! gateway that misses an announcement reads the store before it answers.
 
-use dropline_core::{BatchPlan, Decision, Sku};
+use dropline_core::wire::DropEvent;
+use dropline_core::{BatchPlan, Decision, Ledger, Sku};
 
 use crate::context::Context;
 
@@ -27,5 +29,28 @@ async fn publish_decisions(ctx: &Context, sku: &Sku, decisions: &[Decision]) {
     if let Err(err) = ctx.bus.publish_decisions(sku, decisions).await {
         // Gateways fall back to reading the store.
         tracing::warn!(%err, "announce decisions");
+    }
+}
+
+/// Tells every gateway the drop is finally sold out, with the recorded
+/// answers a repeated key must still get: they answer every other purchase
+/// `sold_out` from then on without sending it to the line.
+pub(crate) async fn announce_sell_out(ctx: &Context, ledger: &Ledger) {
+    let answers = ledger.answers_other_than_sold_out();
+    for event in DropEvent::sold_out(ledger.sku(), &answers) {
+        publish_event(ctx, &event).await;
+    }
+    tracing::info!(answers = answers.len(), "announced the final sell-out");
+}
+
+/// Tells every gateway that units came back: purchases go to the line again.
+pub(crate) async fn announce_in_stock(ctx: &Context, sku: &Sku) {
+    publish_event(ctx, &DropEvent::InStock { sku: sku.clone() }).await;
+}
+
+async fn publish_event(ctx: &Context, event: &DropEvent) {
+    if let Err(err) = ctx.bus.publish_drop_event(event).await {
+        // Gateways learn the same from the store at their next refresh.
+        tracing::warn!(%err, "announce a drop event");
     }
 }

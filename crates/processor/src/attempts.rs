@@ -61,6 +61,11 @@ impl Attempts {
             Attempt::Worked(Exit::Yielded) => {
                 Next::RetryAfter(Duration::from_millis(config.lease_ms))
             }
+            // Loud, and not soon: only an upgrade of the processors helps.
+            Attempt::Worked(Exit::Halted) => {
+                self.failures = 0;
+                Next::RetryAfter(Duration::from_millis(config.halted_retry_ms))
+            }
             Attempt::Worked(Exit::Fenced) => {
                 self.failures = 0;
                 self.just_lost = true;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use dropline_bus::IntentBatch;
-use dropline_core::{BatchPlan, Intent, Ledger, Sku};
+use dropline_core::{BatchPlan, Entry, Ledger, Sku};
 use dropline_store::StoreError;
 use tokio::sync::watch;
 
@@ -22,13 +22,13 @@ pub(crate) async fn commit(
     sku: &Sku,
     epoch: u64,
     ledger: &mut Ledger,
-    intents: &[Intent],
+    entries: &[Entry],
     batch: &IntentBatch,
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<BatchPlan>> {
     let mut failures = 0u32;
     loop {
-        let plan = ledger.decide(intents);
+        let plan = ledger.decide(entries);
         if plan.is_noop() {
             return Ok(Some(plan));
         }

@@ -19,6 +19,12 @@ pub struct ProcessorConfig {
     pub discovery_interval_ms: u64,
     /// Longest pause between retries of a failing batch.
     pub retry_backoff_max_ms: u64,
+    /// How long a closed drop's partition is still worked after its close
+    /// was decided: intents a late gateway admitted are decided `closed`.
+    pub closed_linger_s: u64,
+    /// How long a partition halted by an entry it does not know waits before
+    /// it is tried again (by this or another, perhaps newer, instance).
+    pub halted_retry_ms: u64,
     pub consumer: ConsumerSettings,
 }
 
@@ -30,6 +36,8 @@ impl Default for ProcessorConfig {
             lease_ms: 10_000,
             discovery_interval_ms: 250,
             retry_backoff_max_ms: 2_000,
+            closed_linger_s: 600,
+            halted_retry_ms: 30_000,
             consumer: ConsumerSettings::default(),
         }
     }

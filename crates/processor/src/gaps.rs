@@ -9,7 +9,7 @@
 //! rebuilt from the stream itself. Must not decide or drop an intent beyond
 //! what the applied sequence already covers.
 
-use dropline_bus::{Bus, BusError, Continuity, PulledIntent};
+use dropline_bus::{Bus, BusError, Continuity, PulledEntry};
 use dropline_core::wire::message_seq;
 use dropline_core::Sku;
 
@@ -19,12 +19,12 @@ pub(crate) async fn complete_batch(
     sku: &Sku,
     applied_seq: u64,
     continuity: Continuity,
-    mut delivered: Vec<PulledIntent>,
-) -> Result<Vec<PulledIntent>, BusError> {
+    mut delivered: Vec<PulledEntry>,
+) -> Result<Vec<PulledEntry>, BusError> {
     delivered.retain(|i| i.seq() > applied_seq);
-    delivered.sort_by_key(PulledIntent::seq);
+    delivered.sort_by_key(PulledEntry::seq);
     delivered.dedup_by_key(|i| i.seq());
-    let Some(last_seq) = delivered.last().map(PulledIntent::seq) else {
+    let Some(last_seq) = delivered.last().map(PulledEntry::seq) else {
         return Ok(delivered);
     };
     // Messages are applied whole, so the next one to decide is the first
@@ -53,7 +53,7 @@ async fn read_range(
     sku: &Sku,
     first: u64,
     last: u64,
-) -> Result<Vec<PulledIntent>, BusError> {
+) -> Result<Vec<PulledEntry>, BusError> {
     let mut intents = Vec::new();
     let mut from = first;
     while from <= last {

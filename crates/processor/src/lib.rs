@@ -1,4 +1,5 @@
-//! The processor: exactly one loop per live SKU decides its intents.
+//! The processor: exactly one loop per live SKU decides its line (purchases,
+//! closes, restocks).
 //!
 //! Owns partition ownership (claim with a new fencing epoch, renew, hand
 //! back), the batch loop (pull → decide in memory → one transaction → ack →
@@ -14,7 +15,9 @@ mod context;
 mod gaps;
 mod gather;
 mod lease;
+mod line;
 mod partition;
+mod progress;
 mod share;
 mod supervisor;
 mod work;

@@ -101,6 +101,11 @@ async fn hold(
             tracing::info!(epoch, "partition handed back");
             Attempt::Worked(Exit::Stopped)
         }
+        Ok(Exit::Halted) => {
+            // Handed back so that another (newer) instance may take it.
+            hand_back(ctx, sku, epoch).await;
+            Attempt::Worked(Exit::Halted)
+        }
         Ok(Exit::Fenced) => {
             tracing::warn!(epoch, "fenced: another instance owns the partition");
             Attempt::Worked(Exit::Fenced)

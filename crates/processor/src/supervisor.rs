@@ -47,7 +47,7 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         partitions.retain(|_, task| !task.is_finished());
-        let live = match ctx.store.live_skus().await {
+        let live = match ctx.store.live_skus(ctx.config.closed_linger_s).await {
             Ok(live) => live,
             Err(err) => {
                 tracing::warn!(%err, "list live drops");

@@ -9,15 +9,17 @@
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use dropline_bus::{IntentBatch, IntentPuller, PulledIntent};
-use dropline_core::{BatchPlan, Intent, Ledger, Sku};
+use dropline_bus::{IntentBatch, IntentPuller};
+use dropline_core::{BatchPlan, Ledger, Sku};
 use tokio::sync::watch;
 
-use crate::announce::{announce, reannounce_last_batch};
+use crate::announce::{announce, announce_in_stock, announce_sell_out, reannounce_last_batch};
 use crate::commit::commit;
 use crate::context::Context;
 use crate::gaps::complete_batch;
 use crate::gather::{linger, take_or_pull, while_pulling, Pace, Prefetched};
+use crate::line::{line_of, Halt};
+use crate::progress::ProgressMeter;
 
 /// Why working a partition ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,8 @@ pub(crate) enum Exit {
     Fenced,
     /// This instance owns more than its share: hand the partition back.
     Yielded,
+    /// The line holds an entry this build does not know: stop deciding it.
+    Halted,
 }
 
 /// Works `sku`'s partition at `epoch` until `stop` fires, `lost` says the
@@ -64,6 +68,7 @@ struct Worker<'a> {
     lost: watch::Receiver<bool>,
     /// How often this instance checks whether it owns more than its share.
     rebalance: tokio::time::Interval,
+    progress: ProgressMeter,
 }
 
 impl<'a> Worker<'a> {
@@ -78,6 +83,13 @@ impl<'a> Worker<'a> {
         let ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
         let pace = Pace::new(loading.elapsed());
         reannounce_last_batch(ctx, sku).await;
+        if ledger.is_finally_sold_out() {
+            // Gateways that missed the last owner's announcement hear it now.
+            announce_sell_out(ctx, &ledger).await;
+        }
+        if let Err(err) = ctx.store.record_halt(sku, epoch, None).await {
+            tracing::warn!(%err, "clear the partition's halt");
+        }
         let rebalance =
             tokio::time::interval(Duration::from_millis((ctx.config.lease_ms / 3).max(1)));
         let puller = ctx
@@ -101,6 +113,7 @@ impl<'a> Worker<'a> {
             stop,
             lost,
             rebalance,
+            progress: ProgressMeter::new(Instant::now()),
         })
     }
 
@@ -136,10 +149,12 @@ impl<'a> Worker<'a> {
     }
 
     /// Completes, decides and commits `batch`, then announces and acks it.
-    /// `Break` when the commit was fenced.
+    /// `Break` when the commit was fenced, or when the line holds an entry
+    /// this build does not know (what stands before its message is
+    /// committed first, and nothing is acked).
     async fn commit_batch(&mut self, mut batch: IntentBatch) -> anyhow::Result<ControlFlow<Exit>> {
         let started = Instant::now();
-        // The batch keeps its messages (to ack); the intents move on.
+        // The batch keeps its messages (to ack); the entries move on.
         let pulled = complete_batch(
             &self.ctx.bus,
             self.sku,
@@ -149,7 +164,8 @@ impl<'a> Worker<'a> {
         )
         .await
         .map_err(bus_error)?;
-        let intents = intents_of(pulled);
+        let line = line_of(pulled);
+        let was_sold_out = self.ledger.is_finally_sold_out();
         // The commit is the slow step: the next batch is pulled meanwhile.
         let committed = while_pulling(
             commit(
@@ -157,7 +173,7 @@ impl<'a> Worker<'a> {
                 self.sku,
                 self.epoch,
                 &mut self.ledger,
-                &intents,
+                &line.entries,
                 &batch,
                 &mut self.stop,
             ),
@@ -168,37 +184,78 @@ impl<'a> Worker<'a> {
         let Some(plan) = committed else {
             return Ok(ControlFlow::Break(Exit::Fenced));
         };
-        self.pace.committed(started.elapsed(), intents.len());
+        self.pace.committed(started.elapsed(), line.entries.len());
         // Buyers wait for the announcement, nobody for the ack: announce first.
         announce(self.ctx, self.sku, &plan).await;
+        announce_drop_changes(self.ctx, &self.ledger, was_sold_out).await;
+        if let Some(halt) = line.halt {
+            record_halt(self.ctx, self.sku, self.epoch, &halt).await;
+            return Ok(ControlFlow::Break(Exit::Halted));
+        }
         // Only after the commit: a crash before this ack means redelivery,
         // which the applied sequence turns into a no-op.
         if let Err(err) = batch.ack().await {
             tracing::warn!(%err, "ack batch (it will be redelivered and skipped)");
         }
-        record_metrics(&plan, intents.len(), started.elapsed());
+        record_metrics(&plan, line.entries.len(), started.elapsed());
+        self.record_progress(plan.decided.len(), &batch).await;
         Ok(ControlFlow::Continue(()))
+    }
+
+    /// Records the line's progress when due: what waits is what was pulled
+    /// ahead during the commit, and what the server has not delivered yet.
+    async fn record_progress(&mut self, decided: usize, committed: &IntentBatch) {
+        self.progress.decided(decided);
+        let (in_hand, oldest, undelivered) = match &self.prefetched {
+            Some(Ok(Some(next))) => (
+                next.intents.len() as u64,
+                next.first_stored_unix_ms,
+                next.undelivered_messages,
+            ),
+            _ => (0, None, committed.undelivered_messages),
+        };
+        // A message not delivered yet holds at least one intent.
+        let waiting = in_hand + undelivered;
+        let Some(progress) = self.progress.due(Instant::now(), waiting, oldest) else {
+            return;
+        };
+        match self
+            .ctx
+            .store
+            .record_progress(self.sku, self.epoch, &progress)
+            .await
+        {
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "record the partition's progress"),
+        }
+    }
+}
+
+/// Announces a final sell-out, or units coming back, if the batch made
+/// either happen. (Free functions, not methods: a `&Worker` held across an
+/// await would not be `Send`, its pull stream being `Send` only.)
+async fn announce_drop_changes(ctx: &Context, ledger: &Ledger, was_sold_out: bool) {
+    match (was_sold_out, ledger.is_finally_sold_out()) {
+        (false, true) => announce_sell_out(ctx, ledger).await,
+        (true, false) => announce_in_stock(ctx, ledger.sku()).await,
+        _ => {}
+    }
+}
+
+/// Stops deciding, loudly: the log, the store (for `dropctl status`) and a
+/// metric all say why.
+async fn record_halt(ctx: &Context, sku: &Sku, epoch: u64, halt: &Halt) {
+    let reason = halt.reason();
+    tracing::error!(seq = halt.seq, kind = %halt.kind, version = halt.version, "partition halted: {reason}");
+    metrics::counter!("dropline_processor_halts_total").increment(1);
+    if let Err(err) = ctx.store.record_halt(sku, epoch, Some(&reason)).await {
+        tracing::warn!(%err, "record the partition's halt");
     }
 }
 
 /// async-nats errors are boxed trait objects, which anyhow cannot take by `?`.
 fn bus_error(err: dropline_bus::BusError) -> anyhow::Error {
     anyhow::anyhow!(err)
-}
-
-/// The intents of a batch; a message that is not an intent is logged and
-/// left undecided (only a stray publisher can put one on the subject).
-fn intents_of(pulled: Vec<PulledIntent>) -> Vec<Intent> {
-    pulled
-        .into_iter()
-        .filter_map(|p| match p {
-            PulledIntent::Intent(intent) => Some(intent),
-            PulledIntent::Malformed { seq, reason } => {
-                tracing::error!(seq, reason, "skip a message that is not an intent");
-                None
-            }
-        })
-        .collect()
 }
 
 fn record_metrics(plan: &BatchPlan, pulled: usize, elapsed: Duration) {

@@ -1,6 +1,6 @@
 //! The batch transaction: one statement, one round trip, one commit.
 
-use dropline_core::{BatchPlan, Sku};
+use dropline_core::{Action, BatchPlan, Sku};
 use uuid::Uuid;
 
 use crate::{Store, StoreError};
@@ -21,41 +21,35 @@ impl Store {
     /// second decision for a key or a sequence violates a unique constraint,
     /// and stock below zero a CHECK: the database is the second line of
     /// defence behind the ledger.
-    #[tracing::instrument(skip_all, fields(sku = %sku, epoch, decided = plan.decided.len()))]
+    #[tracing::instrument(skip_all, fields(sku = %sku, epoch, decided = plan.decided.len(), controls = plan.controls.len()))]
     pub async fn apply_batch(
         &self,
         sku: &Sku,
         epoch: u64,
         plan: &BatchPlan,
     ) -> Result<AppliedBatch, StoreError> {
-        let n = plan.decided.len();
-        let mut keys = Vec::with_capacity(n);
-        let mut users = Vec::with_capacity(n);
-        let mut quantities = Vec::with_capacity(n);
-        let mut outcomes = Vec::with_capacity(n);
-        let mut order_ids: Vec<Option<Uuid>> = Vec::with_capacity(n);
-        let mut seqs = Vec::with_capacity(n);
-        for d in &plan.decided {
-            keys.push(d.key.as_str());
-            users.push(d.user_id.as_str());
-            quantities.push(d.quantity.get() as i32);
-            outcomes.push(d.outcome.as_str());
-            order_ids.push(d.order_id);
-            seqs.push(d.seq as i64);
-        }
+        let decided = DecidedColumns::of(plan);
+        let controls = ControlColumns::of(plan);
         let remaining: i32 = sqlx::query_scalar(
-            "SELECT dropline_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "SELECT dropline_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                                         $11, $12, $13, $14, $15, $16)",
         )
         .bind(sku.as_str())
         .bind(epoch as i64)
         .bind(plan.applied_seq_before as i64)
         .bind(plan.applied_seq_after as i64)
-        .bind(&keys)
-        .bind(&users)
-        .bind(&quantities)
-        .bind(&outcomes)
-        .bind(&order_ids)
-        .bind(&seqs)
+        .bind(&decided.keys)
+        .bind(&decided.users)
+        .bind(&decided.quantities)
+        .bind(&decided.outcomes)
+        .bind(&decided.order_ids)
+        .bind(&decided.seqs)
+        .bind(&controls.ids)
+        .bind(&controls.kinds)
+        .bind(&controls.units)
+        .bind(&controls.operators)
+        .bind(&controls.seqs)
+        .bind(plan.closed_seq.map(|seq| seq as i64))
         .fetch_one(&self.pool)
         .await
         .map_err(StoreError::from_db)?;
@@ -63,5 +57,66 @@ impl Store {
             // The CHECK constraint guarantees remaining >= 0.
             remaining: remaining.max(0) as u32,
         })
+    }
+}
+
+/// A plan's decisions, column by column, as the batch statement takes them.
+struct DecidedColumns<'a> {
+    keys: Vec<&'a str>,
+    users: Vec<&'a str>,
+    quantities: Vec<i32>,
+    outcomes: Vec<&'static str>,
+    order_ids: Vec<Option<Uuid>>,
+    seqs: Vec<i64>,
+}
+
+impl<'a> DecidedColumns<'a> {
+    fn of(plan: &'a BatchPlan) -> Self {
+        let n = plan.decided.len();
+        let mut columns = Self {
+            keys: Vec::with_capacity(n),
+            users: Vec::with_capacity(n),
+            quantities: Vec::with_capacity(n),
+            outcomes: Vec::with_capacity(n),
+            order_ids: Vec::with_capacity(n),
+            seqs: Vec::with_capacity(n),
+        };
+        for d in &plan.decided {
+            columns.keys.push(d.key.as_str());
+            columns.users.push(d.user_id.as_str());
+            columns.quantities.push(d.quantity.get() as i32);
+            columns.outcomes.push(d.outcome.as_str());
+            columns.order_ids.push(d.order_id);
+            columns.seqs.push(d.seq as i64);
+        }
+        columns
+    }
+}
+
+/// A plan's operator actions, column by column.
+struct ControlColumns<'a> {
+    ids: Vec<&'a str>,
+    kinds: Vec<&'static str>,
+    units: Vec<Option<i32>>,
+    operators: Vec<&'a str>,
+    seqs: Vec<i64>,
+}
+
+impl<'a> ControlColumns<'a> {
+    fn of(plan: &'a BatchPlan) -> Self {
+        let controls = &plan.controls;
+        Self {
+            ids: controls.iter().map(|c| c.op.as_str()).collect(),
+            kinds: controls.iter().map(|c| c.action.kind()).collect(),
+            units: controls
+                .iter()
+                .map(|c| match c.action {
+                    Action::Close => None,
+                    Action::Restock(units) => Some(units.get() as i32),
+                })
+                .collect(),
+            operators: controls.iter().map(|c| c.by.as_str()).collect(),
+            seqs: controls.iter().map(|c| c.seq as i64).collect(),
+        }
     }
 }

@@ -15,6 +15,8 @@ pub struct NewDrop {
     pub name: String,
     pub stock: Stock,
     pub per_user_limit: PerUserLimit,
+    /// When it opens; `None` (or a time already past): open at once.
+    pub opens_at: Option<DateTime<Utc>>,
 }
 
 /// A drop as stored.
@@ -29,6 +31,12 @@ pub struct DropRow {
     pub won_units: u32,
     pub per_user_limit: PerUserLimit,
     pub created_at: DateTime<Utc>,
+    /// When a scheduled drop opens.
+    pub opens_at: Option<DateTime<Utc>>,
+    /// Where the close stands in line, once the owner has decided it.
+    pub closed_seq: Option<u64>,
+    /// The admission change this state came with (see the gateways table).
+    pub admission_version: u64,
 }
 
 /// A drop with its partition's progress, for operators.
@@ -45,12 +53,21 @@ pub struct DropStatusRow {
     pub owner: Option<String>,
     /// True while the owner's lease runs: someone is deciding this drop.
     pub lease_live: bool,
+    /// The owner's last word on its progress (see [`crate::PartitionProgress`]).
+    pub waiting_intents: u64,
+    /// Seconds the oldest undecided intent has waited, as of `progress_at`.
+    pub lag_s: f64,
+    pub decisions_per_s: f64,
+    pub progress_at: Option<DateTime<Utc>>,
+    /// Why the partition stopped deciding, if it did.
+    pub halted: Option<String>,
 }
 
-const DROP_COLUMNS: &str = "d.sku, d.name, d.status, d.initial_stock, d.restocked, d.remaining, \
-     d.won_units, d.per_user_limit, d.created_at";
+pub(crate) const DROP_COLUMNS: &str =
+    "d.sku, d.name, d.status, d.initial_stock, d.restocked, d.remaining, \
+     d.won_units, d.per_user_limit, d.created_at, d.opens_at, d.closed_seq, d.admission_version";
 
-fn drop_from_row(row: &sqlx::postgres::PgRow) -> Result<DropRow, StoreError> {
+pub(crate) fn drop_from_row(row: &sqlx::postgres::PgRow) -> Result<DropRow, StoreError> {
     let count = |column: &str| -> Result<u32, StoreError> {
         let value: i32 = row.try_get(column)?;
         u32::try_from(value).map_err(|_| corrupt(format!("drops.{column} = {value}")))
@@ -68,6 +85,12 @@ fn drop_from_row(row: &sqlx::postgres::PgRow) -> Result<DropRow, StoreError> {
         won_units: count("won_units")?,
         per_user_limit: PerUserLimit::parse(limit.into()).map_err(corrupt)?,
         created_at: row.try_get("created_at")?,
+        opens_at: row.try_get("opens_at")?,
+        closed_seq: row
+            .try_get::<Option<i64>, _>("closed_seq")?
+            .map(|seq| unsigned(seq, "drops.closed_seq"))
+            .transpose()?,
+        admission_version: unsigned(row.try_get("admission_version")?, "drops.admission_version")?,
     })
 }
 
@@ -76,17 +99,23 @@ fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
 }
 
 impl Store {
-    /// Creates an open drop and its partition row, in one transaction.
+    /// Creates a drop (open, or scheduled when it opens later) and its
+    /// partition row, in one transaction.
     pub async fn create_drop(&self, drop: &NewDrop) -> Result<DropRow, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(&format!(
-            "INSERT INTO drops AS d (sku, name, initial_stock, remaining, per_user_limit) \
-             VALUES ($1, $2, $3, $3, $4) ON CONFLICT (sku) DO NOTHING RETURNING {DROP_COLUMNS}"
+            "INSERT INTO drops AS d (sku, name, initial_stock, remaining, per_user_limit, \
+                                     opens_at, status, admission_version) \
+             VALUES ($1, $2, $3, $3, $4, $5, \
+                     CASE WHEN $5 > now() THEN 'scheduled' ELSE 'open' END, \
+                     nextval('drops_admission_version')) \
+             ON CONFLICT (sku) DO NOTHING RETURNING {DROP_COLUMNS}"
         ))
         .bind(drop.sku.as_str())
         .bind(&drop.name)
         .bind(drop.stock.get() as i32)
         .bind(drop.per_user_limit.get() as i32)
+        .bind(drop.opens_at)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {
@@ -110,12 +139,18 @@ impl Store {
         row.as_ref().map(drop_from_row).transpose()
     }
 
-    /// SKUs whose intents must be decided now: every drop not closed.
-    pub async fn live_skus(&self) -> Result<Vec<Sku>, StoreError> {
-        let skus: Vec<String> =
-            sqlx::query_scalar("SELECT sku FROM drops WHERE status <> 'closed' ORDER BY sku")
-                .fetch_all(&self.pool)
-                .await?;
+    /// SKUs whose lines must be decided now: every drop not closed, and a
+    /// closed one until its close is decided and `closed_linger_s` have
+    /// passed since (intents a late gateway admitted after the cutoff are
+    /// decided `closed` meanwhile).
+    pub async fn live_skus(&self, closed_linger_s: u64) -> Result<Vec<Sku>, StoreError> {
+        let skus: Vec<String> = sqlx::query_scalar(
+            "SELECT sku FROM drops WHERE status <> 'closed' OR closed_at IS NULL \
+                 OR closed_at > now() - $1 * interval '1 second' ORDER BY sku",
+        )
+        .bind(closed_linger_s as f64)
+        .fetch_all(&self.pool)
+        .await?;
         skus.into_iter()
             .map(|s| Sku::parse(s).map_err(corrupt))
             .collect()
@@ -125,7 +160,10 @@ impl Store {
     pub async fn drop_statuses(&self, sku: Option<&Sku>) -> Result<Vec<DropStatusRow>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {DROP_COLUMNS}, p.decided, p.applied_seq, p.epoch, p.owner, \
-                    coalesce(p.lease_until > now(), false) AS lease_live \
+                    coalesce(p.lease_until > now(), false) AS lease_live, \
+                    p.waiting_intents, p.decisions_per_s, p.progress_at, p.halted, \
+                    coalesce(extract(epoch FROM p.progress_at - p.oldest_waiting_at), 0)::float8 \
+                        AS lag_s \
              FROM drops d JOIN partitions p USING (sku) \
              WHERE $1::text IS NULL OR d.sku = $1 ORDER BY d.created_at, d.sku"
         ))
@@ -141,6 +179,11 @@ impl Store {
                     epoch: unsigned(row.try_get("epoch")?, "partitions.epoch")?,
                     owner: row.try_get("owner")?,
                     lease_live: row.try_get("lease_live")?,
+                    waiting_intents: unsigned(row.try_get("waiting_intents")?, "waiting_intents")?,
+                    lag_s: row.try_get::<f64, _>("lag_s")?.max(0.0),
+                    decisions_per_s: row.try_get("decisions_per_s")?,
+                    progress_at: row.try_get("progress_at")?,
+                    halted: row.try_get("halted")?,
                 })
             })
             .collect()

@@ -21,6 +21,9 @@ pub enum StoreError {
     DropExists(String),
     #[error("no drop {0}")]
     UnknownDrop(String),
+    /// An operator asked for a state change the drop cannot make.
+    #[error("{0}")]
+    InvalidTransition(String),
     /// A stored value no longer parses as a domain type.
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -5,16 +5,22 @@
 //! operator tools show. Must not decide anything: decisions come from
 //! `dropline-core` and are only recorded here.
 
+mod admission;
 mod apply;
 mod connect;
 mod drops;
 mod error;
+mod operations;
 mod partitions;
+mod progress;
 mod purchases;
 
+pub use admission::{Admission, AdmissionChange, AdmissionView};
 pub use apply::AppliedBatch;
 pub use connect::{PoolOptions, Store, DEFAULT_DATABASE_URL};
 pub use drops::{DropRow, DropStatusRow, NewDrop};
 pub use error::StoreError;
+pub use operations::OperationRow;
 pub use partitions::PartitionClaim;
+pub use progress::PartitionProgress;
 pub use purchases::{DecisionSpan, Winner};

@@ -4,7 +4,7 @@
 //! A lease only decides who does the work; correctness rests on the epoch
 //! checked inside every batch transaction (see `apply`).
 
-use dropline_core::{LedgerState, PerUserLimit, Sku};
+use dropline_core::{LedgerState, OperationId, PerUserLimit, Sku};
 use sqlx::Row;
 
 use crate::error::corrupt;
@@ -98,7 +98,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let row = sqlx::query(
-            "SELECT d.remaining, d.per_user_limit, p.applied_seq \
+            "SELECT d.remaining, d.per_user_limit, d.closed_seq, p.applied_seq \
                FROM drops d JOIN partitions p USING (sku) WHERE d.sku = $1",
         )
         .bind(sku.as_str())
@@ -108,6 +108,12 @@ impl Store {
         let remaining: i32 = row.try_get("remaining")?;
         let limit: i32 = row.try_get("per_user_limit")?;
         let applied_seq: i64 = row.try_get("applied_seq")?;
+        let closed_seq: Option<i64> = row.try_get("closed_seq")?;
+        let operations: Vec<String> =
+            sqlx::query_scalar("SELECT operation_id FROM operations WHERE sku = $1")
+                .bind(sku.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
         let decisions = sqlx::query(&format!(
             "SELECT {DECISION_COLUMNS} FROM purchases WHERE sku = $1 ORDER BY seq"
         ))
@@ -123,7 +129,12 @@ impl Store {
             remaining: u32::try_from(remaining).map_err(|_| corrupt("drops.remaining < 0"))?,
             per_user_limit: PerUserLimit::parse(limit.into()).map_err(corrupt)?,
             applied_seq: u64::try_from(applied_seq).map_err(|_| corrupt("applied_seq < 0"))?,
+            closed_seq: closed_seq.map(|seq| seq as u64),
             decisions,
+            operations: operations
+                .into_iter()
+                .map(|op| OperationId::parse(op).map_err(corrupt))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -157,3 +157,22 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// `sku`'s recorded decisions other than `sold_out`, in line order: what
+    /// a gateway answers from once the drop is finally sold out (bounded by
+    /// the stock and the per-user limit).
+    pub async fn answers_other_than_sold_out(
+        &self,
+        sku: &Sku,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS} FROM purchases \
+              WHERE sku = $1 AND outcome <> 'sold_out' ORDER BY seq"
+        ))
+        .bind(sku.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decision_from_row).collect()
+    }
+}

@@ -1,15 +1,21 @@
 //! The codec of a message on `dropline.intents.<sku>`: writing one (a
-//! gateway's purchases as a JSON array, [`IntentMessage`]) and reading one
-//! back, each intent at its place in line ([`parse_intent_message`]).
+//! gateway's purchases as a JSON array, [`IntentMessage`]; an operator's
+//! action, [`control_message`]) and reading one back, each entry at its
+//! place in line ([`parse_intent_message`]).
 //!
-//! Must stay symmetric and pure: what [`IntentMessage`] writes,
-//! [`parse_intent_message`] reads, and neither sends, receives nor decides.
-//! A message that is not dropline's becomes one [`PulledIntent::Malformed`]
-//! entry, never an error: a stray publish on the subject must not stop its
-//! SKU's line.
+//! Must stay symmetric and pure: what the writers write,
+//! [`parse_intent_message`] reads, and nothing here sends, receives or
+//! decides. A message that is not dropline's becomes one
+//! [`PulledEntry::Malformed`] entry, never an error: a stray publish on the
+//! subject must not stop its SKU's line. An entry of a kind this build does
+//! not know is [`PulledEntry::Unknown`]: a newer dropline wrote it, and it
+//! must stop the line rather than be skipped.
 
-use super::{intent_seq, IntentPayload, INTENTS_PER_MESSAGE, MESSAGE_BYTES_SOFT_MAX};
-use crate::ledger::Intent;
+use super::{
+    intent_seq, ControlPayload, IntentPayload, CLOSE_KIND, CONTROL_VERSION, INTENTS_PER_MESSAGE,
+    MESSAGE_BYTES_SOFT_MAX, RESTOCK_KIND,
+};
+use crate::ledger::{Control, Entry, Intent};
 
 /// The body of one intent message being assembled: a JSON array, written
 /// as intents are added, so a full message is never serialized twice.
@@ -64,11 +70,20 @@ impl IntentMessage {
     }
 }
 
-/// One entry of a message read off the stream.
+/// One entry of a message read off the stream, at its place in line.
 #[derive(Debug, Clone)]
-pub enum PulledIntent {
-    Intent(Intent),
-    /// Not an intent dropline wrote (a stray publish on the subject): it is
+pub enum PulledEntry {
+    Purchase(Intent),
+    Control(Control),
+    /// An entry of a kind (or a version of a kind) this build does not
+    /// know: written by a newer dropline. Its partition must stop here
+    /// rather than decide past it.
+    Unknown {
+        seq: u64,
+        kind: String,
+        version: u32,
+    },
+    /// Not something dropline wrote (a stray publish on the subject): it is
     /// skipped, never decided.
     Malformed {
         seq: u64,
@@ -76,42 +91,119 @@ pub enum PulledIntent {
     },
 }
 
-impl PulledIntent {
+impl PulledEntry {
     pub fn seq(&self) -> u64 {
         match self {
-            PulledIntent::Intent(i) => i.seq,
-            PulledIntent::Malformed { seq, .. } => *seq,
+            PulledEntry::Purchase(intent) => intent.seq,
+            PulledEntry::Control(control) => control.seq,
+            PulledEntry::Unknown { seq, .. } | PulledEntry::Malformed { seq, .. } => *seq,
+        }
+    }
+
+    /// The entry to decide, if it is one this build knows.
+    pub fn entry(&self) -> Option<Entry> {
+        match self {
+            PulledEntry::Purchase(intent) => Some(Entry::Purchase(intent.clone())),
+            PulledEntry::Control(control) => Some(Entry::Control(control.clone())),
+            PulledEntry::Unknown { .. } | PulledEntry::Malformed { .. } => None,
         }
     }
 }
 
-/// The intents of the message at `message_seq`, each at its place in line:
-/// an array of intents (a gateway's batch) or a single one. A message that is
-/// neither is one `Malformed` entry at slot 0.
-pub fn parse_intent_message(message_seq: u64, payload: &[u8]) -> Vec<PulledIntent> {
-    match parse_payloads(payload) {
-        Ok(intents) => intents
+/// The one message an operator's action travels in.
+pub fn control_message(control: &ControlPayload) -> Vec<u8> {
+    let mut body = b"[".to_vec();
+    serde_json::to_writer(&mut body, control)
+        .expect("a control entry of parsed domain values always serializes");
+    body.push(b']');
+    body
+}
+
+/// The entries of the message at `message_seq`, each at its place in line:
+/// an array of entries (a gateway's purchases, an operator's action) or a
+/// single purchase. A message that is neither is one `Malformed` entry at
+/// slot 0.
+pub fn parse_intent_message(message_seq: u64, payload: &[u8]) -> Vec<PulledEntry> {
+    let at = |slot| intent_seq(message_seq, slot);
+    // Nearly every message is a gateway's purchases: read those directly,
+    // and only look entry by entry at a message that has something else.
+    if let Ok(purchases) = parse_purchases(payload) {
+        return purchases
             .into_iter()
             .enumerate()
             .map(|(slot, p)| {
-                PulledIntent::Intent(Intent {
-                    seq: intent_seq(message_seq, slot),
+                PulledEntry::Purchase(Intent {
+                    seq: at(slot),
                     key: p.key,
                     user_id: p.user_id,
                     quantity: p.quantity,
                 })
             })
+            .collect();
+    }
+    match serde_json::from_slice::<Vec<serde_json::Value>>(payload) {
+        Ok(values) if (1..=INTENTS_PER_MESSAGE).contains(&values.len()) => values
+            .into_iter()
+            .enumerate()
+            .map(|(slot, value)| parse_entry(at(slot), value))
             .collect(),
-        Err(reason) => vec![PulledIntent::Malformed {
-            seq: intent_seq(message_seq, 0),
-            reason,
-        }],
+        Ok(values) => vec![malformed(
+            at(0),
+            format!(
+                "{} entries in one message (1 to {INTENTS_PER_MESSAGE} allowed)",
+                values.len()
+            ),
+        )],
+        Err(err) => vec![malformed(at(0), err.to_string())],
     }
 }
 
-/// The payloads of a message in slot order, or why it is not a message of
-/// intents.
-fn parse_payloads(payload: &[u8]) -> Result<Vec<IntentPayload>, String> {
+fn malformed(seq: u64, reason: String) -> PulledEntry {
+    PulledEntry::Malformed { seq, reason }
+}
+
+/// One entry of a message that is not all purchases.
+fn parse_entry(seq: u64, value: serde_json::Value) -> PulledEntry {
+    let Some(kind) = value.get("t").map(|t| t.as_str().unwrap_or("").to_string()) else {
+        return match serde_json::from_value::<IntentPayload>(value) {
+            Ok(p) => PulledEntry::Purchase(Intent {
+                seq,
+                key: p.key,
+                user_id: p.user_id,
+                quantity: p.quantity,
+            }),
+            Err(err) => malformed(seq, err.to_string()),
+        };
+    };
+    let version = value
+        .get("v")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let known =
+        matches!(kind.as_str(), CLOSE_KIND | RESTOCK_KIND) && version == u64::from(CONTROL_VERSION);
+    if !known {
+        return PulledEntry::Unknown {
+            seq,
+            kind,
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+        };
+    }
+    match serde_json::from_value::<ControlPayload>(value) {
+        Ok(payload) => match payload.action() {
+            Ok(action) => PulledEntry::Control(Control {
+                seq,
+                op: payload.op,
+                by: payload.by,
+                action,
+            }),
+            Err(reason) => malformed(seq, reason),
+        },
+        Err(err) => malformed(seq, err.to_string()),
+    }
+}
+
+/// The purchases of a message that holds nothing else, in slot order.
+fn parse_purchases(payload: &[u8]) -> Result<Vec<IntentPayload>, String> {
     let is_array = payload
         .iter()
         .find(|b| !b.is_ascii_whitespace())
@@ -136,7 +228,8 @@ fn parse_payloads(payload: &[u8]) -> Result<Vec<IntentPayload>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{IdempotencyKey, Quantity, UserId};
+    use crate::ledger::Action;
+    use crate::{IdempotencyKey, OperationId, OperatorId, Quantity, Stock, UserId};
 
     fn payload(i: usize) -> IntentPayload {
         IntentPayload {
@@ -146,12 +239,16 @@ mod tests {
         }
     }
 
-    fn decided(pulled: &[PulledIntent]) -> Vec<(u64, String)> {
+    fn decided(pulled: &[PulledEntry]) -> Vec<(u64, String)> {
         pulled
             .iter()
             .map(|p| match p {
-                PulledIntent::Intent(i) => (i.seq, i.key.as_str().to_string()),
-                PulledIntent::Malformed { seq, reason } => (*seq, format!("malformed: {reason}")),
+                PulledEntry::Purchase(i) => (i.seq, i.key.as_str().to_string()),
+                PulledEntry::Control(c) => (c.seq, format!("{}: {}", c.action.kind(), c.op)),
+                PulledEntry::Unknown { seq, kind, version } => {
+                    (*seq, format!("unknown {kind} v{version}"))
+                }
+                PulledEntry::Malformed { seq, reason } => (*seq, format!("malformed: {reason}")),
             })
             .collect()
     }
@@ -205,10 +302,83 @@ mod tests {
         ] {
             let pulled = parse_intent_message(3, body);
             assert!(
-                matches!(pulled.as_slice(), [PulledIntent::Malformed { seq, .. }] if *seq == intent_seq(3, 0)),
+                matches!(pulled.as_slice(), [PulledEntry::Malformed { seq, .. }] if *seq == intent_seq(3, 0)),
                 "{}: {pulled:?}",
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    fn control(action: Action) -> ControlPayload {
+        ControlPayload::new(
+            &OperationId::parse("op-1").unwrap(),
+            &OperatorId::parse("ops@example").unwrap(),
+            action,
+        )
+    }
+
+    #[test]
+    fn an_operator_action_comes_back_at_its_place_in_line() {
+        let pulled = parse_intent_message(5, &control_message(&control(Action::Close)));
+        assert_eq!(
+            decided(&pulled),
+            vec![(intent_seq(5, 0), "close: op-1".to_string())]
+        );
+        let units = Stock::parse(7).unwrap();
+        let pulled = parse_intent_message(6, &control_message(&control(Action::Restock(units))));
+        assert!(matches!(
+            pulled.as_slice(),
+            [PulledEntry::Control(Control { action: Action::Restock(n), .. })] if *n == units
+        ));
+    }
+
+    #[test]
+    fn purchases_and_actions_share_a_message_in_their_slots() {
+        let body = format!(
+            "[{},{}]",
+            serde_json::to_string(&payload(1)).unwrap(),
+            String::from_utf8(control_message(&control(Action::Close)))
+                .unwrap()
+                .trim_matches(['[', ']'])
+        );
+        let pulled = parse_intent_message(2, body.as_bytes());
+        assert_eq!(
+            decided(&pulled),
+            vec![
+                (intent_seq(2, 0), "key-1".to_string()),
+                (intent_seq(2, 1), "close: op-1".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_entry_of_an_unknown_kind_or_version_is_unknown_not_skipped() {
+        for body in [
+            &br#"[{"t":"refund","v":1,"op":"x","by":"y"}]"#[..],
+            br#"[{"t":"close","v":2,"op":"x","by":"y"}]"#,
+            br#"[{"t":"payment","v":1,"amount":"a string where a count would be"}]"#,
+        ] {
+            let pulled = parse_intent_message(8, body);
+            assert!(
+                matches!(pulled.as_slice(), [PulledEntry::Unknown { seq, .. }] if *seq == intent_seq(8, 0)),
+                "{}: {pulled:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn a_known_kind_with_bad_fields_is_malformed() {
+        let pulled =
+            parse_intent_message(9, br#"[{"t":"restock","v":1,"op":"x","by":"y","n":-3}]"#);
+        assert!(
+            matches!(pulled.as_slice(), [PulledEntry::Malformed { .. }]),
+            "{pulled:?}"
+        );
+        let pulled = parse_intent_message(9, br#"[{"t":"restock","v":1,"op":"x","by":"y"}]"#);
+        assert!(
+            matches!(pulled.as_slice(), [PulledEntry::Malformed { .. }]),
+            "{pulled:?}"
+        );
     }
 }

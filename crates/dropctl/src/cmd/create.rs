@@ -33,6 +33,7 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
         stock: Stock::parse(args.stock)?,
         per_user_limit: PerUserLimit::parse(args.per_user_limit)?,
         name: parse_name(args.name)?,
+        opens_at: None,
     };
     let store = services.store()?;
     let created = store.create_drop(&drop).await.map_err(explain)?;

@@ -37,6 +37,7 @@ struct Meters {
     won: Counter,
     sold_out: Counter,
     limit_reached: Counter,
+    closed: Counter,
     pending: Counter,
 }
 
@@ -48,6 +49,7 @@ impl Meters {
             won: answers(Outcome::Won.as_str()),
             sold_out: answers(Outcome::SoldOut.as_str()),
             limit_reached: answers(Outcome::LimitReached.as_str()),
+            closed: answers(Outcome::Closed.as_str()),
             pending: answers("pending"),
         }
     }
@@ -57,6 +59,7 @@ impl Meters {
             Outcome::Won => &self.won,
             Outcome::SoldOut => &self.sold_out,
             Outcome::LimitReached => &self.limit_reached,
+            Outcome::Closed => &self.closed,
         }
     }
 }
@@ -287,7 +290,7 @@ fn answer_decision(
     }
     let status = match decision.outcome {
         Outcome::Won => StatusCode::CREATED,
-        Outcome::SoldOut | Outcome::LimitReached => StatusCode::CONFLICT,
+        Outcome::SoldOut | Outcome::LimitReached | Outcome::Closed => StatusCode::CONFLICT,
     };
     METERS.answered(decision.outcome).increment(1);
     let mut response = (status, Json(decision_body(sku, &decision))).into_response();

@@ -36,6 +36,7 @@ async fn create_drop(database_url: &str, sku: &Sku, stock: u32) -> anyhow::Resul
             name: "bench".into(),
             stock: Stock::parse(stock.into())?,
             per_user_limit: PerUserLimit::parse(1)?,
+            opens_at: None,
         })
         .await
         .context("create the drop")?;
