@@ -12,37 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use rand::{Rng as _, SeedableRng as _};
 use serde::Deserialize;
 use tokio::sync::Barrier;
 
+use crate::crowd::draw_habits;
+pub use crate::crowd::{Crowd, Habit};
 use crate::http::{Answer, Pool, NO_ANSWER};
 use crate::latency::Latencies;
 use crate::setup::DropUnderTest;
-
-/// Who in the crowd does what beyond buying once.
-#[derive(Debug, Clone)]
-pub struct Crowd {
-    /// Share of buyers (0–1) who double-click: the same purchase, same key,
-    /// twice at once.
-    pub retry_share: f64,
-    /// Share of buyers (0–1) who buy in two tabs: two keys at once.
-    pub twice_share: f64,
-    /// Seed choosing who does what; random when `None`.
-    pub seed: Option<u64>,
-}
-
-impl Crowd {
-    /// Every buyer buys once (the comparisons: the reference designs do not
-    /// all keep per-user limits).
-    pub fn plain() -> Self {
-        Self {
-            retry_share: 0.0,
-            twice_share: 0.0,
-            seed: Some(0),
-        }
-    }
-}
 
 /// One burst: who buys, and how they reach the gateway.
 #[derive(Debug, Clone)]
@@ -57,18 +34,6 @@ pub struct BurstOptions {
     /// Seconds each buyer asks to wait (`Prefer: wait=N`; 0 sends
     /// `Prefer: respond-async`).
     pub wait_s: u64,
-}
-
-/// What a buyer does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub enum Habit {
-    /// One purchase, one key.
-    #[default]
-    Once,
-    /// The same purchase twice at once, same key.
-    DoubleClick,
-    /// Two purchases at once, two keys, same user.
-    TwoTabs,
 }
 
 /// What one purchase (one idempotency key) was finally told.
@@ -318,23 +283,6 @@ impl PreparedCrowd {
     }
 }
 
-/// Each buyer's habit, drawn from `seed`: the same seed, the same crowd.
-fn draw_habits(crowd: &Crowd, buyers: usize, seed: u64) -> Vec<Habit> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..buyers)
-        .map(|_| {
-            let draw: f64 = rng.gen();
-            if draw < crowd.retry_share {
-                Habit::DoubleClick
-            } else if draw < crowd.retry_share + crowd.twice_share {
-                Habit::TwoTabs
-            } else {
-                Habit::Once
-            }
-        })
-        .collect()
-}
-
 /// One line a second on stderr while the burst runs.
 async fn show_progress(sale: Arc<Sale>, requests: usize) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -483,29 +431,6 @@ fn take(result: &mut BuyerResult, body: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_same_seed_draws_the_same_crowd() {
-        let crowd = Crowd {
-            retry_share: 0.1,
-            twice_share: 0.2,
-            seed: None,
-        };
-        let a = draw_habits(&crowd, 10_000, 42);
-        assert_eq!(a, draw_habits(&crowd, 10_000, 42));
-        assert_ne!(a, draw_habits(&crowd, 10_000, 43));
-        let count = |h| a.iter().filter(|x| **x == h).count() as f64 / 10_000.0;
-        assert!(
-            (count(Habit::DoubleClick) - 0.1).abs() < 0.02,
-            "{}",
-            count(Habit::DoubleClick)
-        );
-        assert!(
-            (count(Habit::TwoTabs) - 0.2).abs() < 0.02,
-            "{}",
-            count(Habit::TwoTabs)
-        );
-    }
 
     fn answer(key: &str, status: u16) -> BuyerResult {
         BuyerResult {

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod burst;
 pub mod chaos;
 pub mod cli;
+pub mod crowd;
 pub mod html;
 pub mod http;
 pub mod latency;
