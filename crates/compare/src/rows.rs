@@ -79,7 +79,7 @@ async fn fire(burst: &BurstOptions, sku: &str, stock: u32) -> anyhow::Result<Bur
         stock,
         fresh: true,
     };
-    loadtest::burst::fire(burst, &drop).await
+    loadtest::burst::fire(burst, std::slice::from_ref(&drop)).await
 }
 
 pub(crate) async fn dropline_run(
@@ -125,15 +125,21 @@ async fn measure_dropline(
     let client = loadtest::burst::client(args.connections)?;
     let source = DropSource::New {
         database_url: database_url.clone(),
+        skus: 1,
         stock: sizes.stock,
         per_user_limit: 1,
     };
-    let sale = loadtest::setup::prepare_drop(&source, &client).await?;
+    let sale = loadtest::setup::prepare_drops(&source, &client)
+        .await?
+        .into_iter()
+        .next()
+        .context("a drop to sell")?;
     let store = Store::connect_lazy(&database_url, &PoolOptions::default())?;
     let measured = async {
         wait_for_owner(&store, &sale.sku).await?;
         tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
-        let results = loadtest::burst::fire(&args.burst(&stack.url, sizes), &sale).await?;
+        let burst = args.burst(&stack.url, sizes);
+        let results = loadtest::burst::fire(&burst, std::slice::from_ref(&sale)).await?;
         let keys: Vec<String> = store
             .winners(&sale.sku)
             .await?

@@ -4,45 +4,24 @@
 //! Buyers behave like real ones: a `503` or `429` (nothing accepted) is
 //! retried with the same key, a `202` is read until decided; some buyers
 //! double-click (the same key twice at once) and some buy in two tabs (two
-//! keys at once), as [`Crowd`] says.
+//! keys at once), as [`Crowd`] says; each buyer buys one SKU of the sale
+//! (sizes of one model), the crowd spread evenly over them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use rand::{Rng as _, SeedableRng as _};
 use serde::Deserialize;
 use tokio::sync::Barrier;
 
+use crate::crowd::{draw_habits, draw_skus};
+pub use crate::crowd::{Crowd, Habit};
 use crate::http::{Answer, Pool, NO_ANSWER};
 use crate::latency::Latencies;
 use crate::setup::DropUnderTest;
-
-/// Who in the crowd does what beyond buying once.
-#[derive(Debug, Clone)]
-pub struct Crowd {
-    /// Share of buyers (0–1) who double-click: the same purchase, same key,
-    /// twice at once.
-    pub retry_share: f64,
-    /// Share of buyers (0–1) who buy in two tabs: two keys at once.
-    pub twice_share: f64,
-    /// Seed choosing who does what; random when `None`.
-    pub seed: Option<u64>,
-}
-
-impl Crowd {
-    /// Every buyer buys once (the comparisons: the reference designs do not
-    /// all keep per-user limits).
-    pub fn plain() -> Self {
-        Self {
-            retry_share: 0.0,
-            twice_share: 0.0,
-            seed: Some(0),
-        }
-    }
-}
 
 /// One burst: who buys, and how they reach the gateway.
 #[derive(Debug, Clone)]
@@ -59,21 +38,11 @@ pub struct BurstOptions {
     pub wait_s: u64,
 }
 
-/// What a buyer does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub enum Habit {
-    /// One purchase, one key.
-    #[default]
-    Once,
-    /// The same purchase twice at once, same key.
-    DoubleClick,
-    /// Two purchases at once, two keys, same user.
-    TwoTabs,
-}
-
 /// What one purchase (one idempotency key) was finally told.
 #[derive(Debug, Clone, Default)]
 pub struct BuyerResult {
+    /// The SKU the purchase was sent to.
+    pub sku: String,
     pub key: String,
     pub user: String,
     pub habit: Habit,
@@ -132,6 +101,15 @@ impl BurstResults {
         }
     }
 
+    /// Every purchase by its SKU, in buyer order.
+    pub fn by_sku(&self) -> HashMap<&str, Vec<&BuyerResult>> {
+        let mut by_sku: HashMap<&str, Vec<&BuyerResult>> = HashMap::new();
+        for buyer in &self.buyers {
+            by_sku.entry(buyer.sku.as_str()).or_default().push(buyer);
+        }
+        by_sku
+    }
+
     /// Every purchase, and every double-click's second copy.
     pub fn purchases_and_echoes(&self) -> impl Iterator<Item = &BuyerResult> {
         self.buyers
@@ -154,13 +132,30 @@ pub fn client(connections: u32) -> anyhow::Result<reqwest::Client> {
 /// What every purchase of the burst shares.
 struct Sale {
     pool: Pool,
-    purchases_path: String,
+    /// The SKUs on sale; a purchase names its SKU by index.
+    skus: Vec<SaleSku>,
     prefer: String,
     progress: Progress,
     released: OnceLock<Instant>,
     crowd: PreparedCrowd,
     /// The next request of `crowd` to send.
     next_request: AtomicUsize,
+}
+
+/// One SKU of the sale.
+struct SaleSku {
+    name: String,
+    purchases_path: String,
+    stock: u32,
+    /// Units won so far (one a win: buyers send no quantity), for the
+    /// progress line.
+    won: AtomicU32,
+}
+
+impl SaleSku {
+    fn sold_out(&self) -> bool {
+        self.won.load(Ordering::Relaxed) >= self.stock
+    }
 }
 
 /// Counters behind the progress line.
@@ -170,26 +165,44 @@ struct Progress {
     decided: AtomicUsize,
 }
 
-pub async fn fire(options: &BurstOptions, drop: &DropUnderTest) -> anyhow::Result<BurstResults> {
+impl Sale {
+    /// The sale of `drops` to a crowd drawn from `seed`, not yet released.
+    fn new(options: &BurstOptions, drops: &[DropUnderTest], pool: Pool, seed: u64) -> Self {
+        let buyers = options.buyers as usize;
+        let habits = draw_habits(&options.crowd, buyers, seed);
+        let skus = draw_skus(buyers, drops.len(), seed);
+        Self {
+            pool,
+            skus: drops
+                .iter()
+                .map(|drop| SaleSku {
+                    name: drop.sku.to_string(),
+                    purchases_path: format!("/v1/drops/{}/purchases", drop.sku),
+                    stock: drop.stock,
+                    won: AtomicU32::new(0),
+                })
+                .collect(),
+            prefer: match options.wait_s {
+                0 => "respond-async".to_string(),
+                s => format!("wait={s}"),
+            },
+            progress: Progress::default(),
+            released: OnceLock::new(),
+            crowd: PreparedCrowd::new(&habits, &skus),
+            next_request: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Fires the crowd at `drops` (at least one): each buyer buys the SKU the
+/// seed picks for it, every buyer released at one instant.
+pub async fn fire(options: &BurstOptions, drops: &[DropUnderTest]) -> anyhow::Result<BurstResults> {
+    anyhow::ensure!(!drops.is_empty(), "a burst needs at least one drop");
     let pool = Pool::new(&options.url, options.connections as usize)?;
     pool.warm_up().await?;
     let seed = options.crowd.seed.unwrap_or_else(rand::random);
-    let habits = draw_habits(&options.crowd, options.buyers as usize, seed);
-    let crowd = PreparedCrowd::new(&habits);
-    let purchases = crowd.purchases.len();
-    let requests = crowd.requests.len();
-    let sale = Arc::new(Sale {
-        pool,
-        purchases_path: format!("/v1/drops/{}/purchases", drop.sku),
-        prefer: match options.wait_s {
-            0 => "respond-async".to_string(),
-            s => format!("wait={s}"),
-        },
-        progress: Progress::default(),
-        released: OnceLock::new(),
-        crowd,
-        next_request: AtomicUsize::new(0),
-    });
+    let sale = Arc::new(Sale::new(options, drops, pool, seed));
+    let (purchases, requests) = (sale.crowd.purchases.len(), sale.crowd.requests.len());
     // One sender per connection, all waiting at the barrier: the pool
     // bounds what is in flight either way, and 800 senders cost the
     // generator far less than 50,000 buyer tasks would.
@@ -206,9 +219,13 @@ pub async fn fire(options: &BurstOptions, drop: &DropUnderTest) -> anyhow::Resul
         .collect();
     barrier.wait().await;
     let released = *sale.released.get_or_init(Instant::now);
+    let over = match drops {
+        [drop] => format!("at {}", drop.sku),
+        _ => format!("over {} SKUs", drops.len()),
+    };
     eprintln!(
-        "released {} buyers ({purchases} purchases; crowd seed {seed})",
-        habits.len()
+        "released {} buyers ({purchases} purchases {over}; crowd seed {seed})",
+        options.buyers
     );
     let ticker = tokio::spawn(show_progress(sale.clone(), requests));
     let mut answered = Vec::with_capacity(requests);
@@ -231,6 +248,8 @@ pub async fn fire(options: &BurstOptions, drop: &DropUnderTest) -> anyhow::Resul
 
 /// One purchase (one idempotency key), prepared before the burst.
 struct PreparedPurchase {
+    /// Index of its SKU in the sale.
+    sku: usize,
     key: String,
     user: String,
     habit: Habit,
@@ -252,19 +271,23 @@ struct PreparedCrowd {
 }
 
 impl PreparedCrowd {
-    fn new(habits: &[Habit]) -> Self {
+    /// Buyer `i` does `habits[i]` at SKU `skus[i]`; both tabs of a two-tab
+    /// buyer buy the same SKU (one user wanting one pair).
+    fn new(habits: &[Habit], skus: &[usize]) -> Self {
+        assert_eq!(habits.len(), skus.len(), "one SKU per buyer");
         let run_id = uuid::Uuid::new_v4().simple().to_string();
         let mut crowd = Self {
             purchases: Vec::with_capacity(habits.len()),
             requests: Vec::with_capacity(habits.len()),
         };
-        for (i, habit) in habits.iter().enumerate() {
+        for (i, (habit, sku)) in habits.iter().zip(skus).enumerate() {
             let key = format!("{}-{i}", &run_id[..8]);
             let user = format!("user-{i}");
             let body = Bytes::from(serde_json::json!({ "user_id": user }).to_string());
             let mut add = |key: String, echo: bool| {
                 if !echo {
                     crowd.purchases.push(PreparedPurchase {
+                        sku: *sku,
                         key,
                         user: user.clone(),
                         habit: *habit,
@@ -318,23 +341,6 @@ impl PreparedCrowd {
     }
 }
 
-/// Each buyer's habit, drawn from `seed`: the same seed, the same crowd.
-fn draw_habits(crowd: &Crowd, buyers: usize, seed: u64) -> Vec<Habit> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..buyers)
-        .map(|_| {
-            let draw: f64 = rng.gen();
-            if draw < crowd.retry_share {
-                Habit::DoubleClick
-            } else if draw < crowd.retry_share + crowd.twice_share {
-                Habit::TwoTabs
-            } else {
-                Habit::Once
-            }
-        })
-        .collect()
-}
-
 /// One line a second on stderr while the burst runs.
 async fn show_progress(sale: Arc<Sale>, requests: usize) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -346,11 +352,14 @@ async fn show_progress(sale: Arc<Sale>, requests: usize) {
             .get()
             .map(Instant::elapsed)
             .unwrap_or_default();
+        let sold_out = sale.skus.iter().filter(|sku| sku.sold_out()).count();
         eprintln!(
-            "  {:>5.1} s: {} of {requests} purchase requests answered, {} decided",
+            "  {:>5.1} s: {} of {requests} purchase requests answered, {} decided; \
+             {sold_out} of {} SKUs sold out",
             elapsed.as_secs_f64(),
             sale.progress.answered.load(Ordering::Relaxed),
             sale.progress.decided.load(Ordering::Relaxed),
+            sale.skus.len(),
         );
     }
 }
@@ -365,7 +374,14 @@ async fn send_until_done(sale: &Sale) -> Vec<(usize, BuyerResult)> {
             return answered;
         };
         let purchase_spec = &sale.crowd.purchases[request.purchase];
-        answered.push((i, purchase(sale, purchase_spec).await));
+        let result = purchase(sale, purchase_spec).await;
+        // A double-click's copy is the same unit: counted once.
+        if !request.echo && result.outcome.as_deref() == Some("won") {
+            sale.skus[purchase_spec.sku]
+                .won
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        answered.push((i, result));
     }
 }
 
@@ -384,7 +400,9 @@ struct PurchaseBody {
 /// accepted) is retried with the same key; a 202 is read until decided.
 async fn purchase(sale: &Sale, prepared: &PreparedPurchase) -> BuyerResult {
     let released = *sale.released.get_or_init(Instant::now);
+    let sku = &sale.skus[prepared.sku];
     let mut result = BuyerResult {
+        sku: sku.name.clone(),
         key: prepared.key.clone(),
         user: prepared.user.clone(),
         habit: prepared.habit,
@@ -397,7 +415,7 @@ async fn purchase(sale: &Sale, prepared: &PreparedPurchase) -> BuyerResult {
     if matches!(answer.status, 201 | 409) && result.outcome.is_some() {
         decided(sale, &mut result, released);
     } else if answer.status == 202 {
-        read_until_decided(sale, &mut result, released, deadline).await;
+        read_until_decided(sale, sku, &mut result, released, deadline).await;
     }
     result
 }
@@ -418,9 +436,11 @@ async fn post_until_accepted(
             ("idempotency-key", result.key.as_str()),
             ("prefer", &sale.prefer),
         ];
-        let post = sale
-            .pool
-            .post_json(&sale.purchases_path, &headers, prepared.body.clone());
+        let post = sale.pool.post_json(
+            &sale.skus[prepared.sku].purchases_path,
+            &headers,
+            prepared.body.clone(),
+        );
         let answer = tokio::time::timeout_at(deadline.into(), post)
             .await
             .unwrap_or_else(|_| Answer::none());
@@ -441,12 +461,13 @@ async fn post_until_accepted(
 /// Accepted, not decided within the wait: reads the purchase until it is.
 async fn read_until_decided(
     sale: &Sale,
+    sku: &SaleSku,
     result: &mut BuyerResult,
     released: Instant,
     deadline: Instant,
 ) {
     // The tool's keys are URL-safe (hex, digits, '-'): no encoding needed.
-    let read_path = format!("{}/{}", sale.purchases_path, result.key);
+    let read_path = format!("{}/{}", sku.purchases_path, result.key);
     while Instant::now() < deadline {
         let read = tokio::time::timeout_at(
             deadline.into(),
@@ -484,29 +505,6 @@ fn take(result: &mut BuyerResult, body: &[u8]) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_same_seed_draws_the_same_crowd() {
-        let crowd = Crowd {
-            retry_share: 0.1,
-            twice_share: 0.2,
-            seed: None,
-        };
-        let a = draw_habits(&crowd, 10_000, 42);
-        assert_eq!(a, draw_habits(&crowd, 10_000, 42));
-        assert_ne!(a, draw_habits(&crowd, 10_000, 43));
-        let count = |h| a.iter().filter(|x| **x == h).count() as f64 / 10_000.0;
-        assert!(
-            (count(Habit::DoubleClick) - 0.1).abs() < 0.02,
-            "{}",
-            count(Habit::DoubleClick)
-        );
-        assert!(
-            (count(Habit::TwoTabs) - 0.2).abs() < 0.02,
-            "{}",
-            count(Habit::TwoTabs)
-        );
-    }
-
     fn answer(key: &str, status: u16) -> BuyerResult {
         BuyerResult {
             key: key.to_string(),
@@ -518,7 +516,7 @@ mod tests {
     #[test]
     fn a_crowd_sends_what_each_buyer_does_side_by_side_and_reassembles_it() {
         let habits = [Habit::Once, Habit::DoubleClick, Habit::TwoTabs, Habit::Once];
-        let crowd = PreparedCrowd::new(&habits);
+        let crowd = PreparedCrowd::new(&habits, &[0; 4]);
         let keys: Vec<&str> = crowd.purchases.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys.len(), 5, "{keys:?}");
         assert!(
@@ -569,5 +567,35 @@ mod tests {
         let results = crowd.assemble(without_first);
         let got: Vec<&str> = results.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(got, [keys[0]]);
+    }
+
+    #[test]
+    fn a_buyer_sends_every_request_to_the_sku_picked_for_it() {
+        let crowd_options = Crowd {
+            retry_share: 0.3,
+            twice_share: 0.3,
+            seed: Some(11),
+        };
+        let habits = draw_habits(&crowd_options, 2_000, 11);
+        let skus = draw_skus(2_000, 20, 11);
+        let crowd = PreparedCrowd::new(&habits, &skus);
+        let mut tabs_seen = 0;
+        for pair in crowd.requests.windows(2) {
+            let (first, second) = (
+                &crowd.purchases[pair[0].purchase],
+                &crowd.purchases[pair[1].purchase],
+            );
+            // A two-tab buyer's keys, and a double-click's copies, share
+            // a user: one person wanting one pair of one size.
+            if first.user == second.user {
+                assert_eq!(first.sku, second.sku, "{} and {}", first.key, second.key);
+                tabs_seen += usize::from(second.key.ends_with("-tab2"));
+            }
+        }
+        assert!(tabs_seen > 400, "{tabs_seen} two-tab buyers");
+        for purchase in &crowd.purchases {
+            let buyer: usize = purchase.user["user-".len()..].parse().unwrap();
+            assert_eq!(purchase.sku, skus[buyer], "{}", purchase.key);
+        }
     }
 }

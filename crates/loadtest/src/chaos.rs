@@ -1,8 +1,10 @@
 //! Faults injected live during a burst (`--chaos`), on the tool's own stack.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use dropline_core::Sku;
 use dropline_store::{PoolOptions, Store};
 use dropline_testkit::{Signal, Stack};
 
@@ -13,25 +15,27 @@ const TRIGGER_WAIT_MS_MAX: u64 = 60_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Chaos {
-    /// SIGKILL the processor that owns the drop's partition.
+    /// SIGKILL the processor that owns the (first) drop's partition.
     Kill,
-    /// SIGSTOP the owning processor for three leases, then SIGCONT it: a
-    /// zombie that wakes up after its partition moved.
+    /// SIGSTOP the (first) drop's owning processor for three leases, then
+    /// SIGCONT it: a zombie that wakes up after its partitions moved.
     Stall,
     /// Stop the (private) nats-server for a second, then start it again.
     NatsRestart,
 }
 
-/// Waits until a tenth of the buyers are decided, then injects `chaos`.
-/// Returns what was done, for the report.
+/// Waits until a tenth of the buyers are decided over all `drops`, then
+/// injects `chaos` (a processor fault hits the first drop's owner, and with
+/// it every partition that processor holds). Returns what was done, for
+/// the report.
 pub async fn inject(
     chaos: Chaos,
     stack: &mut Stack,
-    drop: &DropUnderTest,
+    drops: &[DropUnderTest],
     buyers: u32,
 ) -> anyhow::Result<String> {
     let threshold = u64::from((buyers / 10).max(1));
-    let owner = owner_once_decided(stack, drop, threshold).await?;
+    let owner = owner_once_decided(stack, drops, threshold).await?;
     match chaos {
         Chaos::Kill => {
             let processor = owning_processor(stack, owner.as_deref())?;
@@ -61,24 +65,27 @@ pub async fn inject(
     }
 }
 
-/// Waits until `threshold` intents of the drop are decided; returns the
-/// partition's owner then.
+/// Waits until `threshold` intents of `drops` are decided; returns the
+/// first drop's partition owner then.
 async fn owner_once_decided(
     stack: &Stack,
-    drop: &DropUnderTest,
+    drops: &[DropUnderTest],
     threshold: u64,
 ) -> anyhow::Result<Option<String>> {
+    let first = &drops.first().context("no drop to inject a fault into")?.sku;
+    let ours: HashSet<&Sku> = drops.iter().map(|d| &d.sku).collect();
     let store = Store::connect_lazy(&stack.database_url, &PoolOptions::default())?;
     let deadline = Instant::now() + Duration::from_millis(TRIGGER_WAIT_MS_MAX);
     let owner = loop {
-        let status = store
-            .drop_statuses(Some(&drop.sku))
-            .await?
+        // One read for every drop of the stack's database (all the tool's).
+        let statuses = store.drop_statuses(None).await?;
+        let ours: Vec<_> = statuses
             .into_iter()
-            .next()
-            .with_context(|| format!("no drop {}", drop.sku))?;
-        if status.decided >= threshold {
-            break status.owner;
+            .filter(|s| ours.contains(&s.drop.sku))
+            .collect();
+        if ours.iter().map(|s| s.decided).sum::<u64>() >= threshold {
+            let status = ours.into_iter().find(|s| &s.drop.sku == first);
+            break status.with_context(|| format!("no drop {first}"))?.owner;
         }
         anyhow::ensure!(
             Instant::now() < deadline,

@@ -73,10 +73,15 @@ pub struct Args {
     /// Simultaneous buyers.
     #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub buyers: u32,
-    /// Units in the drop the tool creates.
+    /// Units in each drop the tool creates.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
     pub stock: u32,
-    /// Most units one user may win.
+    /// Drops the tool creates, one SKU each (the sizes of one model), each
+    /// with `--stock` units and `--per-user-limit`; every buyer buys one of
+    /// them, picked from the crowd's seed, the crowd spread evenly.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::setup::SKUS_MAX)))]
+    pub skus: u32,
+    /// Most units one user may win of each drop.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub per_user_limit: u32,
     #[command(flatten)]
@@ -90,15 +95,17 @@ pub struct Args {
     /// 0 sends `Prefer: respond-async`, and every 202 is then read by GET).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=30))]
     pub wait_s: u64,
-    /// Use this existing drop instead of creating one (its stock is read).
+    /// Use this existing drop instead of creating any (its stock is read);
+    /// a single SKU, so not with `--skus` above 1.
     #[arg(long)]
     pub sku: Option<String>,
-    /// Postgres, to create the drop.
+    /// Postgres, to create the drops.
     #[arg(long, env = "DATABASE_URL", default_value = dropline_store::DEFAULT_DATABASE_URL)]
     pub database_url: String,
-    /// Milliseconds between creating the drop and the burst. Real drops are
-    /// created ahead of their sale; this gives processors time to discover
-    /// and claim the new partition, so the burst measures selling, not setup.
+    /// Milliseconds between the processors owning every new drop's
+    /// partition (waited for first, 30 s at most) and the burst. Real drops
+    /// are created ahead of their sale; this lets the new consumers settle
+    /// too, so the burst measures selling, not setup.
     #[arg(long, default_value_t = 1_000)]
     pub settle_ms: u64,
     /// Also write the report as JSON to this file.

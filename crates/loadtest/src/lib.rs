@@ -1,6 +1,6 @@
 //! The load-test machinery behind `just load-test` and `just bench`, and the
 //! burst `compare` fires at every design: simultaneous buyers against a
-//! dropline gateway.
+//! dropline gateway, buying one SKU or spread over many ([`crowd`]).
 //!
 //! Prepares every buyer, releases them all at once over a bounded pool of
 //! keep-alive connections ([`burst`], [`http`]), resolves every `202` by
@@ -15,6 +15,7 @@ pub mod bench;
 pub mod burst;
 pub mod chaos;
 pub mod cli;
+pub mod crowd;
 pub mod html;
 pub mod http;
 pub mod latency;
@@ -34,9 +35,19 @@ use crate::verify::VerifyOptions;
 /// Processors of the tool's own stack: two, so that a fault can take one away.
 const STACK_PROCESSORS: usize = 2;
 
+/// How long the processors may take to claim every new drop's partition;
+/// the burst then goes anyway (and measures the claims).
+const OWNED_WAIT_MS_MAX: u64 = 30_000;
+
 /// Runs the load test the command line asks for; returns whether every
 /// promise held.
 pub async fn run(args: Args) -> anyhow::Result<bool> {
+    anyhow::ensure!(
+        args.sku.is_none() || args.skus == 1,
+        "--sku names one existing drop: leave out --skus {} (or --sku, to create {} drops)",
+        args.skus,
+        args.skus
+    );
     let mut stack = start_stack(&args).await?;
     let (url, database_url) = match &stack {
         Some(stack) => (stack.url.clone(), stack.database_url.clone()),
@@ -46,24 +57,10 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         ),
     };
     let client = burst::client(args.connections)?;
-    let source = match &args.sku {
-        Some(sku) => DropSource::Existing {
-            url: url.clone(),
-            sku: Sku::parse(sku.clone())?,
-        },
-        None => DropSource::New {
-            database_url: database_url.clone(),
-            stock: args.stock,
-            per_user_limit: args.per_user_limit,
-        },
-    };
-    let drop = setup::prepare_drop(&source, &client).await?;
-    eprintln!(
-        "drop {}: {} units, per-user limit {}; {} buyers over {} connections",
-        drop.sku, drop.stock, args.per_user_limit, args.buyers, args.connections
-    );
-    if drop.fresh {
-        tokio::time::sleep(std::time::Duration::from_millis(args.settle_ms)).await;
+    let drops = setup::prepare_drops(&drop_source(&args, &url, &database_url)?, &client).await?;
+    announce(&args, &drops);
+    if drops.iter().all(|drop| drop.fresh) {
+        settle(&database_url, &drops, args.settle_ms).await?;
     }
     let burst = BurstOptions {
         url: url.clone(),
@@ -72,7 +69,7 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         connections: args.connections,
         wait_s: args.wait_s,
     };
-    let (results, chaos) = fire_with_chaos(&args, &burst, &drop, stack.as_mut()).await?;
+    let (results, chaos) = fire_with_chaos(&args, &burst, &drops, stack.as_mut()).await?;
     if let Some(done) = &chaos {
         eprintln!("chaos: {done}");
     }
@@ -82,14 +79,66 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         per_user_limit: args.per_user_limit,
         faults_injected: chaos.is_some(),
     };
-    let verdict = verify::verify(&client, &verify, &drop, &results).await?;
-    let report = report::Report::new(&drop, &results, &verdict, chaos);
+    let verdict = verify::verify(&client, &verify, &drops, &results).await?;
+    let report = report::Report::new(&drops, &results, &verdict, chaos);
     report.print();
     write_reports(&args, &report, &results, &url)?;
     if let Some(stack) = &mut stack {
         finish_stack(&args, stack, verdict.passed()).await?;
     }
     Ok(verdict.passed())
+}
+
+fn drop_source(args: &Args, url: &str, database_url: &str) -> anyhow::Result<DropSource> {
+    Ok(match &args.sku {
+        Some(sku) => DropSource::Existing {
+            url: url.to_string(),
+            sku: Sku::parse(sku.clone())?,
+        },
+        None => DropSource::New {
+            database_url: database_url.to_string(),
+            skus: args.skus,
+            stock: args.stock,
+            per_user_limit: args.per_user_limit,
+        },
+    })
+}
+
+fn announce(args: &Args, drops: &[DropUnderTest]) {
+    let what = match drops {
+        [drop] => format!("drop {}: {} units", drop.sku, drop.stock),
+        [first, .., last] => format!(
+            "{} drops {} … {}: {} units each",
+            drops.len(),
+            first.sku,
+            last.sku,
+            args.stock
+        ),
+        [] => "no drop".to_string(),
+    };
+    eprintln!(
+        "{what}, per-user limit {}; {} buyers over {} connections",
+        args.per_user_limit, args.buyers, args.connections
+    );
+}
+
+/// Waits until processors own every new drop's partition (at most
+/// `OWNED_WAIT_MS_MAX`), then `settle_ms` more.
+async fn settle(database_url: &str, drops: &[DropUnderTest], settle_ms: u64) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let unowned = setup::wait_until_owned(database_url, drops, OWNED_WAIT_MS_MAX).await?;
+    let waited_s = started.elapsed().as_secs_f64();
+    if unowned == 0 {
+        eprintln!("every drop's partition owned after {waited_s:.1} s");
+    } else {
+        eprintln!(
+            "warning: {unowned} of {} drops' partitions still unowned after {waited_s:.1} s; \
+             the burst goes anyway",
+            drops.len()
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(settle_ms)).await;
+    Ok(())
 }
 
 /// The tool's own stack, unless a gateway was given.
@@ -114,18 +163,18 @@ async fn start_stack(args: &Args) -> anyhow::Result<Option<Stack>> {
 async fn fire_with_chaos(
     args: &Args,
     burst: &BurstOptions,
-    drop: &DropUnderTest,
+    drops: &[DropUnderTest],
     stack: Option<&mut Stack>,
 ) -> anyhow::Result<(burst::BurstResults, Option<String>)> {
     match (args.chaos, stack) {
         (Some(chaos), Some(stack)) => {
             let (results, done) = tokio::join!(
-                burst::fire(burst, drop),
-                chaos::inject(chaos, stack, drop, args.buyers)
+                burst::fire(burst, drops),
+                chaos::inject(chaos, stack, drops, args.buyers)
             );
             Ok((results?, Some(done?)))
         }
-        _ => Ok((burst::fire(burst, drop).await?, None)),
+        _ => Ok((burst::fire(burst, drops).await?, None)),
     }
 }
 
@@ -164,4 +213,34 @@ async fn finish_stack(args: &Args, stack: &mut Stack, passed: bool) -> anyhow::R
     }
     stack.stop();
     drop_database(&args.services.postgres, stack.database_name()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_existing_sku_is_refused_with_more_than_one_sku_in_one_line() {
+        // Refused before anything is reached: nothing listens on port 1.
+        let args = Args::parse_from([
+            "loadtest",
+            "--url",
+            "http://127.0.0.1:1",
+            "--sku",
+            "some-drop",
+            "--skus",
+            "20",
+        ]);
+
+        let refused = run(args).await.expect_err("refused");
+
+        let message = format!("{refused:#}");
+        assert!(
+            message.starts_with("--sku names one existing drop"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "one line: {message}");
+    }
 }

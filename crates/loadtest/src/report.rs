@@ -1,4 +1,6 @@
-//! The tally: printed for people, written as JSON for machines.
+//! The tally: printed for people, written as JSON for machines. Over many
+//! SKUs the counts are the crowd's totals (won, stock, ...), and how many
+//! SKUs sold out says how they spread.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -11,7 +13,15 @@ use crate::verify::{Verdict, Violation};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The SKU; over many, the first and the last (`load-…-0 … load-…-199`).
     pub sku: String,
+    /// SKUs on sale (one drop each).
+    pub skus: usize,
+    /// SKUs whose every unit was won.
+    pub skus_sold_out: usize,
+    /// Each SKU's stock, when they all have the same (the tool's own drops
+    /// always do); `None` otherwise.
+    pub stock_per_sku: Option<u32>,
     /// Users in the crowd.
     pub buyers: usize,
     /// Purchase keys sent (two-tab buyers send two).
@@ -19,6 +29,7 @@ pub struct Report {
     pub double_clicks: usize,
     pub two_tabs: usize,
     pub seed: u64,
+    /// Units for sale over all SKUs.
     pub stock: u32,
     pub won: usize,
     pub sold_out: usize,
@@ -43,7 +54,7 @@ pub struct Report {
 
 impl Report {
     pub fn new(
-        drop: &DropUnderTest,
+        drops: &[DropUnderTest],
         results: &BurstResults,
         verdict: &Verdict,
         chaos: Option<String>,
@@ -71,13 +82,19 @@ impl Report {
                 .len()
         };
         Report {
-            sku: drop.sku.to_string(),
+            sku: sku_label(drops),
+            skus: drops.len(),
+            skus_sold_out: skus_sold_out(drops, results),
+            stock_per_sku: drops
+                .first()
+                .map(|first| first.stock)
+                .filter(|stock| drops.iter().all(|d| d.stock == *stock)),
             buyers: buyers.iter().map(|b| &b.user).collect::<HashSet<_>>().len(),
             purchases: buyers.len(),
             double_clicks: habits(Habit::DoubleClick),
             two_tabs: habits(Habit::TwoTabs),
             seed: results.seed,
-            stock: drop.stock,
+            stock: drops.iter().map(|d| d.stock).sum(),
             won: count("won"),
             sold_out: count("sold_out"),
             limit_reached: count("limit_reached"),
@@ -104,10 +121,15 @@ impl Report {
     }
 
     pub fn print(&self) {
+        let drops = match self.skus {
+            1 => "drop".to_string(),
+            skus => format!("{skus} drops"),
+        };
         println!(
-            "drop {}: {} buyers for {} units ({} purchases: {} double-clicked, {} bought in two tabs; crowd seed {})",
+            "{drops} {}: {} buyers for {} units ({} purchases: {} double-clicked, {} bought in two tabs; crowd seed {})",
             self.sku, self.buyers, self.stock, self.purchases, self.double_clicks, self.two_tabs, self.seed
         );
+        println!("  {}", self.sell_out());
         println!(
             "  won {}   sold_out {}   limit_reached {}   errors {}   (202 resolved by GET: {})",
             self.won, self.sold_out, self.limit_reached, self.errors, self.pending_resolved
@@ -148,4 +170,48 @@ impl Report {
             }
         }
     }
+
+    /// How the SKUs sold, in one line: "200 of 200 SKUs sold their 10 units".
+    pub fn sell_out(&self) -> String {
+        let one_sku = self.skus == 1;
+        let of = format!(
+            "{} of {} SKU{}",
+            self.skus_sold_out,
+            self.skus,
+            if one_sku { "" } else { "s" }
+        );
+        let their = if one_sku { "its" } else { "their" };
+        match self.stock_per_sku {
+            Some(1) => format!("{of} sold {their} 1 unit"),
+            Some(stock) => format!("{of} sold {their} {stock} units"),
+            None => format!("{of} sold out"),
+        }
+    }
+}
+
+/// The SKU, or the first and last of many.
+fn sku_label(drops: &[DropUnderTest]) -> String {
+    match drops {
+        [] => String::new(),
+        [only] => only.sku.to_string(),
+        [first, .., last] => format!("{} … {}", first.sku, last.sku),
+    }
+}
+
+/// SKUs whose buyers were told `won` for every unit (one unit a win:
+/// buyers send no quantity).
+fn skus_sold_out(drops: &[DropUnderTest], results: &BurstResults) -> usize {
+    let by_sku = results.by_sku();
+    drops
+        .iter()
+        .filter(|drop| {
+            let won = by_sku.get(drop.sku.as_str()).map_or(0, |purchases| {
+                purchases
+                    .iter()
+                    .filter(|b| b.outcome.as_deref() == Some("won"))
+                    .count()
+            });
+            won >= drop.stock as usize
+        })
+        .count()
 }

@@ -1,11 +1,17 @@
 //! Checks the promises from what buyers were told and what the API says.
+//!
+//! Every promise is per SKU (each drop has its own line, stock and per-user
+//! limit), so each drop is checked on its own purchases and a violation
+//! names its SKU; only the checks of single answers (every buyer answered,
+//! double-clicks alike, replays stable) look at the crowd as a whole.
 
 use std::collections::{HashMap, HashSet};
 
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
 use dropline_core::{
-    Entry, IdempotencyKey, Intent, Ledger, LedgerState, PerUserLimit, Quantity, UserId,
+    Entry, IdempotencyKey, Intent, Ledger, LedgerState, PerUserLimit, Quantity, Sku, UserId,
 };
 use dropline_store::{PoolOptions, Store};
 
@@ -45,37 +51,99 @@ impl Verdict {
     fn fail(&mut self, what: String) {
         self.violations.push(Violation(what));
     }
+
+    /// Takes in the violations found on one SKU, each naming it.
+    fn absorb(&mut self, sku: &Sku, checked: Verdict) {
+        self.violations.extend(
+            checked
+                .violations
+                .into_iter()
+                .map(|Violation(what)| Violation(format!("SKU {sku}: {what}"))),
+        );
+    }
 }
 
-/// How many answers are replayed to check they are stable.
+/// How many answers are replayed to check they are stable, over all SKUs.
 const REPLAYS_MAX: usize = 200;
 
+/// SKUs checked at once: each check is a database read and a GET, and a
+/// run may have thousands of SKUs.
+const SKUS_IN_FLIGHT_MAX: usize = 8;
+
+/// Checks every promise on `drops` (the burst's, in SKU order) against
+/// what the buyers were told.
 pub async fn verify(
     client: &reqwest::Client,
     options: &VerifyOptions,
-    drop: &DropUnderTest,
+    drops: &[DropUnderTest],
     results: &BurstResults,
 ) -> anyhow::Result<Verdict> {
     let mut verdict = Verdict::default();
     check_every_buyer_answered(&mut verdict, options, results);
-    let winners: Vec<_> = results
-        .buyers
-        .iter()
-        .filter(|b| b.outcome.as_deref() == Some("won"))
-        .collect();
-    check_winners(&mut verdict, options, drop, results, &winners);
     check_double_clicks(&mut verdict, results);
-    if drop.fresh {
-        check_first_eligible(&mut verdict, options.per_user_limit, drop, results)?;
-    } else {
+    if drops.iter().any(|drop| !drop.fresh) {
         verdict.notes.push(
             "stream-order check skipped: an existing drop's earlier purchases are unknown".into(),
         );
     }
-    check_orders_in_database(&mut verdict, &options.database_url, drop, &winners).await;
-    check_drop_view(&mut verdict, client, options, drop, winners.len()).await?;
-    check_replays(&mut verdict, client, options, drop, results, &winners).await?;
+    let by_sku = results.by_sku();
+    let lines: Vec<&[&BuyerResult]> = drops
+        .iter()
+        .map(|drop| by_sku.get(drop.sku.as_str()).map_or(&[][..], Vec::as_slice))
+        .collect();
+    check_told_per_sku(&mut verdict, options.per_user_limit, drops, &lines)?;
+    let store = Store::connect_lazy(&options.database_url, &PoolOptions::default())?;
+    let stored = futures::stream::iter(drops.iter().zip(&lines))
+        .map(|(drop, purchases)| check_recorded(client, options, &store, drop, purchases))
+        .buffered(SKUS_IN_FLIGHT_MAX)
+        .try_collect::<Vec<_>>()
+        .await;
+    store.close().await;
+    for (drop, checked) in drops.iter().zip(stored?) {
+        verdict.absorb(&drop.sku, checked);
+    }
+    check_replays(&mut verdict, client, options, &lines).await?;
     Ok(verdict)
+}
+
+/// What each drop's buyers were told keeps the drop's promises: as many
+/// winners as its stock allows, its per-user limit, and (for a drop made
+/// for the run) the first eligible in its line won.
+fn check_told_per_sku(
+    verdict: &mut Verdict,
+    per_user_limit: u32,
+    drops: &[DropUnderTest],
+    lines: &[&[&BuyerResult]],
+) -> anyhow::Result<()> {
+    for (drop, purchases) in drops.iter().zip(lines) {
+        let mut checked = Verdict::default();
+        check_winners(&mut checked, per_user_limit, drop, purchases);
+        if drop.fresh {
+            check_first_eligible(&mut checked, per_user_limit, drop, purchases)?;
+        }
+        verdict.absorb(&drop.sku, checked);
+    }
+    Ok(())
+}
+
+/// What the database and the API hold of one drop agrees with what its
+/// buyers were told.
+async fn check_recorded(
+    client: &reqwest::Client,
+    options: &VerifyOptions,
+    store: &Store,
+    drop: &DropUnderTest,
+    purchases: &[&BuyerResult],
+) -> anyhow::Result<Verdict> {
+    let mut verdict = Verdict::default();
+    let winners: Vec<&BuyerResult> = purchases.iter().copied().filter(won).collect();
+    check_orders_in_database(&mut verdict, store, drop, &winners).await;
+    check_drop_view(&mut verdict, client, options, drop, winners.len()).await?;
+    Ok(verdict)
+}
+
+fn won(buyer: &&BuyerResult) -> bool {
+    buyer.outcome.as_deref() == Some("won")
 }
 
 /// Every buyer got a definitive answer, and no request a server error.
@@ -91,9 +159,10 @@ fn check_every_buyer_answered(
         .collect();
     if let Some(example) = undecided.first() {
         verdict.fail(format!(
-            "{} buyers got no definitive answer (e.g. key {} saw statuses {:?})",
+            "{} buyers got no definitive answer (e.g. key {} of SKU {} saw statuses {:?})",
             undecided.len(),
             example.key,
+            example.sku,
             example.statuses
         ));
     }
@@ -118,13 +187,13 @@ fn check_every_buyer_answered(
 /// per-user limit, every winner with an order id of its own.
 fn check_winners(
     verdict: &mut Verdict,
-    options: &VerifyOptions,
+    per_user_limit: u32,
     drop: &DropUnderTest,
-    results: &BurstResults,
-    winners: &[&BuyerResult],
+    purchases: &[&BuyerResult],
 ) {
-    let users: HashSet<&str> = results.buyers.iter().map(|b| b.user.as_str()).collect();
-    let expected_winners = (drop.stock as usize).min(users.len() * options.per_user_limit as usize);
+    let winners: Vec<&BuyerResult> = purchases.iter().copied().filter(won).collect();
+    let users: HashSet<&str> = purchases.iter().map(|b| b.user.as_str()).collect();
+    let expected_winners = (drop.stock as usize).min(users.len() * per_user_limit as usize);
     if winners.len() != expected_winners {
         verdict.fail(format!(
             "{} winners, expected {expected_winners}",
@@ -132,14 +201,11 @@ fn check_winners(
         ));
     }
     let mut per_user: HashMap<&str, u32> = HashMap::new();
-    for w in winners {
+    for w in &winners {
         *per_user.entry(w.user.as_str()).or_default() += 1;
     }
-    if let Some((user, n)) = per_user.iter().find(|(_, n)| **n > options.per_user_limit) {
-        verdict.fail(format!(
-            "user {user} won {n} times, limit {}",
-            options.per_user_limit
-        ));
+    if let Some((user, n)) = per_user.iter().find(|(_, n)| **n > per_user_limit) {
+        verdict.fail(format!("user {user} won {n} times, limit {per_user_limit}"));
     }
     let orders: HashSet<_> = winners
         .iter()
@@ -184,30 +250,18 @@ async fn check_drop_view(
     Ok(())
 }
 
-/// A sample of purchases, winners first, sent again: each gets the answer
-/// it was given.
+/// A sample of purchases, winners first, sent again to their SKUs: each
+/// gets the answer it was given.
 async fn check_replays(
     verdict: &mut Verdict,
     client: &reqwest::Client,
     options: &VerifyOptions,
-    drop: &DropUnderTest,
-    results: &BurstResults,
-    winners: &[&BuyerResult],
+    lines: &[&[&BuyerResult]],
 ) -> anyhow::Result<()> {
-    let sample: Vec<_> = winners
-        .iter()
-        .copied()
-        .chain(
-            results
-                .buyers
-                .iter()
-                .filter(|b| b.outcome.as_deref() != Some("won")),
-        )
-        .take(REPLAYS_MAX)
-        .collect();
+    let sample = replay_sample(lines, REPLAYS_MAX);
     for buyer in &sample {
         let answer = client
-            .post(format!("{}/v1/drops/{}/purchases", options.url, drop.sku))
+            .post(format!("{}/v1/drops/{}/purchases", options.url, buyer.sku))
             .header("Idempotency-Key", &buyer.key)
             .header("Prefer", "wait=10")
             .json(&serde_json::json!({ "user_id": buyer.user }))
@@ -220,13 +274,36 @@ async fn check_replays(
             || body["order_id"].as_str() != buyer.order_id.as_deref()
         {
             verdict.fail(format!(
-                "replay of {} changed its answer: {status} {body}",
-                buyer.key
+                "SKU {}: replay of {} changed its answer: {status} {body}",
+                buyer.sku, buyer.key
             ));
         }
     }
     verdict.replays_checked = sample.len();
     Ok(())
+}
+
+/// At most `len` purchases of the SKUs' `lines`, each SKU's winners before
+/// its other purchases, taken one SKU after another: a sample smaller than
+/// the run still reaches every SKU it can, a winner of each first.
+fn replay_sample<'a>(lines: &[&[&'a BuyerResult]], len: usize) -> Vec<&'a BuyerResult> {
+    let ordered: Vec<Vec<&BuyerResult>> = lines
+        .iter()
+        .map(|line| {
+            let (winners, others): (Vec<&BuyerResult>, Vec<&BuyerResult>) =
+                line.iter().copied().partition(won);
+            winners.into_iter().chain(others).collect()
+        })
+        .collect();
+    let longest = ordered.iter().map(Vec::len).max().unwrap_or(0);
+    (0..longest)
+        .flat_map(|round| {
+            ordered
+                .iter()
+                .filter_map(move |line| line.get(round).copied())
+        })
+        .take(len)
+        .collect()
 }
 
 /// Both copies of a double-click got the same answer.
@@ -242,9 +319,10 @@ fn check_double_clicks(verdict: &mut Verdict, results: &BurstResults) {
         .collect();
     if let Some((b, echo)) = differing.first() {
         verdict.fail(format!(
-            "{} double-clicks got two different answers (e.g. key {}: {} {:?} and {} {:?})",
+            "{} double-clicks got two different answers (e.g. key {} of SKU {}: {} {:?} and {} {:?})",
             differing.len(),
             b.key,
+            b.sku,
             b.final_status,
             b.outcome,
             echo.final_status,
@@ -260,11 +338,11 @@ fn check_first_eligible(
     verdict: &mut Verdict,
     per_user_limit: u32,
     drop: &DropUnderTest,
-    results: &BurstResults,
+    purchases: &[&BuyerResult],
 ) -> anyhow::Result<()> {
-    let mut told: Vec<_> = results
-        .buyers
+    let mut told: Vec<_> = purchases
         .iter()
+        .copied()
         .filter_map(|b| Some((b.seq?, b, b.outcome.as_deref()?)))
         .collect();
     told.sort_by_key(|(seq, _, _)| *seq);
@@ -310,12 +388,15 @@ fn check_first_eligible(
 /// database was answered `won` to someone, with the same order id.
 async fn check_orders_in_database(
     verdict: &mut Verdict,
-    database_url: &str,
+    store: &Store,
     drop: &DropUnderTest,
     winners: &[&BuyerResult],
 ) {
-    let stored = match stored_orders(database_url, drop).await {
-        Ok(stored) => stored,
+    let stored: HashMap<String, String> = match store.winners(&drop.sku).await {
+        Ok(stored) => stored
+            .into_iter()
+            .map(|w| (w.idempotency_key.to_string(), w.order_id.to_string()))
+            .collect(),
         Err(err) => {
             verdict.fail(format!(
                 "could not read the orders from the database ({err:#}); \
@@ -348,20 +429,6 @@ async fn check_orders_in_database(
     }
 }
 
-/// Order id by idempotency key, for every won purchase of the drop.
-async fn stored_orders(
-    database_url: &str,
-    drop: &DropUnderTest,
-) -> anyhow::Result<HashMap<String, String>> {
-    let store = Store::connect_lazy(database_url, &PoolOptions::default())?;
-    let winners = store.winners(&drop.sku).await;
-    store.close().await;
-    Ok(winners?
-        .into_iter()
-        .map(|w| (w.idempotency_key.to_string(), w.order_id.to_string()))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -375,6 +442,7 @@ mod tests {
             user: user.into(),
             seq: Some(seq),
             outcome: Some(outcome.into()),
+            order_id: (outcome == "won").then(|| format!("order-{key}")),
             final_status: if outcome == "won" { 201 } else { 409 },
             decided_after: Some(Duration::from_millis(seq)),
             ..BuyerResult::default()
@@ -395,9 +463,111 @@ mod tests {
             stock,
             fresh: true,
         };
+        let purchases: Vec<&BuyerResult> = buyers.iter().collect();
         let mut verdict = Verdict::default();
-        check_first_eligible(&mut verdict, 1, &drop, &results(buyers)).expect("valid keys");
+        check_first_eligible(&mut verdict, 1, &drop, &purchases).expect("valid keys");
         verdict.violations
+    }
+
+    fn at(sku: &str, buyer: BuyerResult) -> BuyerResult {
+        BuyerResult {
+            sku: sku.into(),
+            ..buyer
+        }
+    }
+
+    fn fresh_drop(sku: &str, stock: u32) -> DropUnderTest {
+        DropUnderTest {
+            sku: Sku::parse(sku).expect("sku"),
+            stock,
+            fresh: true,
+        }
+    }
+
+    /// What `verify` checks of the answers alone, SKU by SKU.
+    fn told_violations(drops: &[DropUnderTest], buyers: &[BuyerResult]) -> Vec<String> {
+        let results = results(buyers.to_vec());
+        let by_sku = results.by_sku();
+        let lines: Vec<&[&BuyerResult]> = drops
+            .iter()
+            .map(|d| by_sku.get(d.sku.as_str()).map_or(&[][..], Vec::as_slice))
+            .collect();
+        let mut verdict = Verdict::default();
+        check_told_per_sku(&mut verdict, 1, drops, &lines).expect("valid keys");
+        verdict.violations.into_iter().map(|v| v.0).collect()
+    }
+
+    #[test]
+    fn each_sku_is_checked_on_its_own_line_and_stock() {
+        // Sequences restart on every SKU, and each SKU sells out on its own.
+        let drops = [fresh_drop("a", 1), fresh_drop("b", 2)];
+        let buyers = [
+            at("a", told("k1", "u1", 1, "won")),
+            at("b", told("k2", "u2", 1, "won")),
+            at("a", told("k3", "u3", 2, "sold_out")),
+            at("b", told("k4", "u4", 2, "won")),
+            at("b", told("k5", "u5", 3, "sold_out")),
+        ];
+        assert_eq!(told_violations(&drops, &buyers), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_violation_names_the_sku_it_happened_on() {
+        let drops = [fresh_drop("a", 1), fresh_drop("b", 1)];
+        let buyers = [
+            at("a", told("k1", "u1", 1, "won")),
+            at("b", told("k2", "u2", 1, "sold_out")),
+            at("b", told("k3", "u3", 2, "won")),
+        ];
+        let violations = told_violations(&drops, &buyers);
+        assert!(!violations.is_empty());
+        assert!(
+            violations.iter().all(|v| v.starts_with("SKU b: ")),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn a_user_over_the_limit_on_one_sku_is_named_with_that_sku() {
+        // One win on each SKU is within the limit of 1 per drop.
+        let drops = [fresh_drop("a", 5), fresh_drop("b", 5)];
+        let buyers = [
+            at("a", told("k1", "u1", 1, "won")),
+            at("b", told("k2", "u2", 1, "won")),
+            at("b", told("k3", "u2", 2, "won")),
+        ];
+        let violations = told_violations(&drops, &buyers);
+        assert!(
+            violations
+                .iter()
+                .any(|v| v.starts_with("SKU b: user u2 won 2 times")),
+            "{violations:?}"
+        );
+        assert!(violations.iter().all(|v| v.starts_with("SKU b: ")));
+    }
+
+    #[test]
+    fn the_replay_sample_takes_a_winner_of_every_sku_first() {
+        let buyers: Vec<BuyerResult> = (0..30)
+            .map(|i| {
+                let outcome = if i % 10 == 0 { "won" } else { "sold_out" };
+                at(
+                    &format!("s{}", i % 3),
+                    told(&format!("k{i}"), "u", i, outcome),
+                )
+            })
+            .collect();
+        let results = results(buyers);
+        let by_sku = results.by_sku();
+        let lines: Vec<&[&BuyerResult]> = ["s0", "s1", "s2"]
+            .iter()
+            .map(|sku| by_sku[sku].as_slice())
+            .collect();
+        let sample = replay_sample(&lines, 4);
+        let keys: Vec<&str> = sample.iter().map(|b| b.key.as_str()).collect();
+        // k0 (s0), k10 (s1), k20 (s2) won; then s0's first other purchase.
+        assert_eq!(keys, ["k0", "k10", "k20", "k3"]);
+        assert_eq!(replay_sample(&lines, 200).len(), 30);
     }
 
     #[test]

@@ -127,7 +127,7 @@ fn realistic_burst() -> (Report, BurstResults) {
         replays_checked: 200,
         ..Verdict::default()
     };
-    let report = Report::new(&drop, &results, &verdict, None);
+    let report = Report::new(&[drop], &results, &verdict, None);
     (report, results)
 }
 

@@ -10,9 +10,13 @@ use super::text::{duration_ms, escape, thousands};
 use super::RunInfo;
 
 pub(super) fn header(report: &Report, results: &BurstResults, run: Option<&RunInfo>) -> String {
+    let over = match report.skus {
+        1 => String::new(),
+        skus => format!(" over {} SKUs", thousands(skus as u64)),
+    };
     let mut html = format!(
         "<h1>dropline load test <span class=\"sku\">{}</span></h1>\n<p class=\"what\">{} buyers \
-         ({} purchases) for {} units, released at one instant</p>\n",
+         ({} purchases) for {} units{over}, released at one instant</p>\n",
         escape(&report.sku),
         thousands(report.buyers as u64),
         thousands(report.purchases as u64),
@@ -87,7 +91,8 @@ fn run_card(report: &Report, run: Option<&RunInfo>) -> String {
             ),
         ),
         ("crowd seed", report.seed.to_string()),
-        ("stock", thousands(u64::from(report.stock))),
+        ("SKUs", thousands(report.skus as u64)),
+        ("stock (all SKUs)", thousands(u64::from(report.stock))),
         ("per-user limit", limit),
     ];
     let mut wide = vec![("target", target)];
@@ -110,6 +115,14 @@ fn outcomes_card(report: &Report, results: &BurstResults) -> String {
         "Outcomes",
         &[
             ("won", thousands(report.won as u64)),
+            (
+                "SKUs sold out",
+                format!(
+                    "{} of {}",
+                    thousands(report.skus_sold_out as u64),
+                    thousands(report.skus as u64)
+                ),
+            ),
             ("sold_out", thousands(report.sold_out as u64)),
             ("limit_reached", thousands(report.limit_reached as u64)),
             ("undecided", thousands(undecided as u64)),

@@ -110,7 +110,8 @@ pub(super) fn timeline_chart(report: &Report, results: &BurstResults) -> String 
     };
     let stock = LinePanel {
         caption: format!(
-            "Remaining stock (of {})",
+            "Remaining stock{} (of {})",
+            if report.skus > 1 { ", all SKUs" } else { "" },
             thousands(u64::from(report.stock))
         ),
         y: Axis::new(

@@ -50,7 +50,7 @@ fn report(results: &BurstResults, stock: u32, verdict: &Verdict) -> Report {
         stock,
         fresh: true,
     };
-    Report::new(&drop, results, verdict, None)
+    Report::new(&[drop], results, verdict, None)
 }
 
 fn passed() -> Verdict {
@@ -149,6 +149,45 @@ fn remaining_stock_ends_at_stock_minus_winners() {
     assert_eq!(series.remaining[20], 100 - won_by_t);
     let html = render(&report(&results, 100, &passed()), &results, None);
     assert_eq!(last_value(&html, "remaining"), "40");
+}
+
+#[test]
+fn over_many_skus_the_remaining_stock_is_the_total_and_the_sell_out_is_counted() {
+    // Three sizes of 4 units: size 0 sells out, size 1 sells 2, size 2 none.
+    let drops: Vec<DropUnderTest> = (0..3)
+        .map(|i| DropUnderTest {
+            sku: Sku::parse(format!("size-{i}")).unwrap(),
+            stock: 4,
+            fresh: true,
+        })
+        .collect();
+    let buyers = (0..10)
+        .map(|i| {
+            let (size, outcome) = match i {
+                0..=3 => (0, "won"),
+                4..=5 => (1, "won"),
+                6 => (0, "sold_out"),
+                _ => (2, "limit_reached"),
+            };
+            BuyerResult {
+                sku: format!("size-{size}"),
+                ..buyer(i, Some(outcome), 1, Some(5 + i as u64))
+            }
+        })
+        .collect();
+    let results = results(buyers);
+    let report = Report::new(&drops, &results, &passed(), None);
+    assert_eq!(
+        (report.skus, report.skus_sold_out, report.stock),
+        (3, 1, 12)
+    );
+    assert_eq!(report.won, 6);
+    assert_eq!(report.sku, "size-0 … size-2");
+    assert_eq!(report.sell_out(), "1 of 3 SKUs sold their 4 units");
+    let html = render(&report, &results, None);
+    assert_eq!(last_value(&html, "remaining"), "6");
+    assert!(html.contains("for 12 units over 3 SKUs"));
+    assert!(html.contains("<dt>SKUs sold out</dt><dd>1 of 3</dd>"));
 }
 
 #[test]
