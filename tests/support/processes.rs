@@ -23,6 +23,9 @@ pub fn start_processor(spec: &ProcessorSpec<'_>) -> DroplineProcess {
         ("DROPLINE_ACK_WAIT_MS", spec.ack_wait_ms.to_string()),
         ("DROPLINE_BATCH_LEN_MAX", spec.batch_len_max.to_string()),
         ("DROPLINE_INSTANCE_ID", name.clone()),
+        // Its /healthz, /readyz and /metrics on any free port (logged), so
+        // a test's processors never collide.
+        ("DROPLINE_METRICS_ADDR", "127.0.0.1:0".to_string()),
         ("RUST_LOG", "info,sqlx=warn,async_nats=warn".to_string()),
     ];
     DroplineProcess::start(Role::Processor, &name, &env, &log).expect("start dropline processor")

@@ -2,20 +2,25 @@
 //!
 //! `serve` (gateway and processor in one process), `gateway`, `processor` and
 //! `migrate` are built here from [`Settings`], so the binary and the tests
-//! start exactly the same thing. Owns wiring, lifecycle and the process's
-//! metrics recorder; must not hold any part's logic (parsing, deciding,
-//! storing, carrying), which lives in the crate of that part.
+//! start exactly the same thing. Owns wiring, lifecycle, the process's
+//! metrics recorder and a processor's ops listener; must not hold any part's
+//! logic (parsing, deciding, storing, carrying), which lives in the crate of
+//! that part.
 
+mod ops;
 mod settings;
 mod shutdown;
 mod telemetry;
 
 pub use settings::{Settings, SettingsArgs};
 pub use shutdown::{shutdown_signal, Shutdown};
+pub use telemetry::exported_metrics;
+
+use std::time::Duration;
 
 use anyhow::Context as _;
 use dropline_bus::{Bus, BusOptions};
-use dropline_gateway::AppState;
+use dropline_gateway::{AppState, Probes};
 use dropline_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -30,8 +35,18 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn connect(settings: &Settings, role: &str) -> anyhow::Result<(Store, Bus)> {
-    let store = Store::connect_lazy(&settings.database_url, &settings.pool)
-        .with_context(|| format!("configure Postgres {}", redact(&settings.database_url)))?;
+    let store = open_store(settings)?;
+    let bus = connect_bus(settings, role).await?;
+    Ok((store, bus))
+}
+
+/// The Postgres pool; connects lazily, so this does no I/O.
+fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    Store::connect_lazy(&settings.database_url, &settings.pool)
+        .with_context(|| format!("configure Postgres {}", redact(&settings.database_url)))
+}
+
+async fn connect_bus(settings: &Settings, role: &str) -> anyhow::Result<Bus> {
     let options = BusOptions {
         client_name: format!("dropline-{role}"),
         ..settings.bus.clone()
@@ -41,7 +56,7 @@ async fn connect(settings: &Settings, role: &str) -> anyhow::Result<(Store, Bus)
         .map_err(|e| anyhow::anyhow!("connect to NATS at {}: {e}", settings.nats_url))?;
     warn_if_acks_are_not_durable(&bus);
     ensure_stream(&bus, settings).await?;
-    Ok((store, bus))
+    Ok(bus)
 }
 
 /// dropline runs on nats-server 2.9, but says once, loudly, what that
@@ -91,11 +106,23 @@ pub async fn run_gateway(
     gateway_task(store, bus, settings, metrics, listener, shutdown).await
 }
 
-/// Runs the processor until `shutdown` fires.
+/// Runs the processor until `shutdown` fires, with its ops listener
+/// (`/healthz`, `/readyz`, `/metrics` on `metrics_addr`) up from the start:
+/// alive while it connects, ready once NATS and Postgres answer.
 pub async fn run_processor(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    install_metrics_recorder();
-    let (store, bus) = connect(settings, "processor").await?;
-    dropline_processor::run(store, bus, settings.processor.clone(), shutdown.wait()).await
+    let metrics = install_metrics_recorder();
+    let store = open_store(settings)?;
+    // One bound for every role's readiness probe: the gateway's.
+    let ready_timeout = Duration::from_millis(settings.gateway.ready_timeout_ms);
+    let probes = Probes::new(store.clone(), metrics.clone(), ready_timeout);
+    let ops = ops::start(&settings.metrics_addr, &probes).await?;
+    let bus = connect_bus(settings, "processor").await?;
+    probes.connected(bus.clone());
+    let processed =
+        dropline_processor::run(store, bus, settings.processor.clone(), shutdown.wait()).await;
+    // Probes answer until the partitions are handed back.
+    ops.stop().await;
+    processed
 }
 
 /// Runs gateway and processor in one process: the single-machine default.

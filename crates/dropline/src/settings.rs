@@ -25,6 +25,16 @@ pub struct SettingsArgs {
         global = true
     )]
     pub http_addr: String,
+    /// Where `dropline processor` serves /healthz, /readyz and /metrics
+    /// (port 0: any free port, logged). `serve` and `gateway` answer them
+    /// on the API address instead.
+    #[arg(
+        long,
+        env = "DROPLINE_METRICS_ADDR",
+        default_value = "127.0.0.1:0",
+        global = true
+    )]
+    pub metrics_addr: String,
     /// Most intents decided in one batch (one transaction).
     #[arg(long, env = "DROPLINE_BATCH_LEN_MAX", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub batch_len_max: u32,
@@ -61,6 +71,8 @@ pub struct Settings {
     pub database_url: String,
     pub nats_url: String,
     pub http_addr: String,
+    /// The processor's ops listener (`dropline processor` only).
+    pub metrics_addr: String,
     pub pool: PoolOptions,
     pub bus: BusOptions,
     pub stream: StreamSettings,
@@ -75,6 +87,7 @@ impl Settings {
             database_url: database_url.into(),
             nats_url: nats_url.into(),
             http_addr: "127.0.0.1:0".into(),
+            metrics_addr: "127.0.0.1:0".into(),
             pool: PoolOptions::default(),
             bus: BusOptions::default(),
             stream: StreamSettings::default(),
@@ -88,6 +101,7 @@ impl From<SettingsArgs> for Settings {
     fn from(args: SettingsArgs) -> Self {
         let mut settings = Settings::for_services(&args.database_url, &args.nats_url);
         settings.http_addr = args.http_addr;
+        settings.metrics_addr = args.metrics_addr;
         settings.pool.connections_max = args.db_connections_max;
         settings.stream.replicas = args.stream_replicas as usize;
         settings.gateway.wait_default_ms = args.wait_default_s * 1_000;

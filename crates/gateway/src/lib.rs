@@ -3,12 +3,14 @@
 //! Owns the HTTP edge: parsing (every string becomes a domain type here or
 //! the request gets a problem+json 4xx), publishing intents and answering
 //! once the PubAck is back, waiting for decisions through ONE decision
-//! subscription per gateway, and the operational endpoints. Must stay
-//! stateless across restarts and must not decide anything.
+//! subscription per gateway, and the operational endpoints (`probes`, which
+//! a processor's ops listener serves too). Must stay stateless across
+//! restarts and must not decide anything.
 
 mod config;
 mod drop_cache;
 mod limits;
+mod probes;
 mod problem;
 mod publisher;
 mod routes;
@@ -16,6 +18,7 @@ mod state;
 mod waiters;
 
 pub use config::GatewayConfig;
+pub use probes::Probes;
 pub use routes::router;
 pub use state::AppState;
 

@@ -14,6 +14,7 @@ use dropline_store::StoreError;
 use tokio::sync::watch;
 
 use crate::context::Context;
+use crate::meters;
 
 /// Decides and commits one batch, retrying until it is in the store.
 /// Returns the committed plan, or `None` when fenced.
@@ -49,6 +50,7 @@ pub(crate) async fn commit(
             Err(StoreError::Fenced) => return Ok(None),
             Err(err) => {
                 failures += 1;
+                meters::commit_failed();
                 tracing::warn!(%err, failures, decided = plan.decided.len(), "commit batch; reloading ledger and retrying");
                 // Keep the messages from being redelivered while we retry.
                 let _ = batch.in_progress().await;

@@ -16,6 +16,7 @@ mod gaps;
 mod gather;
 mod lease;
 mod line;
+mod meters;
 mod partition;
 mod progress;
 mod share;

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::attempts::{Attempt, Attempts, Next};
 use crate::context::Context;
 use crate::lease::keep_alive;
+use crate::meters::{lease_changed, LeaseChange, Owned};
 use crate::work::{work, Exit};
 
 /// Owns `sku`'s partition whenever it can, until `stop` turns true.
@@ -77,6 +78,8 @@ async fn hold(
 ) -> Attempt {
     let epoch = claim.epoch;
     tracing::info!(epoch, applied_seq = claim.applied_seq, "partition claimed");
+    // Counted as owned until this function returns, whichever way.
+    let _owned = Owned::claimed();
     let (lost, renewer) = keep_alive(
         ctx.store.clone(),
         sku.clone(),
@@ -90,6 +93,11 @@ async fn hold(
         // `should_yield` already gave the slot back.
         ctx.share.give_back();
     }
+    lease_changed(match outcome {
+        Ok(Exit::Yielded | Exit::Stopped | Exit::Halted) => LeaseChange::HandedBack,
+        Ok(Exit::Fenced) => LeaseChange::Lost,
+        Err(_) => LeaseChange::Failed,
+    });
     match outcome {
         Ok(Exit::Yielded) => {
             hand_back(ctx, sku, epoch).await;

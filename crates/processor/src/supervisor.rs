@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::context::Context;
+use crate::meters;
 use crate::partition::own_partition;
 use crate::share::Share;
 use crate::ProcessorConfig;
@@ -38,6 +39,7 @@ pub async fn run(
     let mut partitions: HashMap<Sku, JoinHandle<()>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(ctx.config.discovery_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    meters::register();
     tracing::info!(instance = %ctx.config.instance_id, "processor started");
     tokio::pin!(shutdown);
 
@@ -54,6 +56,7 @@ pub async fn run(
                 continue;
             }
         };
+        meters::live_drops(live.len());
         // A lease's length without a heartbeat and an instance counts as gone.
         match ctx
             .store

@@ -19,6 +19,7 @@ use crate::context::Context;
 use crate::gaps::complete_batch;
 use crate::gather::{linger, take_or_pull, while_pulling, Pace, Prefetched};
 use crate::line::{line_of, Halt};
+use crate::meters::{self, SkuGauges};
 use crate::progress::ProgressMeter;
 
 /// Why working a partition ended.
@@ -69,6 +70,8 @@ struct Worker<'a> {
     /// How often this instance checks whether it owns more than its share.
     rebalance: tokio::time::Interval,
     progress: ProgressMeter,
+    /// The SKU's series, released when the work ends (dropped with this).
+    gauges: SkuGauges,
 }
 
 impl<'a> Worker<'a> {
@@ -102,6 +105,8 @@ impl<'a> Worker<'a> {
             )
             .await
             .map_err(bus_error)?;
+        let gauges = SkuGauges::new(sku);
+        gauges.remaining(ledger.remaining());
         Ok(Self {
             ctx,
             sku,
@@ -114,6 +119,7 @@ impl<'a> Worker<'a> {
             lost,
             rebalance,
             progress: ProgressMeter::new(Instant::now()),
+            gauges,
         })
     }
 
@@ -184,7 +190,10 @@ impl<'a> Worker<'a> {
         let Some(plan) = committed else {
             return Ok(ControlFlow::Break(Exit::Fenced));
         };
-        self.pace.committed(started.elapsed(), line.entries.len());
+        let commit_time = started.elapsed();
+        self.pace.committed(commit_time, line.entries.len());
+        record_batch(&plan, line.entries.len(), commit_time);
+        self.gauges.remaining(self.ledger.remaining());
         // Buyers wait for the announcement, nobody for the ack: announce first.
         announce(self.ctx, self.sku, &plan).await;
         announce_drop_changes(self.ctx, &self.ledger, was_sold_out).await;
@@ -197,7 +206,6 @@ impl<'a> Worker<'a> {
         if let Err(err) = batch.ack().await {
             tracing::warn!(%err, "ack batch (it will be redelivered and skipped)");
         }
-        record_metrics(&plan, line.entries.len(), started.elapsed());
         self.record_progress(plan.decided.len(), &batch).await;
         Ok(ControlFlow::Continue(()))
     }
@@ -216,6 +224,7 @@ impl<'a> Worker<'a> {
         };
         // A message not delivered yet holds at least one intent.
         let waiting = in_hand + undelivered;
+        self.gauges.progress(waiting, oldest);
         let Some(progress) = self.progress.due(Instant::now(), waiting, oldest) else {
             return;
         };
@@ -247,7 +256,7 @@ async fn announce_drop_changes(ctx: &Context, ledger: &Ledger, was_sold_out: boo
 async fn record_halt(ctx: &Context, sku: &Sku, epoch: u64, halt: &Halt) {
     let reason = halt.reason();
     tracing::error!(seq = halt.seq, kind = %halt.kind, version = halt.version, "partition halted: {reason}");
-    metrics::counter!("dropline_processor_halts_total").increment(1);
+    meters::halted();
     if let Err(err) = ctx.store.record_halt(sku, epoch, Some(&reason)).await {
         tracing::warn!(%err, "record the partition's halt");
     }
@@ -258,16 +267,12 @@ fn bus_error(err: dropline_bus::BusError) -> anyhow::Error {
     anyhow::anyhow!(err)
 }
 
-fn record_metrics(plan: &BatchPlan, pulled: usize, elapsed: Duration) {
+fn record_batch(plan: &BatchPlan, entries: usize, commit_time: Duration) {
     tracing::debug!(
-        pulled,
+        pulled = entries,
         decided = plan.decided.len(),
-        ms = elapsed.as_secs_f64() * 1e3,
+        ms = commit_time.as_secs_f64() * 1e3,
         "batch committed"
     );
-    metrics::counter!("dropline_processor_decisions_total").increment(plan.decided.len() as u64);
-    metrics::counter!("dropline_processor_repeats_total").increment(plan.repeated.len() as u64);
-    metrics::counter!("dropline_processor_batches_total").increment(1);
-    metrics::histogram!("dropline_processor_batch_len").record(pulled as f64);
-    metrics::histogram!("dropline_processor_batch_seconds").record(elapsed.as_secs_f64());
+    meters::batch_committed(plan, entries, commit_time);
 }

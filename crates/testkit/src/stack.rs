@@ -76,8 +76,9 @@ impl Stack {
         let port = free_port()?;
         // The stack logs what an operator needs; RUST_LOG (e.g.
         // `dropline_processor=debug`, which logs every batch) asks for more.
+        // `dropline=info` keeps the line naming each processor's ops address.
         let log_filter = std::env::var("RUST_LOG")
-            .unwrap_or_else(|_| "warn,dropline_processor=info".to_string());
+            .unwrap_or_else(|_| "warn,dropline=info,dropline_processor=info".to_string());
         let start = |role: Role, name: &str| {
             let env = [
                 ("DATABASE_URL", database_url.clone()),
@@ -86,6 +87,10 @@ impl Stack {
                 ("DROPLINE_LEASE_MS", options.lease_ms.to_string()),
                 ("DROPLINE_ACK_WAIT_MS", options.ack_wait_ms.to_string()),
                 ("DROPLINE_INSTANCE_ID", name.to_string()),
+                // A processor's /healthz, /readyz and /metrics: any free
+                // port, so the stack's processors never collide (the
+                // gateway answers them on its API address and ignores it).
+                ("DROPLINE_METRICS_ADDR", "127.0.0.1:0".to_string()),
                 ("RUST_LOG", log_filter.clone()),
             ];
             DroplineProcess::start(role, name, &env, &dir.join(format!("{name}.log")))

@@ -1,16 +1,24 @@
-//! The routes of HTTP API v1, and which of them admission control covers.
-//! Must not hold handler logic: each route's handler lives in its module.
+//! The routes of HTTP API v1, which of them admission control covers, and
+//! the traffic meter over all of them. Must not hold handler logic: each
+//! route's handler lives in its module.
 
 mod drops;
 mod ops;
 mod prefer;
 mod purchases;
+mod traffic;
 
 use axum::routing::get;
 use axum::Router;
 
 use crate::problem::ApiError;
 use crate::AppState;
+
+pub(crate) use traffic::accepted;
+
+/// The purchase route's template: routed here, and told apart by the
+/// traffic meter, which times its decided answers.
+const PURCHASES: &str = "/v1/drops/{sku}/purchases";
 
 pub fn router(state: AppState) -> Router {
     // Bodies larger than the limit are refused by the `Bytes` extractor,
@@ -19,10 +27,7 @@ pub fn router(state: AppState) -> Router {
     // Admission control covers the API, not the probes: an overloaded
     // gateway must still answer /healthz and /metrics.
     let api = Router::new()
-        .route(
-            "/v1/drops/{sku}/purchases",
-            axum::routing::post(purchases::create),
-        )
+        .route(PURCHASES, axum::routing::post(purchases::create))
         .route(
             "/v1/drops/{sku}/purchases/{idempotency_key}",
             get(purchases::read),
@@ -41,6 +46,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such resource; see /openapi.json") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(body_limit)
+        // Outermost, so it counts every answer, the 429s of admission
+        // control and the fallback's 404s included; `Router::layer` wraps
+        // each route, so the matched template is known to it.
+        .layer(axum::middleware::from_fn(traffic::meter))
         .with_state(state)
 }
 

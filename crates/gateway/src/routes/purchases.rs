@@ -89,6 +89,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let request = parse_purchase(&state, path, &headers, body)?;
     let PurchaseRequest { sku, intent } = request;
 
@@ -125,6 +126,7 @@ pub async fn create(
         }
     };
     METERS.accepted.increment(1);
+    super::accepted(started);
 
     let decision = match ticket.as_mut() {
         Some(ticket) => wait_for_decision(&state, ticket, &sku, &intent.key, wait.duration).await,
