@@ -1,10 +1,13 @@
 //! The routes of HTTP API v1, and which of them admission control covers.
 //! Must not hold handler logic: each route's handler lives in its module.
 
+mod answers;
 mod drops;
+mod gate;
 mod ops;
 mod prefer;
 mod purchases;
+mod recorded;
 
 use axum::routing::get;
 use axum::Router;
