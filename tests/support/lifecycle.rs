@@ -1,7 +1,8 @@
 //! Operating a test's drop the way an operator does: admission changes in
 //! the store (with or without the event that makes gateways read them at
 //! once), entries in the drop's line (close, restock), waiting until every
-//! live gateway has applied an admission change.
+//! live gateway has applied an admission change; and telling a sold-out
+//! answer given at once from one decided in line.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use dropline_core::wire::{ControlPayload, DropEvent};
 use dropline_core::{Action, OperationId, OperatorId, Stock};
 use dropline_store::AdmissionChange;
 
-use crate::{db, TestApp};
+use crate::{db, Answer, TestApp};
 
 /// Gateways heard from within this long count as live.
 const GATEWAY_ALIVE_MS: i64 = 3_000;
@@ -87,5 +88,47 @@ impl TestApp {
     pub async fn restock(&self, units: i64) {
         let units = Stock::parse(units).expect("units");
         self.send_control(Action::Restock(units)).await;
+    }
+}
+
+impl Answer {
+    /// A `409 sold_out` answered at once by a gateway: no place in line.
+    pub fn is_fast_sold_out(&self) -> bool {
+        self.status == 409 && self.body["outcome"] == "sold_out" && self.body["seq"].is_null()
+    }
+}
+
+impl TestApp {
+    /// Sends new keys `<prefix>-<i>` until one is answered at once (the
+    /// gateway knows the drop is finally sold out); the keys sent before
+    /// went to the line, which decided them `sold_out`.
+    pub async fn wait_for_fast_path(&self, prefix: &str) {
+        for i in 0..100 {
+            let probe = self
+                .buy(&format!("{prefix}-{i}"), &format!("{prefix}-u{i}"), 5)
+                .await;
+            if probe.is_fast_sold_out() {
+                return;
+            }
+            assert_eq!(probe.status, 409, "{probe:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the gateway never answered the sold-out drop at once");
+    }
+
+    /// A metric's value in the gateway's `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base_url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Owns the HTTP edge: parsing (every string becomes a domain type here or
 //! the request gets a problem+json 4xx), admission (which drops take new
-//! keys, refreshed from the store every second), publishing intents and answering once the PubAck is back, waiting for
+//! keys, refreshed from the store every second), the sold-out fast path
+//! (repeating what the line recorded once a drop is finally sold out),
+//! publishing intents and answering once the PubAck is back, waiting for
 //! decisions through ONE decision subscription per gateway, and the
 //! operational endpoints. Must stay stateless across restarts (everything
 //! it holds is relearned from the store) and must not decide anything.
@@ -15,6 +17,7 @@ mod problem;
 mod publisher;
 mod refresh;
 mod routes;
+mod sell_out;
 mod state;
 mod waiters;
 

@@ -12,6 +12,7 @@ use crate::admission::Admissions;
 use crate::limits::InFlight;
 use crate::publisher::Publisher;
 use crate::refresh::Refresher;
+use crate::sell_out::SellOuts;
 use crate::waiters::{spawn_feed, Waiters};
 use crate::GatewayConfig;
 
@@ -35,6 +36,7 @@ pub struct Shared {
     pub(crate) config: Arc<GatewayConfig>,
     pub(crate) waiters: Arc<Waiters>,
     pub(crate) admissions: Arc<Admissions>,
+    pub(crate) sell_outs: Arc<SellOuts>,
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) publisher: Arc<Publisher>,
     /// Renders the process-wide recorder for `GET /metrics`.
@@ -73,14 +75,17 @@ impl AppState {
             store.clone(),
             Duration::from_millis(config.drop_cache_miss_ttl_ms),
         ));
+        let sell_outs = Arc::new(SellOuts::default());
         let nudge = Arc::new(tokio::sync::Notify::new());
         let events = tokio::spawn(crate::drop_events::run(
             bus.drop_events().await?,
+            sell_outs.clone(),
             nudge.clone(),
         ));
         let refresher = Refresher {
             store: store.clone(),
             admissions: admissions.clone(),
+            sell_outs: sell_outs.clone(),
             instance_id: config.instance_id.clone(),
             every: Duration::from_millis(config.admission_refresh_ms.max(1)),
             nudge,
@@ -97,6 +102,7 @@ impl AppState {
             config: Arc::new(config),
             waiters,
             admissions,
+            sell_outs,
             metrics,
             _background: background,
         })))

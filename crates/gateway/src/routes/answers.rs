@@ -1,6 +1,6 @@
 //! How a purchase's answer looks on the wire: a decision (`201`/`409`, or
-//! `422` for a key reused with another body) and `202` pending; and the
-//! counters of answers.
+//! `422` for a key reused with another body), `202` pending, and the
+//! sold-out fast path's `409` without `seq`; and the counters of answers.
 //!
 //! Must not decide what to answer nor read anything: the handlers and the
 //! gate choose, this module only renders and counts.
@@ -35,6 +35,8 @@ struct Meters {
     limit_reached: Counter,
     closed: Counter,
     pending: Counter,
+    /// New keys of a finally sold-out drop answered without the line.
+    fast_path: Counter,
 }
 
 impl Meters {
@@ -47,6 +49,7 @@ impl Meters {
             limit_reached: answers(Outcome::LimitReached.as_str()),
             closed: answers(Outcome::Closed.as_str()),
             pending: answers("pending"),
+            fast_path: metrics::counter!("dropline_gateway_fast_path_total"),
         }
     }
 
@@ -92,6 +95,23 @@ pub fn answer_decision(
     Ok(response)
 }
 
+/// `409 sold_out` for a new key of a finally sold-out drop: what the line
+/// would decide, said without standing in it, so without a `seq`.
+pub fn answer_sold_out_at_once(sku: &Sku, intent: &IntentPayload) -> Response {
+    METERS.sold_out.increment(1);
+    METERS.fast_path.increment(1);
+    let body = PurchaseView {
+        idempotency_key: &intent.key,
+        order_id: None,
+        outcome: Outcome::SoldOut.as_str(),
+        quantity: intent.quantity,
+        seq: None,
+        sku,
+        user_id: &intent.user_id,
+    };
+    (StatusCode::CONFLICT, Json(body)).into_response()
+}
+
 pub fn answer_pending(sku: &Sku, intent: &IntentPayload, seq: u64, wait: &Wait) -> Response {
     METERS.pending.increment(1);
     let location = format!(
@@ -104,7 +124,7 @@ pub fn answer_pending(sku: &Sku, intent: &IntentPayload, seq: u64, wait: &Wait) 
         order_id: None,
         outcome: "pending",
         quantity: intent.quantity,
-        seq,
+        seq: Some(seq),
         sku,
         user_id: &intent.user_id,
     };
@@ -127,7 +147,9 @@ pub struct PurchaseView<'a> {
     /// An [`Outcome`], or `pending`.
     outcome: &'static str,
     quantity: Quantity,
-    seq: u64,
+    /// Absent only from a fast-path `sold_out`: it never stood in line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
     sku: &'a Sku,
     user_id: &'a UserId,
 }
@@ -138,7 +160,7 @@ pub fn decision_body<'a>(sku: &'a Sku, d: &'a Decision) -> PurchaseView<'a> {
         order_id: d.order_id,
         outcome: d.outcome.as_str(),
         quantity: d.quantity,
-        seq: d.seq,
+        seq: Some(d.seq),
         sku,
         user_id: &d.user_id,
     }

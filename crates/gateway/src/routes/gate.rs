@@ -1,20 +1,23 @@
-//! What a purchase meets before the line: is the drop there, and is it
-//! open. A drop that is not open answers a key from the store (a recorded
-//! answer is forever) or refuses it `409` with its state.
+//! What a purchase meets before the line: is the drop there, is it open,
+//! and is it finally sold out. A drop that is not open answers a key from
+//! the store (a recorded answer is forever) or refuses it `409` with its
+//! state; a finally sold-out one answers from the sell-out's memory.
 //!
 //! Must not publish, decide nor record: a purchase either passes to the
-//! line untouched or gets an answer the line already gave.
+//! line untouched or gets an answer the line already gave (or, for a new
+//! key of a finally sold-out drop, the one it would give to anyone).
 
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use dropline_core::wire::IntentPayload;
 use dropline_core::Sku;
 
-use super::answers::answer_decision;
+use super::answers::{answer_decision, answer_sold_out_at_once};
 use super::prefer::Wait;
 use super::recorded::recorded;
 use crate::admission::{Gate, NotOpen};
 use crate::problem::ApiError;
+use crate::sell_out::FastAnswer;
 use crate::AppState;
 
 /// `Ok(None)`: the purchase goes to the line; `Ok(Some(answer))`: it is
@@ -33,7 +36,13 @@ pub async fn before_line(
     match gate {
         None => Err(ApiError::not_found(format!("no drop {sku}"))),
         Some(Gate::NotOpen(why)) => not_open(state, sku, intent, wait, why, now).await.map(Some),
-        Some(Gate::Open { .. }) => Ok(None),
+        Some(Gate::Open { .. }) => match state.sell_outs.answer(sku, &intent.key) {
+            None => Ok(None),
+            Some(FastAnswer::Recorded(decision)) => {
+                answer_decision(sku, intent, decision, wait).map(Some)
+            }
+            Some(FastAnswer::SoldOut) => Ok(Some(answer_sold_out_at_once(sku, intent))),
+        },
     }
 }
 
