@@ -1,6 +1,5 @@
 //! Which drops take new keys, as this gateway knows it: the admission view
-//! (every drop's state, opening time and remaining stock, replaced whole by
-//! `refresh.rs`), the rule that a scheduled drop opens by this gateway's
+//! (every drop's state and opening time, replaced whole by `refresh.rs`), the rule that a scheduled drop opens by this gateway's
 //! clock, and the one store read for a SKU the view does not know yet.
 //!
 //! Must not read the store per request: a SKU in the view is answered from
@@ -17,12 +16,11 @@ use dropline_core::{DropStatus, Sku};
 use dropline_store::{Admission, Store};
 use tokio::sync::OnceCell;
 
-/// A drop's admission, without its SKU (the key of the view).
+/// What admission needs of a drop (its SKU is the key of the view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub status: DropStatus,
     pub opens_at: Option<DateTime<Utc>>,
-    pub remaining: u32,
 }
 
 impl From<&Admission> for Entry {
@@ -30,7 +28,6 @@ impl From<&Admission> for Entry {
         Self {
             status: admission.status,
             opens_at: admission.opens_at,
-            remaining: admission.remaining,
         }
     }
 }
@@ -38,7 +35,7 @@ impl From<&Admission> for Entry {
 /// Whether a drop takes new keys now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
-    Open { remaining: u32 },
+    Open,
     NotOpen(NotOpen),
 }
 
@@ -77,9 +74,7 @@ pub fn effective_status(
 impl Entry {
     pub fn gate(&self, now: DateTime<Utc>) -> Gate {
         match effective_status(self.status, self.opens_at, now) {
-            DropStatus::Open => Gate::Open {
-                remaining: self.remaining,
-            },
+            DropStatus::Open => Gate::Open,
             DropStatus::Scheduled => Gate::NotOpen(NotOpen::Scheduled {
                 opens_at: self.opens_at,
             }),
@@ -159,7 +154,6 @@ impl Admissions {
                     Ok(row) => Ok(row.map(|row| Entry {
                         status: row.status,
                         opens_at: row.opens_at,
-                        remaining: row.remaining,
                     })),
                     Err(err) => {
                         tracing::warn!(%sku, %err, "read a drop the admission view lacks");
@@ -207,11 +201,7 @@ mod tests {
     }
 
     fn entry(status: DropStatus, opens_at: Option<DateTime<Utc>>) -> Entry {
-        Entry {
-            status,
-            opens_at,
-            remaining: 7,
-        }
+        Entry { status, opens_at }
     }
 
     #[test]
@@ -223,8 +213,8 @@ mod tests {
                 opens_at: Some(at(10))
             })
         );
-        assert_eq!(scheduled.gate(at(10)), Gate::Open { remaining: 7 });
-        assert_eq!(scheduled.gate(at(11)), Gate::Open { remaining: 7 });
+        assert_eq!(scheduled.gate(at(10)), Gate::Open);
+        assert_eq!(scheduled.gate(at(11)), Gate::Open);
     }
 
     #[test]
@@ -237,9 +227,6 @@ mod tests {
             assert_eq!(shut.gate(at(100)), Gate::NotOpen(why));
             assert_eq!(why.state(), status.as_str());
         }
-        assert_eq!(
-            entry(DropStatus::Open, None).gate(at(0)),
-            Gate::Open { remaining: 7 }
-        );
+        assert_eq!(entry(DropStatus::Open, None).gate(at(0)), Gate::Open);
     }
 }

@@ -36,7 +36,7 @@ pub async fn before_line(
     match gate {
         None => Err(ApiError::not_found(format!("no drop {sku}"))),
         Some(Gate::NotOpen(why)) => not_open(state, sku, intent, wait, why, now).await.map(Some),
-        Some(Gate::Open { .. }) => match state.sell_outs.answer(sku, &intent.key) {
+        Some(Gate::Open) => match state.sell_outs.answer(sku, &intent.key) {
             None => Ok(None),
             Some(FastAnswer::Recorded(decision)) => {
                 answer_decision(sku, intent, decision, wait).map(Some)
