@@ -31,6 +31,7 @@ async fn health_readiness_metrics_and_openapi_answer() {
     for name in [
         "dropline_gateway_accepted_total",
         "dropline_gateway_answers_total",
+        "dropline_gateway_fast_path_total",
         "dropline_processor_decisions_total",
     ] {
         assert!(text.contains(name), "metrics lack {name}:\n{text}");
@@ -46,6 +47,13 @@ async fn health_readiness_metrics_and_openapi_answer() {
     ] {
         assert!(spec.body["paths"][path].is_object(), "spec lacks {path}");
     }
+    let schemas = &spec.body["components"]["schemas"];
+    let outcomes = schemas["Purchase"]["properties"]["outcome"]["enum"].to_string();
+    assert!(outcomes.contains("closed"), "{outcomes}");
+    assert!(
+        schemas["DropNotOpen"].is_object(),
+        "the drop-not-open problem"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

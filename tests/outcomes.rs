@@ -1,6 +1,7 @@
 //! What buyers are told: limits, quantities, closed drops, late decisions.
 
-use dropline_suite::{db, read_answer, spawn_app_with, AppOptions, Role};
+use dropline_store::AdmissionChange;
+use dropline_suite::{read_answer, spawn_app, spawn_app_with, AppOptions, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_over_the_per_user_limit_gets_limit_reached() {
@@ -69,20 +70,12 @@ async fn a_quantity_larger_than_what_remains_is_sold_out_and_a_smaller_one_still
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_drop_refuses_purchases_with_409_and_accepts_nothing() {
-    let app = spawn_app_with(AppOptions {
-        tune: Box::new(|s| s.gateway.drop_cache_ttl_ms = 0),
-        ..AppOptions::default()
-    })
-    .await;
-    let pool = db(&app.database_url).await;
-    sqlx::query("UPDATE drops SET status = 'paused' WHERE sku = $1")
-        .bind(app.sku.as_str())
-        .execute(&pool)
-        .await
-        .expect("pause");
+    let app = spawn_app().await;
+    app.change_admission(AdmissionChange::Pause).await;
     let refused = app.buy("k", "ana", 5).await;
     assert_eq!(refused.status, 409);
     assert_eq!(refused.content_type, "application/problem+json");
+    assert_eq!(refused.body["state"], "paused");
     assert_eq!(app.intents_in_stream().await, 0);
 }
 

@@ -240,8 +240,10 @@ async fn deliveries_held_by_another_puller_are_decided_in_order_without_waiting_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_service_continues_from_the_applied_sequence() {
+    // One unit stays: every key below is decided in line, none answered by
+    // a gateway that knows the drop finally sold out.
     let app = spawn_app_with(AppOptions {
-        stock: 4,
+        stock: 5,
         ..AppOptions::default()
     })
     .await;
@@ -263,13 +265,12 @@ async fn a_restarted_service_continues_from_the_applied_sequence() {
     for (key, user, status) in [
         ("after-1", "u3", 201),
         ("after-2", "u4", 201),
-        ("after-3", "u5", 409),
-        ("after-4", "u1", 409),
+        ("after-3", "u1", 409),
     ] {
         let answer = app.buy(key, user, 10).await;
         assert_eq!(answer.status, status, "{key}: {answer:?}");
     }
-    assert_eq!(app.stored_counts().await, (6, 4));
+    assert_eq!(app.stored_counts().await, (5, 4));
     let pool = db(&app.database_url).await;
     let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM partitions WHERE sku = $1")
         .bind(app.sku.as_str())

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use dropline_suite::{binary, db, spawn_app_with, AppOptions, TestApp};
+use dropline_suite::{binary, db, spawn_app_with, AppOptions, Role, TestApp};
 
 fn verify(app: &TestApp) -> (bool, String, String) {
     let output = Command::new(binary("dropctl"))
@@ -20,14 +20,22 @@ fn verify(app: &TestApp) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_passes_on_a_healthy_drop_and_names_every_violation_on_a_tampered_one() {
+    // All four in line before any is decided: once the drop is finally sold
+    // out, a gateway answers new keys itself and records nothing.
     let app = spawn_app_with(AppOptions {
         stock: 2,
+        role: Role::GatewayOnly,
         ..AppOptions::default()
     })
     .await;
-    for (key, user) in [("k1", "u1"), ("k2", "u2"), ("k3", "u3"), ("k4", "u4")] {
-        app.buy(key, user, 10).await;
+    let keys = [("k1", "u1"), ("k2", "u2"), ("k3", "u3"), ("k4", "u4")];
+    for (key, user) in keys {
+        app.queue(key, user).await;
     }
+    let processor = app.start_processor();
+    let keys: Vec<String> = keys.iter().map(|(key, _)| key.to_string()).collect();
+    app.outcomes_of(&keys).await;
+    processor.stop().await;
     let (ok, stdout, stderr) = verify(&app);
     assert!(ok, "healthy drop:\n{stdout}\n{stderr}");
     assert!(

@@ -7,6 +7,7 @@
 //! ignored, and test databases older than an hour are pruned.
 
 pub mod buyers;
+mod lifecycle;
 mod processes;
 
 pub use dropline_testkit::{
@@ -113,6 +114,8 @@ pub struct AppOptions {
     pub nats_url: Option<String>,
     pub stock: i64,
     pub per_user_limit: i64,
+    /// When the new drop opens (scheduled until then); `None`: open now.
+    pub opens_at: Option<chrono::DateTime<chrono::Utc>>,
     pub tune: Box<dyn FnOnce(&mut Settings) + Send>,
 }
 
@@ -125,6 +128,7 @@ impl Default for AppOptions {
             nats_url: None,
             stock: 100,
             per_user_limit: 1,
+            opens_at: None,
             tune: Box::new(|_| {}),
         }
     }
@@ -153,7 +157,15 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let store = Store::connect_lazy(&database_url, &PoolOptions::default()).expect("pool");
     let sku = match options.reuse {
         Some((_, sku)) => sku,
-        None => create_test_drop(&store, options.stock, options.per_user_limit).await,
+        None => {
+            create_test_drop(
+                &store,
+                options.stock,
+                options.per_user_limit,
+                options.opens_at,
+            )
+            .await
+        }
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -184,7 +196,12 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 }
 
 /// A drop with a SKU of its own.
-async fn create_test_drop(store: &Store, stock: i64, per_user_limit: i64) -> Sku {
+async fn create_test_drop(
+    store: &Store,
+    stock: i64,
+    per_user_limit: i64,
+    opens_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Sku {
     let sku = Sku::parse(unique("t")).expect("sku");
     store
         .create_drop(&NewDrop {
@@ -192,7 +209,7 @@ async fn create_test_drop(store: &Store, stock: i64, per_user_limit: i64) -> Sku
             name: "test drop".into(),
             stock: Stock::parse(stock).expect("stock"),
             per_user_limit: PerUserLimit::parse(per_user_limit).expect("limit"),
-            opens_at: None,
+            opens_at,
         })
         .await
         .expect("create drop");

@@ -57,9 +57,15 @@ pub struct SettingsArgs {
     /// gateway; purchases arriving meanwhile travel together in the next one.
     #[arg(long, env = "DROPLINE_PUBLISHES_IN_FLIGHT_PER_SKU", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
     pub publishes_in_flight_per_sku: u32,
-    /// Names this processor in partition leases (default: random, unique).
+    /// Names this processor in partition leases, and its gateway (as
+    /// `<id>-gateway`) where gateways report the admission they applied
+    /// (default: random, unique).
     #[arg(long, env = "DROPLINE_INSTANCE_ID", global = true)]
     pub instance_id: Option<String>,
+    /// How often a gateway reads every drop's admission again, in
+    /// milliseconds (an admission change event makes it at once).
+    #[arg(long, env = "DROPLINE_ADMISSION_REFRESH_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=60_000), global = true)]
+    pub admission_refresh_ms: u64,
     /// Default seconds a purchase waits for its decision (`Prefer: wait` overrides).
     #[arg(long, env = "DROPLINE_WAIT_DEFAULT_S", default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=60), global = true)]
     pub wait_default_s: u64,
@@ -107,9 +113,11 @@ impl From<SettingsArgs> for Settings {
         settings.gateway.wait_default_ms = args.wait_default_s * 1_000;
         settings.gateway.requests_in_flight_max = args.requests_in_flight_max as usize;
         settings.gateway.publishes_in_flight_per_sku = args.publishes_in_flight_per_sku as usize;
+        settings.gateway.admission_refresh_ms = args.admission_refresh_ms;
         settings.processor.batch_len_max = args.batch_len_max as usize;
         settings.processor.lease_ms = args.lease_ms;
         if let Some(id) = args.instance_id {
+            settings.gateway.instance_id = format!("{id}-gateway");
             settings.processor.instance_id = id;
         }
         settings.processor.consumer = ConsumerSettings {

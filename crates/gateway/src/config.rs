@@ -12,10 +12,15 @@ pub struct GatewayConfig {
     pub store_recheck_ms: u64,
     /// Largest request body accepted.
     pub body_bytes_max: usize,
-    /// How long a drop's status is trusted before it is read again.
-    pub drop_cache_ttl_ms: u64,
-    /// How long an unknown SKU is remembered as unknown.
+    /// How often every drop's admission is read again (one query for all
+    /// of them); an `AdmissionChanged` event makes it at once.
+    pub admission_refresh_ms: u64,
+    /// A SKU the admission view does not know (perhaps created since the
+    /// last refresh) is read from the store at most once this often.
     pub drop_cache_miss_ttl_ms: u64,
+    /// Names this gateway in the store's `gateways` table, where it reports
+    /// the newest admission change it applied.
+    pub instance_id: String,
     /// Told to clients in `Retry-After` when the broker is unreachable.
     pub retry_after_s: u64,
     /// Most API requests in flight; beyond it, 429.
@@ -36,8 +41,9 @@ impl Default for GatewayConfig {
             wait_max_ms: 30_000,
             store_recheck_ms: 2_000,
             body_bytes_max: 4 * 1024,
-            drop_cache_ttl_ms: 1_000,
+            admission_refresh_ms: 1_000,
             drop_cache_miss_ttl_ms: 250,
+            instance_id: format!("gateway-{}", uuid::Uuid::new_v4().simple()),
             retry_after_s: 1,
             ready_timeout_ms: 1_000,
             requests_in_flight_max: 10_000,

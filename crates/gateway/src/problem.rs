@@ -4,6 +4,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use dropline_core::InvalidInput;
 use serde::Serialize;
 
@@ -14,6 +15,9 @@ pub struct ApiError {
     title: &'static str,
     detail: String,
     retry_after_s: Option<u64>,
+    /// Extension members (RFC 9457 §3.2) of a drop that is not open.
+    state: Option<&'static str>,
+    opens_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize)]
@@ -23,6 +27,10 @@ struct ProblemBody<'a> {
     title: &'a str,
     status: u16,
     detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opens_at: Option<DateTime<Utc>>,
 }
 
 impl ApiError {
@@ -38,6 +46,8 @@ impl ApiError {
             title,
             detail: detail.into(),
             retry_after_s: None,
+            state: None,
+            opens_at: None,
         }
     }
 
@@ -54,13 +64,25 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
-    pub fn drop_not_open(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::CONFLICT,
-            "drop-not-open",
-            "Drop not open",
-            detail,
-        )
+    /// A new key for a drop in `state` (scheduled, paused, closed): nothing
+    /// accepted. A scheduled drop says when it opens, and how long to wait.
+    pub fn drop_not_open(
+        detail: impl Into<String>,
+        state: &'static str,
+        opens_at: Option<DateTime<Utc>>,
+        retry_after_s: Option<u64>,
+    ) -> Self {
+        Self {
+            state: Some(state),
+            opens_at,
+            retry_after_s,
+            ..Self::new(
+                StatusCode::CONFLICT,
+                "drop-not-open",
+                "Drop not open",
+                detail,
+            )
+        }
     }
 
     pub fn key_reused(detail: impl Into<String>) -> Self {
@@ -156,6 +178,8 @@ impl IntoResponse for ApiError {
             title: self.title,
             status: self.status.as_u16(),
             detail: &self.detail,
+            state: self.state,
+            opens_at: self.opens_at,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

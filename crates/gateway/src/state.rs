@@ -8,9 +8,11 @@ use dropline_bus::Bus;
 use dropline_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::drop_cache::DropCache;
+use crate::admission::Admissions;
 use crate::limits::InFlight;
 use crate::publisher::Publisher;
+use crate::refresh::Refresher;
+use crate::sell_out::SellOuts;
 use crate::waiters::{spawn_feed, Waiters};
 use crate::GatewayConfig;
 
@@ -33,15 +35,32 @@ pub struct Shared {
     pub(crate) bus: Bus,
     pub(crate) config: Arc<GatewayConfig>,
     pub(crate) waiters: Arc<Waiters>,
-    pub(crate) drops: Arc<DropCache>,
+    pub(crate) admissions: Arc<Admissions>,
+    pub(crate) sell_outs: Arc<SellOuts>,
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) publisher: Arc<Publisher>,
     /// Renders the process-wide recorder for `GET /metrics`.
     pub(crate) metrics: PrometheusHandle,
+    /// The refresh and the drop events, stopped with the last handle.
+    _background: Background,
+}
+
+/// Tasks that live as long as the gateway's state: aborted when it is
+/// dropped, so that a gateway stopped inside a longer-lived process (tests,
+/// `serve`) stops refreshing and reporting a heartbeat.
+struct Background(Vec<tokio::task::AbortHandle>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 impl AppState {
-    /// Builds the state and starts the gateway's one decision subscription.
+    /// Builds the state and starts the gateway's one decision subscription,
+    /// its drop events subscription and the admission refresh.
     /// `metrics` is the handle of the recorder the process installed before
     /// anything counted (early counts are lost otherwise).
     pub async fn new(
@@ -52,11 +71,27 @@ impl AppState {
     ) -> Result<Self, dropline_bus::BusError> {
         let waiters = Arc::new(Waiters::default());
         spawn_feed(bus.decision_feed().await?, waiters.clone());
-        let drops = Arc::new(DropCache::new(
+        let admissions = Arc::new(Admissions::new(
             store.clone(),
-            Duration::from_millis(config.drop_cache_ttl_ms),
             Duration::from_millis(config.drop_cache_miss_ttl_ms),
         ));
+        let sell_outs = Arc::new(SellOuts::default());
+        let nudge = Arc::new(tokio::sync::Notify::new());
+        let events = tokio::spawn(crate::drop_events::run(
+            bus.drop_events().await?,
+            sell_outs.clone(),
+            nudge.clone(),
+        ));
+        let refresher = Refresher {
+            store: store.clone(),
+            admissions: admissions.clone(),
+            sell_outs: sell_outs.clone(),
+            instance_id: config.instance_id.clone(),
+            every: Duration::from_millis(config.admission_refresh_ms.max(1)),
+            nudge,
+        };
+        let refresh = tokio::spawn(refresher.run());
+        let background = Background(vec![events.abort_handle(), refresh.abort_handle()]);
         let in_flight = Arc::new(InFlight::new(config.requests_in_flight_max));
         let publisher = Publisher::new(bus.clone(), config.publishes_in_flight_per_sku);
         Ok(Self(Arc::new(Shared {
@@ -66,8 +101,10 @@ impl AppState {
             bus,
             config: Arc::new(config),
             waiters,
-            drops,
+            admissions,
+            sell_outs,
             metrics,
+            _background: background,
         })))
     }
 }

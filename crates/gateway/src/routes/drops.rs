@@ -1,5 +1,7 @@
-//! `GET /v1/drops/{sku}`: a drop's state, read from the store. Must not
-//! use the drop cache: `remaining` and `won` move with every commit.
+//! `GET /v1/drops/{sku}`: a drop's state, read from the store, with its
+//! status as buyers meet it (a scheduled drop past its opening time is
+//! open). Must not use the admission view: `remaining` and `won` move with
+//! every commit.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -7,6 +9,7 @@ use axum::Json;
 use dropline_core::Sku;
 use serde_json::{json, Value};
 
+use crate::admission::effective_status;
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -24,10 +27,11 @@ pub async fn read(
         return Err(ApiError::not_found(format!("no drop {sku}")));
     };
     let d = &status.drop;
-    Ok(Json(json!({
+    let effective = effective_status(d.status, d.opens_at, chrono::Utc::now());
+    let mut view = json!({
         "sku": d.sku,
         "name": d.name,
-        "status": d.status,
+        "status": effective.as_str(),
         "initial_stock": d.initial_stock,
         "restocked": d.restocked,
         "remaining": d.remaining,
@@ -36,5 +40,9 @@ pub async fn read(
         "decided": status.decided,
         "applied_seq": status.applied_seq,
         "created_at": d.created_at,
-    })))
+    });
+    if let Some(opens_at) = d.opens_at {
+        view["opens_at"] = json!(opens_at);
+    }
+    Ok(Json(view))
 }

@@ -2,10 +2,13 @@
 //! the traffic meter over all of them. Must not hold handler logic: each
 //! route's handler lives in its module.
 
+mod answers;
 mod drops;
+mod gate;
 mod ops;
 mod prefer;
 mod purchases;
+mod recorded;
 mod traffic;
 
 use axum::routing::get;

@@ -1,0 +1,127 @@
+//! Finally sold out: gateways answer new keys `409 sold_out` at once,
+//! without the line, and never contradict what the line recorded; a gateway
+//! started later learns it from the store; a restock lifts it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dropline_suite::{spawn_app_with, Answer, AppOptions, Role, TestApp};
+
+const NEW_KEYS: usize = 200;
+
+/// Buys keys `<prefix>-<i>` all at once.
+async fn crowd(app: &Arc<TestApp>, prefix: &str, buyers: usize) -> Vec<Answer> {
+    let sends: Vec<_> = (0..buyers)
+        .map(|i| {
+            let (app, key, user) = (
+                app.clone(),
+                format!("{prefix}-{i}"),
+                format!("{prefix}-u{i}"),
+            );
+            tokio::spawn(async move { app.buy(&key, &user, 10).await })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(buyers);
+    for send in sends {
+        answers.push(send.await.expect("buyer"));
+    }
+    answers
+}
+
+/// Every answer a fast `sold_out` with the buyer's own key, user and
+/// quantity, and none of them in line.
+async fn assert_all_answered_at_once(app: &Arc<TestApp>, prefix: &str, buyers: usize) {
+    let in_line = app.intents_in_stream().await;
+    for (i, answer) in crowd(app, prefix, buyers).await.iter().enumerate() {
+        assert!(answer.is_fast_sold_out(), "{prefix}-{i}: {answer:?}");
+        assert_eq!(answer.body["idempotency_key"], format!("{prefix}-{i}"));
+        assert_eq!(answer.body["user_id"], format!("{prefix}-u{i}"));
+        assert_eq!(
+            (&answer.body["sku"], &answer.body["quantity"]),
+            (&app.sku.as_str().into(), &1.into())
+        );
+        assert!(answer.body.get("seq").is_none(), "no place in line");
+    }
+    assert_eq!(
+        app.intents_in_stream().await,
+        in_line,
+        "nothing went to the line"
+    );
+}
+
+/// Every winner's repeat gets its recorded answer.
+async fn assert_winners_repeat(app: &TestApp, winners: &[(String, Answer)]) {
+    for (i, (key, won)) in winners.iter().enumerate() {
+        let again = app.buy(key, &format!("u{i}"), 5).await;
+        assert_eq!((again.status, &again.body), (201, &won.body), "{key}");
+    }
+}
+
+/// New keys until one is decided by the line again (it has a `seq`).
+async fn until_the_line_decides(app: &TestApp, prefix: &str) -> Answer {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut i = 0;
+    loop {
+        let answer = app
+            .buy(&format!("{prefix}-{i}"), &format!("{prefix}-u{i}"), 10)
+            .await;
+        if answer.body["seq"].is_u64() {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sell-out was never lifted: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        i += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_never_contradicts_the_line() {
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            stock: 3,
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    let mut winners = Vec::new();
+    for i in 0..3 {
+        let key = format!("w{i}");
+        let won = app.buy(&key, &format!("u{i}"), 10).await;
+        assert_eq!(won.status, 201, "{won:?}");
+        winners.push((key, won));
+    }
+    app.wait_for_fast_path("probe").await;
+    let fast_before = app.metric("dropline_gateway_fast_path_total").await;
+    assert_all_answered_at_once(&app, "late", NEW_KEYS).await;
+    let fast = app.metric("dropline_gateway_fast_path_total").await - fast_before;
+    assert!(fast >= NEW_KEYS as f64, "{fast} counted");
+    assert_winners_repeat(&app, &winners).await;
+
+    // A gateway started after the sell-out learns it from the store.
+    let late = Arc::new(
+        spawn_app_with(AppOptions {
+            role: Role::GatewayOnly,
+            reuse: Some((app.database_url.clone(), app.sku.clone())),
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    late.wait_for_fast_path("late-probe").await;
+    assert_all_answered_at_once(&late, "late-gw", 20).await;
+    assert_winners_repeat(&late, &winners).await;
+
+    // A restock stands in line; once decided, new keys go to the line again.
+    app.restock(2).await;
+    let restocked = until_the_line_decides(&app, "restocked").await;
+    assert_eq!(
+        (restocked.status, restocked.body["outcome"].as_str()),
+        (201, Some("won"))
+    );
+    let elsewhere = until_the_line_decides(&late, "elsewhere").await;
+    assert_eq!(elsewhere.body["outcome"], "won", "{elsewhere:?}");
+    assert_eq!(app.drop_view().await["won"], 5);
+    app.assert_invariants().await;
+}
