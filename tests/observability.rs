@@ -107,10 +107,16 @@ async fn deploy(stock: i64) -> Deployment {
 impl Deployment {
     /// `buyers` purchases, each waiting for its decision.
     async fn buy(&self, buyers: usize) -> Vec<u16> {
-        let mut statuses = Vec::with_capacity(buyers);
-        for i in 0..buyers {
-            let answer = self.app.buy(&format!("k{i}"), &format!("u{i}"), 10).await;
-            statuses.push(answer.status);
+        let users: Vec<String> = (0..buyers).map(|i| format!("u{i}")).collect();
+        self.buy_as(&users.iter().map(String::as_str).collect::<Vec<_>>())
+            .await
+    }
+
+    /// One purchase per entry, in turn, by that user.
+    async fn buy_as(&self, users: &[&str]) -> Vec<u16> {
+        let mut statuses = Vec::with_capacity(users.len());
+        for (i, user) in users.iter().enumerate() {
+            statuses.push(self.app.buy(&format!("k{i}"), user, 10).await.status);
         }
         statuses
     }
@@ -207,7 +213,7 @@ fn sample_names(exposition: &str) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_alone_serves_health_readiness_and_metrics() {
-    let deployment = deploy(1).await;
+    let deployment = deploy(3).await;
     let health = deployment.processor_get("/healthz").await;
     assert_eq!(health.status(), 200);
     assert_eq!(
@@ -222,14 +228,18 @@ async fn a_processor_alone_serves_health_readiness_and_metrics() {
     );
     assert_eq!(deployment.processor_get("/v1/drops").await.status(), 404);
 
-    // A drop of one unit, three buyers: one win, two sold out.
-    assert_eq!(deployment.buy(3).await, vec![201, 409, 409]);
+    // Three units, three purchases: two wins and one over the per-user
+    // limit; a unit stays, so none is answered at once by a sold-out gateway.
+    assert_eq!(
+        deployment.buy_as(&["u0", "u0", "u1"]).await,
+        vec![201, 409, 201]
+    );
     let sku = deployment.app.sku.as_str();
     let expected = [
-        "dropline_processor_decisions_total{outcome=\"won\"} 1".to_string(),
-        "dropline_processor_decisions_total{outcome=\"sold_out\"} 2".to_string(),
-        "dropline_processor_decisions_total{outcome=\"limit_reached\"} 0".to_string(),
-        format!("dropline_processor_remaining_units{{sku=\"{sku}\"}} 0"),
+        "dropline_processor_decisions_total{outcome=\"won\"} 2".to_string(),
+        "dropline_processor_decisions_total{outcome=\"sold_out\"} 0".to_string(),
+        "dropline_processor_decisions_total{outcome=\"limit_reached\"} 1".to_string(),
+        format!("dropline_processor_remaining_units{{sku=\"{sku}\"}} 1"),
         format!("dropline_processor_waiting_intents{{sku=\"{sku}\"}} 0"),
         format!("dropline_processor_lag_seconds{{sku=\"{sku}\"}} 0"),
         "dropline_processor_partitions_owned 1".to_string(),

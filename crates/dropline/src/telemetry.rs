@@ -77,6 +77,8 @@ const METRICS: &[Metric] = &[
         "Purchases accepted: their intent's publish was acked by JetStream."),
     metric("dropline_gateway_answers_total", Counter, Unit::Count, &["outcome"],
         "Purchases answered with a decision (won, sold_out, limit_reached, closed) or pending."),
+    metric("dropline_gateway_fast_path_total", Counter, Unit::Count, &[],
+        "New keys of a finally sold-out drop answered sold_out at once, without the line."),
     metric("dropline_gateway_errors_total", Counter, Unit::Count, &["status"],
         "Problem answers (problem+json), by status."),
     metric("dropline_gateway_accept_duration_seconds", Histogram, Unit::Seconds, &[],

@@ -10,13 +10,13 @@ use std::collections::{HashMap, HashSet};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
-use dropline_core::{
-    Entry, IdempotencyKey, Intent, Ledger, LedgerState, PerUserLimit, Quantity, Sku, UserId,
-};
+use dropline_core::Sku;
 use dropline_store::{PoolOptions, Store};
 
 use crate::burst::{BurstResults, BuyerResult};
 use crate::setup::DropUnderTest;
+
+mod line;
 
 /// What the verification needs beyond the burst's results.
 #[derive(Debug, Clone)]
@@ -119,7 +119,8 @@ fn check_told_per_sku(
         let mut checked = Verdict::default();
         check_winners(&mut checked, per_user_limit, drop, purchases);
         if drop.fresh {
-            check_first_eligible(&mut checked, per_user_limit, drop, purchases)?;
+            line::check_first_eligible(&mut checked, per_user_limit, drop, purchases)?;
+            line::check_winners_before_losers(&mut checked, purchases);
         }
         verdict.absorb(&drop.sku, checked);
     }
@@ -138,6 +139,10 @@ async fn check_recorded(
     let mut verdict = Verdict::default();
     let winners: Vec<&BuyerResult> = purchases.iter().copied().filter(won).collect();
     check_orders_in_database(&mut verdict, store, drop, &winners).await;
+    if drop.fresh {
+        line::check_answered_at_once_never_stood_in_line(&mut verdict, store, drop, purchases)
+            .await?;
+    }
     check_drop_view(&mut verdict, client, options, drop, winners.len()).await?;
     Ok(verdict)
 }
@@ -331,59 +336,6 @@ fn check_double_clicks(verdict: &mut Verdict, results: &BurstResults) {
     }
 }
 
-/// The winners are the first eligible intents in stream order: replaying
-/// every answered purchase, by the sequence it was given, through a fresh
-/// ledger gives every purchase the outcome it was told.
-fn check_first_eligible(
-    verdict: &mut Verdict,
-    per_user_limit: u32,
-    drop: &DropUnderTest,
-    purchases: &[&BuyerResult],
-) -> anyhow::Result<()> {
-    let mut told: Vec<_> = purchases
-        .iter()
-        .copied()
-        .filter_map(|b| Some((b.seq?, b, b.outcome.as_deref()?)))
-        .collect();
-    told.sort_by_key(|(seq, _, _)| *seq);
-    let intents = told
-        .iter()
-        .map(|(seq, b, _)| {
-            Ok(Entry::Purchase(Intent {
-                seq: *seq,
-                key: IdempotencyKey::parse(b.key.clone())?,
-                user_id: UserId::parse(b.user.clone())?,
-                quantity: Quantity::ONE,
-            }))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let ledger = Ledger::new(LedgerState::fresh(
-        drop.sku.clone(),
-        drop.stock,
-        PerUserLimit::parse(per_user_limit.into())?,
-    ));
-    let plan = ledger.decide(&intents);
-    let expected: HashMap<&str, &str> = plan
-        .decided
-        .iter()
-        .map(|d| (d.key.as_str(), d.outcome.as_str()))
-        .collect();
-    let wrong: Vec<_> = told
-        .iter()
-        .filter(|(_, b, outcome)| expected.get(b.key.as_str()) != Some(outcome))
-        .collect();
-    if let Some((seq, b, outcome)) = wrong.first() {
-        verdict.fail(format!(
-            "{} purchases were not told the first-eligible outcome in stream order \
-             (e.g. key {} at seq {seq}: told {outcome}, expected {:?})",
-            wrong.len(),
-            b.key,
-            expected.get(b.key.as_str())
-        ));
-    }
-    Ok(())
-}
-
 /// Every `won` answer is an order in the database, and every order in the
 /// database was answered `won` to someone, with the same order id.
 async fn check_orders_in_database(
@@ -465,7 +417,7 @@ mod tests {
         };
         let purchases: Vec<&BuyerResult> = buyers.iter().collect();
         let mut verdict = Verdict::default();
-        check_first_eligible(&mut verdict, 1, &drop, &purchases).expect("valid keys");
+        line::check_first_eligible(&mut verdict, 1, &drop, &purchases).expect("valid keys");
         verdict.violations
     }
 
