@@ -8,6 +8,7 @@ mod admission;
 mod closing;
 mod cmd;
 mod decided;
+mod interrupt;
 mod line;
 mod operator;
 mod services;
@@ -28,8 +29,10 @@ enum Command {
     /// Drops: create, pause, resume, close, restock.
     #[command(subcommand)]
     Drop(cmd::drop::DropCommand),
-    /// A table of drops: stock, won, decided, queue depth, applied sequence.
+    /// A table of drops: state, stock, won, remaining, decided, waiting, lag, owner.
     Status(cmd::status::Args),
+    /// Every won order of a drop, in line order (CSV or JSON).
+    Winners(cmd::winners::Args),
     /// Audit a drop's promises from Postgres and the stream; non-zero exit on any violation.
     Verify(cmd::verify::Args),
 }
@@ -65,10 +68,14 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Drop(command) => cmd::drop::run(command, &cli.services).await,
         Command::Status(args) => cmd::status::run(args, &cli.services).await,
+        Command::Winners(args) => cmd::winners::run(args, &cli.services).await,
         Command::Verify(args) => cmd::verify::run(args, &cli.services).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The command said what was left as it was; the shell's convention
+        // for an interrupted command is 128 + SIGINT.
+        Err(err) if err.is::<interrupt::Interrupted>() => std::process::ExitCode::from(130),
         Err(err) => {
             eprintln!("dropctl: {err:#}");
             std::process::ExitCode::FAILURE

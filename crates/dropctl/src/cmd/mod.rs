@@ -4,3 +4,4 @@
 pub mod drop;
 pub mod status;
 pub mod verify;
+pub mod winners;
