@@ -27,6 +27,12 @@ pub enum Closing {
 }
 
 impl Closing {
+    pub fn drop(&self) -> &DropRow {
+        match self {
+            Closing::Already(drop) | Closing::InLine { drop, .. } => drop,
+        }
+    }
+
     /// Tells the operator, on stderr, what happened.
     pub fn report(&self) {
         match self {

@@ -1,16 +1,19 @@
 //! `dropctl`: the operator's command line. One file per subcommand under
 //! `cmd/`; the pieces several of them share (where the services are, who
 //! the operator is, putting an entry in a drop's line, waiting for its
-//! owner to decide it, admission changes) have modules of their own. Data goes to stdout (`--json` for machines), messages to
+//! owner to decide it, admission changes, the audit's table) have modules
+//! of their own. Data goes to stdout (`--json` for machines), messages to
 //! stderr, and any failure is one line on stderr with a non-zero exit.
 
 mod admission;
+mod audit_table;
 mod closing;
 mod cmd;
 mod decided;
 mod interrupt;
 mod line;
 mod operator;
+mod progress;
 mod services;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +32,8 @@ enum Command {
     /// Drops: create, pause, resume, close, restock.
     #[command(subcommand)]
     Drop(cmd::drop::DropCommand),
+    /// Close a drop, wait until everything in its line is decided, then tally and audit it.
+    Drain(cmd::drain::Args),
     /// A table of drops: state, stock, won, remaining, decided, waiting, lag, owner.
     Status(cmd::status::Args),
     /// Every won order of a drop, in line order (CSV or JSON).
@@ -67,6 +72,7 @@ async fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Drop(command) => cmd::drop::run(command, &cli.services).await,
+        Command::Drain(args) => cmd::drain::run(args, &cli.services).await,
         Command::Status(args) => cmd::status::run(args, &cli.services).await,
         Command::Winners(args) => cmd::winners::run(args, &cli.services).await,
         Command::Verify(args) => cmd::verify::run(args, &cli.services).await,
