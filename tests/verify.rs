@@ -1,22 +1,6 @@
 //! `dropctl verify`: passes on a healthy drop, names each violation otherwise.
 
-use std::process::Command;
-
-use dropline_suite::{binary, db, spawn_app_with, AppOptions, TestApp};
-
-fn verify(app: &TestApp) -> (bool, String, String) {
-    let output = Command::new(binary("dropctl"))
-        .args(["verify", app.sku.as_str()])
-        .env("DATABASE_URL", &app.database_url)
-        .env("NATS_URL", &app.nats_url)
-        .output()
-        .expect("run dropctl verify");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use dropline_suite::{db, dropctl, spawn_app_with, AppOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_passes_on_a_healthy_drop_and_names_every_violation_on_a_tampered_one() {
@@ -28,11 +12,12 @@ async fn verify_passes_on_a_healthy_drop_and_names_every_violation_on_a_tampered
     for (key, user) in [("k1", "u1"), ("k2", "u2"), ("k3", "u3"), ("k4", "u4")] {
         app.buy(key, user, 10).await;
     }
-    let (ok, stdout, stderr) = verify(&app);
-    assert!(ok, "healthy drop:\n{stdout}\n{stderr}");
+    let healthy = dropctl(&app, &["verify", app.sku.as_str()]).await;
+    assert!(healthy.ok, "healthy drop: {healthy:#?}");
     assert!(
-        stdout.contains("replay matches") && stdout.contains("all identical"),
-        "{stdout}"
+        healthy.stdout.contains("replay matches") && healthy.stdout.contains("all identical"),
+        "{}",
+        healthy.stdout
     );
 
     // Tamper: a recorded decision vanishes, another changes its outcome.
@@ -47,29 +32,21 @@ async fn verify_passes_on_a_healthy_drop_and_names_every_violation_on_a_tampered
         .execute(&pool)
         .await
         .expect("flip");
-    let (ok, stdout, stderr) = verify(&app);
-    assert!(!ok, "a tampered drop must fail:\n{stdout}");
+    let tampered = dropctl(&app, &["verify", app.sku.as_str()]).await;
+    assert!(!tampered.ok, "a tampered drop must fail: {tampered:#?}");
     for violated in [
         "every accepted intent decided",
         "won units match orders",
         "replay matches",
     ] {
-        assert!(stderr.contains(violated), "names {violated}: {stderr}");
+        assert!(
+            tampered.stderr.contains(violated),
+            "names {violated}: {}",
+            tampered.stderr
+        );
     }
 
-    let (ok, _, stderr) = {
-        let output = Command::new(binary("dropctl"))
-            .args(["verify", "no-such-drop"])
-            .env("DATABASE_URL", &app.database_url)
-            .env("NATS_URL", &app.nats_url)
-            .output()
-            .expect("run");
-        (
-            output.status.success(),
-            (),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
-    assert!(!ok);
-    assert_eq!(stderr.trim(), "dropctl: no drop no-such-drop");
+    let missing = dropctl(&app, &["verify", "no-such-drop"]).await;
+    assert!(!missing.ok);
+    assert_eq!(missing.stderr.trim(), "dropctl: no drop no-such-drop");
 }
