@@ -104,7 +104,12 @@ impl Progress {
     /// Ends the display with `message`.
     pub fn finish(&self, message: &str) {
         match self {
-            Progress::Bar(bar) => bar.finish_with_message(message.to_string()),
+            Progress::Bar(bar) => {
+                bar.finish_with_message(message.to_string());
+                // The bar stays, with the cursor at its end: what follows
+                // starts on a line of its own.
+                eprintln!();
+            }
             Progress::Lines { sku, .. } => eprintln!("{sku}: {message}"),
         }
     }
