@@ -1,22 +1,6 @@
 //! `dropctl verify`: passes on a healthy drop, names each violation otherwise.
 
-use std::process::Command;
-
-use dropline_suite::{binary, db, spawn_app_with, AppOptions, Role, TestApp};
-
-fn verify(app: &TestApp) -> (bool, String, String) {
-    let output = Command::new(binary("dropctl"))
-        .args(["verify", app.sku.as_str()])
-        .env("DATABASE_URL", &app.database_url)
-        .env("NATS_URL", &app.nats_url)
-        .output()
-        .expect("run dropctl verify");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use dropline_suite::{db, dropctl, spawn_app_with, AppOptions, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_passes_on_a_healthy_drop_and_names_every_violation_on_a_tampered_one() {
@@ -36,11 +20,12 @@ async fn verify_passes_on_a_healthy_drop_and_names_every_violation_on_a_tampered
     let keys: Vec<String> = keys.iter().map(|(key, _)| key.to_string()).collect();
     app.outcomes_of(&keys).await;
     processor.stop().await;
-    let (ok, stdout, stderr) = verify(&app);
-    assert!(ok, "healthy drop:\n{stdout}\n{stderr}");
+    let healthy = dropctl(&app, &["verify", app.sku.as_str()]).await;
+    assert!(healthy.ok, "healthy drop: {healthy:#?}");
     assert!(
-        stdout.contains("replay matches") && stdout.contains("all identical"),
-        "{stdout}"
+        healthy.stdout.contains("replay matches") && healthy.stdout.contains("all identical"),
+        "{}",
+        healthy.stdout
     );
 
     // Tamper: a recorded decision vanishes, another changes its outcome.
@@ -55,29 +40,21 @@ async fn verify_passes_on_a_healthy_drop_and_names_every_violation_on_a_tampered
         .execute(&pool)
         .await
         .expect("flip");
-    let (ok, stdout, stderr) = verify(&app);
-    assert!(!ok, "a tampered drop must fail:\n{stdout}");
+    let tampered = dropctl(&app, &["verify", app.sku.as_str()]).await;
+    assert!(!tampered.ok, "a tampered drop must fail: {tampered:#?}");
     for violated in [
         "every accepted intent decided",
         "won units match orders",
         "replay matches",
     ] {
-        assert!(stderr.contains(violated), "names {violated}: {stderr}");
+        assert!(
+            tampered.stderr.contains(violated),
+            "names {violated}: {}",
+            tampered.stderr
+        );
     }
 
-    let (ok, _, stderr) = {
-        let output = Command::new(binary("dropctl"))
-            .args(["verify", "no-such-drop"])
-            .env("DATABASE_URL", &app.database_url)
-            .env("NATS_URL", &app.nats_url)
-            .output()
-            .expect("run");
-        (
-            output.status.success(),
-            (),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
-    assert!(!ok);
-    assert_eq!(stderr.trim(), "dropctl: no drop no-such-drop");
+    let missing = dropctl(&app, &["verify", "no-such-drop"]).await;
+    assert!(!missing.ok);
+    assert_eq!(missing.stderr.trim(), "dropctl: no drop no-such-drop");
 }

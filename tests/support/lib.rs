@@ -7,9 +7,11 @@
 //! ignored, and test databases older than an hour are pruned.
 
 pub mod buyers;
+mod dropctl;
 mod lifecycle;
 mod processes;
 
+pub use dropctl::{dropctl, dropctl_at, send_directly, CtlRun};
 pub use dropline_testkit::{
     Delay, DelayProxy, DroplineProcess, PrivateCluster, PrivateNats, PrivatePostgres, Signal,
 };

@@ -23,4 +23,4 @@ pub use error::StoreError;
 pub use operations::OperationRow;
 pub use partitions::PartitionClaim;
 pub use progress::PartitionProgress;
-pub use purchases::{DecisionSpan, Winner};
+pub use purchases::{DecisionSpan, OutcomeCounts, Winner};

@@ -176,3 +176,42 @@ impl Store {
         rows.iter().map(decision_from_row).collect()
     }
 }
+
+/// How a drop's decided intents came out, one count per outcome: the tally
+/// an operator reads after a drain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutcomeCounts {
+    pub won: u64,
+    pub sold_out: u64,
+    pub limit_reached: u64,
+    pub closed: u64,
+    /// Every decided intent, whatever its outcome.
+    pub decided: u64,
+}
+
+impl Store {
+    /// `sku`'s decided intents counted by outcome (purchases, not units).
+    pub async fn outcome_counts(&self, sku: &Sku) -> Result<OutcomeCounts, StoreError> {
+        let counts: (i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE outcome = 'won'), \
+                    count(*) FILTER (WHERE outcome = 'sold_out'), \
+                    count(*) FILTER (WHERE outcome = 'limit_reached'), \
+                    count(*) FILTER (WHERE outcome = 'closed'), count(*) \
+               FROM purchases WHERE sku = $1",
+        )
+        .bind(sku.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        let (won, sold_out, limit_reached, closed, decided) = counts;
+        let count = |value: i64| {
+            u64::try_from(value).map_err(|_| corrupt(format!("an outcome count of {value}")))
+        };
+        Ok(OutcomeCounts {
+            won: count(won)?,
+            sold_out: count(sold_out)?,
+            limit_reached: count(limit_reached)?,
+            closed: count(closed)?,
+            decided: count(decided)?,
+        })
+    }
+}

@@ -1,5 +1,8 @@
-//! One module per subcommand, each with its `Args` and `run`.
+//! One module per subcommand, each with its `Args` and `run`; the `drop`
+//! subcommands in `drop/`.
 
-pub mod create;
+pub mod drain;
+pub mod drop;
 pub mod status;
 pub mod verify;
+pub mod winners;

@@ -1,9 +1,9 @@
 //! `dropctl verify <SKU> [--json]`: audits the drop's promises from Postgres
 //! and the stream; exits non-zero and names each violation.
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use dropline_core::Sku;
 
+use crate::audit_table;
 use crate::services::{explain, ServiceArgs};
 
 #[derive(Debug, clap::Args)]
@@ -26,26 +26,12 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let mut table = Table::new();
-        table
-            .load_style(UTF8_FULL_CONDENSED)
-            .set_header(["check", "result", "detail"]);
-        for check in &report.checks {
-            table.add_row([
-                check.name.to_string(),
-                if check.passed { "ok" } else { "VIOLATED" }.to_string(),
-                check.detail.clone(),
-            ]);
-        }
-        println!("{table}");
+        audit_table::print(&report);
         if report.queued > 0 {
             eprintln!("{} intents are queued and not decided yet", report.queued);
         }
     }
-    let violations: Vec<_> = report.violations().map(|c| c.name).collect();
-    if !violations.is_empty() {
-        anyhow::bail!("{sku}: promises violated: {}", violations.join(", "));
-    }
+    audit_table::verdict(&report)?;
     eprintln!("{sku}: every promise holds");
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! `dropctl drop create <SKU> --stock N [--per-user-limit K] [--name TEXT]`
+//! `dropctl drop create <SKU> --stock N [--per-user-limit K] [--opens-at RFC3339] [--name TEXT] [--json]`
 
 use anyhow::Context as _;
-use dropline_core::{PerUserLimit, Sku, Stock};
+use chrono::{DateTime, Utc};
+use dropline_core::{DropStatus, PerUserLimit, Sku, Stock};
 use dropline_store::NewDrop;
 
 use crate::services::{explain, ServiceArgs};
@@ -19,6 +20,10 @@ pub struct Args {
     /// Most units one user may win.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     per_user_limit: i64,
+    /// When it opens, e.g. 2026-12-24T18:00:00Z; until then it is scheduled
+    /// (a time already past: open at once).
+    #[arg(long, value_name = "RFC3339")]
+    opens_at: Option<String>,
     /// A human name for the drop.
     #[arg(long, default_value = "")]
     name: String,
@@ -33,7 +38,7 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
         stock: Stock::parse(args.stock)?,
         per_user_limit: PerUserLimit::parse(args.per_user_limit)?,
         name: parse_name(args.name)?,
-        opens_at: None,
+        opens_at: args.opens_at.as_deref().map(parse_opens_at).transpose()?,
     };
     let store = services.store()?;
     let created = store.create_drop(&drop).await.map_err(explain)?;
@@ -55,8 +60,25 @@ pub async fn run(args: Args, services: &ServiceArgs) -> anyhow::Result<()> {
             created.status.as_str()
         );
     }
-    eprintln!("drop {} is open", created.sku);
+    match (created.status, created.opens_at) {
+        (DropStatus::Scheduled, Some(opens_at)) => {
+            let opens_at = opens_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            eprintln!("drop {} is scheduled: it opens at {opens_at}", created.sku);
+        }
+        (status, _) => eprintln!("drop {} is {}", created.sku, status.as_str()),
+    }
     Ok(())
+}
+
+/// An RFC 3339 time (with its offset), as UTC.
+fn parse_opens_at(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "--opens-at {text:?}: {e} (expected RFC 3339, e.g. 2026-12-24T18:00:00Z)"
+            )
+        })
 }
 
 fn parse_name(name: String) -> anyhow::Result<String> {
@@ -67,4 +89,22 @@ fn parse_name(name: String) -> anyhow::Result<String> {
         anyhow::bail!("name: control characters are not allowed");
     }
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_at_takes_rfc3339_with_any_offset_and_refuses_the_rest() {
+        let at = parse_opens_at("2026-12-24T19:00:00+01:00").expect("a time");
+        assert_eq!(at.to_rfc3339(), "2026-12-24T18:00:00+00:00");
+        for bad in ["tomorrow", "2026-12-24", "2026-12-24 18:00", ""] {
+            let err = parse_opens_at(bad).expect_err(bad).to_string();
+            assert!(
+                err.starts_with("--opens-at") && !err.contains('\n'),
+                "{err}"
+            );
+        }
+    }
 }

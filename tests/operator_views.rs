@@ -1,0 +1,226 @@
+//! What operators read: `dropctl winners` (the warehouse's export) and
+//! `dropctl status` (per drop: state, stock, waiting, lag, owner), and
+//! `drop create`/`drop pause` shaping the states status shows. Every
+//! command is the real `dropctl` binary.
+
+use chrono::SecondsFormat;
+use dropline_core::Sku;
+use dropline_suite::{dropctl, spawn_app_with, AppOptions, TestApp};
+
+const HEADER: &str = "seq,order_id,user_id,quantity,idempotency_key,decided_at";
+
+fn quoted(field: &str) -> String {
+    if field.contains([',', '"', '\n']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+/// The CSV `dropctl winners` must print, made from the store's read model.
+async fn expected_csv(app: &TestApp) -> String {
+    let winners = app.store.winners(&app.sku).await.expect("winners");
+    let mut csv = format!("{HEADER}\n");
+    for w in &winners {
+        csv += &format!(
+            "{},{},{},{},{},{}\n",
+            w.seq,
+            w.order_id,
+            quoted(w.user_id.as_str()),
+            w.quantity.get(),
+            quoted(w.idempotency_key.as_str()),
+            w.decided_at.to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
+    }
+    csv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn winners_exports_every_won_order_in_line_order() {
+    let app = spawn_app_with(AppOptions {
+        stock: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    let buyers = [
+        ("k1", "smith, john"),
+        ("k2", "o\"neil"),
+        ("k3", "ana"),
+        ("k4", "bob"),
+    ];
+    for (key, user) in buyers {
+        app.buy(key, user, 10).await;
+    }
+    let sku = app.sku.as_str();
+    let csv = dropctl(&app, &["winners", sku]).await;
+    assert!(csv.ok, "{csv:#?}");
+    assert_eq!(csv.stdout.lines().next(), Some(HEADER));
+    assert_eq!(csv.stdout, expected_csv(&app).await);
+    assert_eq!(
+        csv.stdout.lines().count(),
+        4,
+        "three winners: {}",
+        csv.stdout
+    );
+    assert!(csv.stdout.contains(",\"smith, john\",") && csv.stdout.contains(",\"o\"\"neil\","));
+
+    let json = dropctl(&app, &["winners", sku, "--format", "json"]).await;
+    let rows = json.json();
+    let rows = rows.as_array().expect("an array");
+    let winners = app.store.winners(&app.sku).await.expect("winners");
+    assert_eq!(rows.len(), winners.len());
+    for (row, winner) in rows.iter().zip(&winners) {
+        assert_eq!(row["seq"], winner.seq);
+        assert_eq!(row["order_id"], winner.order_id.to_string());
+        assert_eq!(row["user_id"], winner.user_id.as_str());
+        assert_eq!(row["idempotency_key"], winner.idempotency_key.as_str());
+        assert_eq!(row["quantity"], 1);
+        assert!(row["decided_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+
+    let path = std::env::temp_dir().join(format!("winners-{sku}.csv"));
+    let path_text = path.to_string_lossy().into_owned();
+    let file = dropctl(&app, &["winners", sku, "--output", &path_text]).await;
+    assert!(file.ok && file.stdout.is_empty(), "{file:#?}");
+    assert!(
+        file.stderr.contains(&path_text),
+        "says where: {}",
+        file.stderr
+    );
+    let written = std::fs::read_to_string(&path).expect("the file");
+    std::fs::remove_file(&path).expect("remove the file");
+    assert_eq!(written, csv.stdout);
+}
+
+/// The status row of `sku` in `dropctl status --json`'s rows.
+fn row<'a>(rows: &'a serde_json::Value, sku: &str) -> &'a serde_json::Value {
+    rows.as_array()
+        .and_then(|rows| rows.iter().find(|r| r["sku"] == sku))
+        .unwrap_or_else(|| panic!("no row for {sku} in {rows:#}"))
+}
+
+/// Beside the app's open drop: `<sku>-s`, scheduled an hour ahead, and
+/// `<sku>-p`, created with an opening already past (so open) and paused.
+async fn create_scheduled_and_paused(app: &TestApp) -> (String, String) {
+    let open = app.sku.as_str();
+    let (scheduled, paused) = (format!("{open}-s"), format!("{open}-p"));
+    let opens_at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let create = [
+        "drop",
+        "create",
+        &scheduled,
+        "--stock",
+        "5",
+        "--opens-at",
+        &opens_at,
+        "--json",
+    ];
+    let created = dropctl(app, &create).await;
+    assert_eq!(created.json()["status"], "scheduled", "{created:#?}");
+    let past = "2020-01-01T00:00:00Z";
+    let created = dropctl(
+        app,
+        &[
+            "drop",
+            "create",
+            &paused,
+            "--stock",
+            "7",
+            "--opens-at",
+            past,
+        ],
+    )
+    .await;
+    assert!(
+        created.ok && created.stdout.contains("open"),
+        "opens at once: {created:#?}"
+    );
+    let pause = dropctl(app, &["drop", "pause", &paused, "--json"])
+        .await
+        .json();
+    assert_eq!(
+        (&pause["status"], &pause["changed"]),
+        (&"paused".into(), &true.into())
+    );
+    (scheduled, paused)
+}
+
+/// A malformed `--opens-at` is a one-line error and creates nothing.
+async fn a_bad_opening_changes_nothing(app: &TestApp) {
+    let sku = format!("{}-x", app.sku);
+    let bad = dropctl(
+        app,
+        &[
+            "drop",
+            "create",
+            &sku,
+            "--stock",
+            "1",
+            "--opens-at",
+            "next tuesday",
+        ],
+    )
+    .await;
+    assert!(
+        !bad.ok && bad.stderr.trim().lines().count() == 1,
+        "{bad:#?}"
+    );
+    assert!(bad.stderr.starts_with("dropctl: --opens-at"), "{bad:#?}");
+    let never = Sku::parse(sku).expect("sku");
+    assert!(
+        app.store.drop(&never).await.expect("read").is_none(),
+        "nothing created"
+    );
+}
+
+/// Every row has the progress fields, sane for a line with nothing waiting.
+fn assert_row(rows: &serde_json::Value, (sku, state, stock, decided): (&str, &str, u32, u64)) {
+    let row = row(rows, sku);
+    let shown = (&row["status"], &row["stock"], &row["decided"]);
+    assert_eq!(
+        shown,
+        (&state.into(), &stock.into(), &decided.into()),
+        "{row:#}"
+    );
+    assert_eq!(row["waiting_intents"], 0, "{row:#}");
+    assert!(
+        row["lag_s"].as_f64().is_some_and(|lag| lag >= 0.0),
+        "{row:#}"
+    );
+    assert!(
+        row["decisions_per_s"].as_f64().is_some_and(|r| r >= 0.0),
+        "{row:#}"
+    );
+    assert!(row["halted"].is_null() && row["epoch"].is_u64(), "{row:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_waiting_lag_and_state_per_drop() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    assert_eq!(app.buy("k1", "ana", 10).await.status, 201);
+    let open = app.sku.as_str();
+    let (scheduled, paused) = create_scheduled_and_paused(&app).await;
+    a_bad_opening_changes_nothing(&app).await;
+
+    let status = dropctl(&app, &["status", "--json"]).await;
+    assert!(status.ok, "{status:#?}");
+    let rows = status.json();
+    assert_row(&rows, (open, "open", 100, 1));
+    assert_row(&rows, (&scheduled, "scheduled", 5, 0));
+    assert_row(&rows, (&paused, "paused", 7, 0));
+    assert!(row(&rows, &scheduled)["opens_at"].is_string());
+    assert_eq!(
+        row(&rows, open)["lease_live"],
+        true,
+        "the open drop has an owner"
+    );
+
+    let table = dropctl(&app, &["status"]).await;
+    let columns = ["state", "waiting", "lag s", "dec/s", "owner", "epoch"];
+    for shown in columns.into_iter().chain(["scheduled (opens", "paused"]) {
+        assert!(table.stdout.contains(shown), "{shown}: {}", table.stdout);
+    }
+    let missing = dropctl(&app, &["status", "no-such-drop"]).await;
+    let refused = (missing.ok, missing.stderr.trim());
+    assert_eq!(refused, (false, "dropctl: no drop no-such-drop"));
+}
