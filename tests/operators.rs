@@ -432,13 +432,15 @@ async fn drain_decides_everything_queued_and_audits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_decides_what_a_late_gateway_admitted_closed() {
+    // A unit stays in stock, so that no purchase is answered at once by a
+    // sold-out gateway: all three stand in line.
     let app = spawn_app_with(AppOptions {
-        stock: 2,
+        stock: 3,
         ..AppOptions::default()
     })
     .await;
-    for i in 0..3 {
-        app.buy(&format!("k{i}"), &format!("u{i}"), 10).await;
+    for (key, user) in [("k0", "u0"), ("k1", "u0"), ("k2", "u1")] {
+        app.buy(key, user, 10).await;
     }
     let drain = spawn_drain(&app);
     eventually("the drain closed the drop", || async {
@@ -453,7 +455,7 @@ async fn a_drain_decides_what_a_late_gateway_admitted_closed() {
     )
     .await;
     let out = drained(&drain.await.expect("drain task"), app.sku.as_str());
-    let tally = ["decided", "won", "sold_out", "closed"].map(|k| out[k].clone());
+    let tally = ["decided", "won", "limit_reached", "closed"].map(|k| out[k].clone());
     assert_eq!(tally, [6, 2, 1, 3].map(serde_json::Value::from), "{out:#}");
     for i in 0..3 {
         assert_eq!(
