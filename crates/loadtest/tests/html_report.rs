@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dropline_core::Sku;
+use dropline_testkit::pixels::{missing_series, Image, Series};
 use loadtest::burst::{BurstResults, BuyerResult};
 use loadtest::html::{self, RunInfo};
 use loadtest::report::Report;
@@ -26,8 +27,6 @@ const DECISION_BARS: [u8; 3] = [0x25, 0x63, 0xeb];
 const ACCEPT_BARS: [u8; 3] = [0xf5, 0x9e, 0x0b];
 const DECIDED_LINE: [u8; 3] = [0x0d, 0x94, 0x88];
 const REMAINING_LINE: [u8; 3] = [0xc0, 0x26, 0xd3];
-/// Per channel, for anti-aliasing and colour management.
-const COLOUR_TOLERANCE: u8 = 24;
 
 const BUYERS: usize = 50_000;
 const STOCK: u32 = 100;
@@ -49,8 +48,7 @@ fn report_charts_render_in_headless_chromium() {
         std::fs::copy(&shot, &keep).expect("keep the screenshot");
         std::fs::copy(&page, Path::new(&keep).with_extension("html")).expect("keep the page");
     }
-    let image = Image::decode(&shot);
-    let failures = missing_series(&image);
+    let failures = missing_series(&decode(&shot), &EXPECTED);
     assert!(failures.is_empty(), "charts did not render: {failures:#?}");
 }
 
@@ -65,8 +63,12 @@ fn a_page_without_its_series_fails_the_render_check() {
     assert!(!stripped.contains("class=\"series "));
     std::fs::write(&page, stripped).expect("write the stripped report");
 
-    let image = Image::decode(&screenshot(&page, dir.path()));
-    assert_eq!(missing_series(&image).len(), 4, "the legend alone passed");
+    let image = decode(&screenshot(&page, dir.path()));
+    assert_eq!(
+        missing_series(&image, &EXPECTED).len(),
+        4,
+        "the legend alone passed"
+    );
 }
 
 /// 50,000 buyers against 100 units, decided at about 9,000 per second after
@@ -201,123 +203,32 @@ fn log_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// A decoded screenshot, 8-bit RGB.
-struct Image {
-    width: usize,
-    rgb: Vec<u8>,
-}
-
-impl Image {
-    fn decode(path: &Path) -> Self {
-        let file = std::fs::File::open(path).expect("open the screenshot");
-        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
-        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-        let mut reader = decoder.read_info().expect("read the PNG header");
-        let mut buffer = vec![0; reader.output_buffer_size().expect("a PNG of sane size")];
-        let info = reader.next_frame(&mut buffer).expect("decode the PNG");
-        let channels = match info.color_type {
-            png::ColorType::Rgb => 3,
-            png::ColorType::Rgba => 4,
-            other => panic!("unexpected screenshot colour type {other:?}"),
-        };
-        let rgb = buffer[..info.buffer_size()]
-            .chunks_exact(channels)
-            .flat_map(|pixel| pixel[..3].to_vec())
-            .collect();
-        Self {
-            width: info.width as usize,
-            rgb,
-        }
-    }
-
-    /// Where pixels of (about) `colour` are.
-    fn find(&self, colour: [u8; 3]) -> Found {
-        let mut found = Found::default();
-        for (i, pixel) in self.rgb.chunks_exact(3).enumerate() {
-            let near = pixel
-                .iter()
-                .zip(colour)
-                .all(|(got, want)| got.abs_diff(want) <= COLOUR_TOLERANCE);
-            if near {
-                found.add(i % self.width, i / self.width);
-            }
-        }
-        found
-    }
-}
-
-#[derive(Debug, Default)]
-struct Found {
-    pixels: usize,
-    x_min: usize,
-    x_max: usize,
-    y_min: usize,
-    y_max: usize,
-}
-
-impl Found {
-    fn add(&mut self, x: usize, y: usize) {
-        if self.pixels == 0 {
-            (self.x_min, self.x_max, self.y_min, self.y_max) = (x, x, y, y);
-        }
-        self.pixels += 1;
-        self.x_min = self.x_min.min(x);
-        self.x_max = self.x_max.max(x);
-        self.y_min = self.y_min.min(y);
-        self.y_max = self.y_max.max(y);
-    }
-
-    fn width(&self) -> usize {
-        if self.pixels == 0 {
-            0
-        } else {
-            self.x_max - self.x_min + 1
-        }
-    }
-
-    fn height(&self) -> usize {
-        if self.pixels == 0 {
-            0
-        } else {
-            self.y_max - self.y_min + 1
-        }
-    }
-}
-
 /// What a drawn series must cover: far more than its legend swatch (12×12
 /// for bars, 20×3 for lines), spread across the plot. The decided line
 /// rises and the stock line falls, so both span height as well.
-struct Expect {
-    name: &'static str,
-    colour: [u8; 3],
-    pixels_min: usize,
-    width_px_min: usize,
-    height_px_min: usize,
-}
-
-const EXPECTED: [Expect; 4] = [
-    Expect {
+const EXPECTED: [Series; 4] = [
+    Series {
         name: "decision latency bars",
         colour: DECISION_BARS,
         pixels_min: 5_000,
         width_px_min: 400,
         height_px_min: 60,
     },
-    Expect {
+    Series {
         name: "accept latency bars",
         colour: ACCEPT_BARS,
         pixels_min: 5_000,
         width_px_min: 400,
         height_px_min: 60,
     },
-    Expect {
+    Series {
         name: "buyers decided line",
         colour: DECIDED_LINE,
         pixels_min: 600,
         width_px_min: 400,
         height_px_min: 100,
     },
-    Expect {
+    Series {
         name: "remaining stock line",
         colour: REMAINING_LINE,
         pixels_min: 600,
@@ -326,29 +237,9 @@ const EXPECTED: [Expect; 4] = [
     },
 ];
 
-/// The series that did not show as expected, with what was seen instead.
-fn missing_series(image: &Image) -> Vec<String> {
-    EXPECTED
-        .iter()
-        .filter_map(|expect| {
-            let found = image.find(expect.colour);
-            let drawn = found.pixels >= expect.pixels_min
-                && found.width() >= expect.width_px_min
-                && found.height() >= expect.height_px_min;
-            (!drawn).then(|| {
-                format!(
-                    "{}: {} pixels over {}×{} px (want ≥ {} pixels over ≥ {}×{} px)",
-                    expect.name,
-                    found.pixels,
-                    found.width(),
-                    found.height(),
-                    expect.pixels_min,
-                    expect.width_px_min,
-                    expect.height_px_min
-                )
-            })
-        })
-        .collect()
+fn decode(shot: &Path) -> Image {
+    Image::decode(&std::fs::read(shot).expect("read the screenshot"))
+        .expect("decode the screenshot")
 }
 
 /// The page with every series element (bar groups, lines) removed.

@@ -7,6 +7,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
 use dropline_core::Sku;
+use dropline_store::DropStatusRow;
 use serde_json::{json, Value};
 
 use crate::admission::effective_status;
@@ -17,15 +18,30 @@ pub async fn read(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let status = status_of(&state, path).await?;
+    Ok(Json(public_view(&status)))
+}
+
+/// The drop named by the path, with its partition's progress; `404` for
+/// a SKU without a drop.
+pub(super) async fn status_of(
+    state: &AppState,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<DropStatusRow, ApiError> {
     let Path(raw) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let sku = Sku::parse(raw)?;
     let statuses = state.store.drop_statuses(Some(&sku)).await.map_err(|err| {
         tracing::error!(%sku, %err, "read drop");
         ApiError::internal()
     })?;
-    let Some(status) = statuses.into_iter().next() else {
-        return Err(ApiError::not_found(format!("no drop {sku}")));
-    };
+    statuses
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found(format!("no drop {sku}")))
+}
+
+/// What anyone may read of a drop.
+pub(super) fn public_view(status: &DropStatusRow) -> Value {
     let d = &status.drop;
     let effective = effective_status(d.status, d.opens_at, chrono::Utc::now());
     let mut view = json!({
@@ -44,5 +60,5 @@ pub async fn read(
     if let Some(opens_at) = d.opens_at {
         view["opens_at"] = json!(opens_at);
     }
-    Ok(Json(view))
+    view
 }

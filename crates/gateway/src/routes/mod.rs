@@ -6,6 +6,7 @@ mod answers;
 mod drops;
 mod gate;
 mod ops;
+mod ops_page;
 mod prefer;
 mod purchases;
 mod recorded;
@@ -36,6 +37,10 @@ pub fn router(state: AppState) -> Router {
             get(purchases::read),
         )
         .route("/v1/drops/{sku}", get(drops::read))
+        // The operators' live page is behind the same cap on requests in
+        // flight: a page left open in many tabs must not crowd out buyers.
+        .route("/ops/drops/{sku}", get(ops_page::page))
+        .route("/ops/drops/{sku}/stats", get(ops_page::stats))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::limits::admit,
