@@ -3,6 +3,9 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
+# The development secret of buyers' tokens (`just serve`, `just demo`).
+dev_secret := "dropline-development-secret-not-for-production"
+
 # List the recipes.
 default:
     @just --list
@@ -53,9 +56,16 @@ bench *args:
     cargo build --release --quiet -p loadtest -p dropline
     deploy/local/with-services.sh target/release/bench {{args}}
 
-# Run gateway and processor in one process against the local services.
+# Buyers' tokens in development: HS256 with this secret unless
+# DROPLINE_JWT_SECRET is set (mint one with `just token USER`).
+# Run gateway and processor in one process against the local services (development secret).
 serve *args:
-    cargo run --release -p dropline -- serve {{args}}
+    @echo "dropline serve: buyers' tokens use the DEVELOPMENT secret (DROPLINE_JWT_SECRET); never in production" >&2
+    DROPLINE_JWT_SECRET="${DROPLINE_JWT_SECRET:-{{dev_secret}}}" cargo run --release -p dropline -- serve {{args}}
+
+# A buyer's bearer token for `just serve` (development secret), valid for six hours.
+token user:
+    @DROPLINE_JWT_SECRET="${DROPLINE_JWT_SECRET:-{{dev_secret}}}" cargo run --release --quiet -p loadtest --bin mint-token -- "{{user}}"
 
 # Create the database if missing and apply migrations.
 migrate:

@@ -40,6 +40,7 @@ async fn a_key_reused_with_a_different_body_is_refused_with_422() {
     let other_quantity = read_answer(
         app.http
             .post(app.purchases_url())
+            .header("Authorization", app.tokens.bearer("ana"))
             .header("Idempotency-Key", "reused")
             .json(&serde_json::json!({ "user_id": "ana", "quantity": 2 })),
     )

@@ -26,6 +26,9 @@ async fn load_test(app: &TestApp, flags: &[&str]) -> (bool, serde_json::Value, S
         json.to_str().expect("utf-8 path"),
         "--html",
         html.to_str().expect("utf-8 path"),
+        // Its buyers' tokens, as for anyone else's gateway.
+        "--jwt-secret",
+        app.tokens.secret(),
     ];
     args.extend_from_slice(flags);
 

@@ -109,6 +109,7 @@ async fn beyond_the_in_flight_bound_requests_get_429_and_nothing_is_accepted() {
         let request = app
             .http
             .post(app.purchases_url())
+            .header("Authorization", app.tokens.bearer("ana"))
             .header("Idempotency-Key", "holder")
             .header("Prefer", "wait=2")
             .json(&serde_json::json!({ "user_id": "ana" }));
@@ -139,6 +140,7 @@ async fn on_shutdown_the_gateway_finishes_requests_in_flight() {
         let request = app
             .http
             .post(app.purchases_url())
+            .header("Authorization", app.tokens.bearer("ana"))
             .header("Idempotency-Key", "in-flight")
             .header("Prefer", "wait=2")
             .json(&serde_json::json!({ "user_id": "ana" }));

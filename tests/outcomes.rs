@@ -100,16 +100,17 @@ async fn intents_accepted_while_no_processor_runs_are_answered_202_and_decided_o
         pending.push(location);
     }
     // Undecided: the purchase is not known yet.
-    assert_eq!(app.get(&pending[0]).await.status, 404);
+    assert_eq!(app.read_purchase("k0", 0).await.status, 404);
 
     let processor = app.start_processor();
 
     let mut outcomes = Vec::new();
-    for location in &pending {
+    for (i, location) in pending.iter().enumerate() {
         let read = read_answer(
             app.http
                 .get(format!("{}{location}", app.base_url))
-                .header("Prefer", "wait=20"),
+                .header("Prefer", "wait=20")
+                .header("Authorization", app.bearer_of_key(&format!("k{i}"))),
         )
         .await;
         assert_eq!(read.status, 200, "{read:?}");
@@ -138,6 +139,7 @@ async fn respond_async_is_answered_at_acceptance_and_decided_later() {
     let accepted = read_answer(
         app.http
             .post(app.purchases_url())
+            .header("Authorization", app.tokens.bearer("ana"))
             .header("Idempotency-Key", "async-1")
             .header("Prefer", "respond-async")
             .json(&serde_json::json!({ "user_id": "ana" })),
@@ -159,7 +161,8 @@ async fn respond_async_is_answered_at_acceptance_and_decided_later() {
     let decided = read_answer(
         app.http
             .get(format!("{}{location}", app.base_url))
-            .header("Prefer", "wait=10"),
+            .header("Prefer", "wait=10")
+            .header("Authorization", app.tokens.bearer("ana")),
     )
     .await;
     assert_eq!(

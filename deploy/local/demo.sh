@@ -21,6 +21,10 @@ cargo build --release --quiet -p dropline -p dropctl -p loadtest
 bin=$root/target/release
 
 export DATABASE_URL="$DROPLINE_POSTGRES/dropline_demo"
+# Buyers authenticate: the demo's gateway takes HS256 tokens of a
+# development secret, and the load test mints each buyer's token with it.
+export DROPLINE_JWT_SECRET="${DROPLINE_JWT_SECRET:-dropline-development-secret-not-for-production}"
+echo "buyers' tokens: HS256 with the DEVELOPMENT secret (DROPLINE_JWT_SECRET); never in production" >&2
 port=$(dropline_free_port)
 export DROPLINE_HTTP_ADDR="127.0.0.1:$port"
 mkdir -p .demo

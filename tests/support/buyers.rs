@@ -88,6 +88,7 @@ pub async fn buy_until_decided(
     patience: Duration,
 ) -> Outcome {
     let deadline = Instant::now() + patience;
+    app.remember_buyer(&key, &user);
     let mut result = Outcome {
         key,
         user,
@@ -103,6 +104,7 @@ pub async fn buy_until_decided(
                 .post(app.purchases_url())
                 .header("Idempotency-Key", &result.key)
                 .header("Prefer", "wait=5")
+                .header("Authorization", app.tokens.bearer(&result.user))
                 .json(&serde_json::json!({ "user_id": result.user })),
         )
         .await;
@@ -123,7 +125,8 @@ pub async fn buy_until_decided(
                     let read = read_answer(
                         app.http
                             .get(format!("{}{location}", app.base_url))
-                            .header("Prefer", "wait=5"),
+                            .header("Prefer", "wait=5")
+                            .header("Authorization", app.tokens.bearer(&result.user)),
                     )
                     .await;
                     if read.status == 200 {

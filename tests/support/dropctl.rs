@@ -60,6 +60,7 @@ pub async fn send_directly(app: &TestApp, purchases: &[(&str, &str)]) -> u64 {
         .expect("connect to NATS");
     let mut message = IntentMessage::default();
     for (key, user) in purchases {
+        app.remember_buyer(key, user);
         message.push(&IntentPayload {
             key: IdempotencyKey::parse(*key).expect("key"),
             user_id: UserId::parse(*user).expect("user"),

@@ -22,7 +22,10 @@ use std::time::Duration;
 
 use dropline::{Settings, Shutdown};
 use dropline_core::{PerUserLimit, Sku, Stock};
+use dropline_gateway::BuyerAuth;
+use dropline_identity::{KeyConfig, Verifier};
 use dropline_store::{NewDrop, PoolOptions, Store};
+use dropline_testkit::BuyerTokens;
 use serde_json::Value;
 
 pub fn nats_url() -> String {
@@ -92,6 +95,11 @@ pub struct TestApp {
     pub sku: Sku,
     pub store: Store,
     pub http: reqwest::Client,
+    /// Mints the buyers' tokens this app's gateway takes.
+    pub tokens: BuyerTokens,
+    /// Who sent each key through the helpers, so that a read of it goes
+    /// as its buyer (a purchase is readable by its buyer only).
+    buyers: std::sync::Mutex<std::collections::HashMap<String, String>>,
     stop: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -155,6 +163,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .expect("the NATS this test leg is meant for");
     let mut settings = Settings::for_services(&database_url, &nats);
     settings.processor.discovery_interval_ms = 50;
+    // Buyers authenticate, as in production: every helper mints the
+    // buyer's token (a test may turn it off in `tune`).
+    let tokens = BuyerTokens::random();
+    settings.gateway.auth = buyer_auth(&tokens);
     (options.tune)(&mut settings);
     let store = Store::connect_lazy(&database_url, &PoolOptions::default()).expect("pool");
     let sku = match options.reuse {
@@ -190,12 +202,28 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         sku,
         store,
         http: http_client(),
+        tokens,
+        buyers: std::sync::Mutex::default(),
         stop: std::sync::Mutex::new(Some(Box::new(fire))),
         task: Some(task),
     };
     app.wait_until_ready().await;
     app
 }
+
+/// A gateway taking the tokens `tokens` mints.
+pub fn buyer_auth(tokens: &BuyerTokens) -> BuyerAuth {
+    let config = KeyConfig {
+        secret: Some(tokens.secret().to_string()),
+        ..KeyConfig::default()
+    };
+    BuyerAuth::Tokens(std::sync::Arc::new(
+        Verifier::from_config(&config).expect("a valid test secret"),
+    ))
+}
+
+/// Reads a key whose buyer the helpers do not know (one never sent).
+const UNKNOWN_READER: &str = "reader-of-unknown-keys";
 
 /// A drop with a SKU of its own.
 async fn create_test_drop(
@@ -278,24 +306,37 @@ impl TestApp {
 
     /// POSTs a purchase the way a well-behaved client does.
     pub async fn buy(&self, key: &str, user: &str, wait_s: u64) -> Answer {
+        self.buy_body(key, serde_json::json!({ "user_id": user }), wait_s)
+            .await
+    }
+
+    /// POSTs a purchase with any body (e.g. a quantity) and `Prefer: wait=N`,
+    /// with the token of the body's `user_id` (or of a buyer named
+    /// `anonymous` when the body names none).
+    pub async fn buy_body(&self, key: &str, body: Value, wait_s: u64) -> Answer {
+        let user = body["user_id"].as_str().unwrap_or("anonymous").to_string();
+        self.remember_buyer(key, &user);
         let request = self
             .http
             .post(self.purchases_url())
             .header("Idempotency-Key", key)
             .header("Prefer", format!("wait={wait_s}"))
-            .json(&serde_json::json!({ "user_id": user }));
+            .header("Authorization", self.tokens.bearer(&user))
+            .json(&body);
         read_answer(request).await
     }
 
-    /// POSTs a purchase with any body (e.g. a quantity) and `Prefer: wait=N`.
-    pub async fn buy_body(&self, key: &str, body: Value, wait_s: u64) -> Answer {
-        let request = self
-            .http
-            .post(self.purchases_url())
-            .header("Idempotency-Key", key)
-            .header("Prefer", format!("wait={wait_s}"))
-            .json(&body);
-        read_answer(request).await
+    /// Notes who sent `key`, for reads of it.
+    pub fn remember_buyer(&self, key: &str, user: &str) {
+        let mut buyers = self.buyers.lock().unwrap_or_else(|p| p.into_inner());
+        buyers.insert(key.to_string(), user.to_string());
+    }
+
+    /// `Bearer <token>` of whoever sent `key` through the helpers.
+    pub fn bearer_of_key(&self, key: &str) -> String {
+        let buyers = self.buyers.lock().unwrap_or_else(|p| p.into_inner());
+        let user = buyers.get(key).map_or(UNKNOWN_READER, String::as_str);
+        self.tokens.bearer(user)
     }
 
     /// POSTs with `Prefer: wait=0` and asserts the intent was accepted but
@@ -314,7 +355,8 @@ impl TestApp {
         read_answer(
             self.http
                 .get(url)
-                .header("Prefer", format!("wait={wait_s}")),
+                .header("Prefer", format!("wait={wait_s}"))
+                .header("Authorization", self.bearer_of_key(key)),
         )
         .await
     }

@@ -1,7 +1,12 @@
 //! The `compare` command line: workloads, designs, and the knobs of each.
 
+use std::sync::Arc;
+
 use clap::{Parser, ValueEnum};
+use dropline_identity::{KeyConfig, Verifier};
+use dropline_testkit::BuyerTokens;
 use loadtest::burst::{BurstOptions, Crowd};
+use loadtest::credentials::Credentials;
 
 use crate::reference::Timings;
 use crate::tally;
@@ -52,6 +57,10 @@ impl Strategy {
     about = "The incident, replayed: the same buyers against four designs."
 )]
 pub struct Args {
+    /// Every design's buyers carry tokens of this secret, made for the run:
+    /// the gateway and the reference designs verify them alike.
+    #[arg(skip = BuyerTokens::random())]
+    pub buyer_tokens: BuyerTokens,
     /// Workloads to run, in order.
     #[arg(
         long,
@@ -166,6 +175,15 @@ impl Args {
         }
     }
 
+    /// What the reference designs check tokens with: the run's secret.
+    pub(crate) fn verifier(&self) -> anyhow::Result<Arc<Verifier>> {
+        let config = KeyConfig {
+            secret: Some(self.buyer_tokens.secret().to_string()),
+            ..KeyConfig::default()
+        };
+        Ok(Arc::new(Verifier::from_config(&config)?))
+    }
+
     pub(crate) fn timings(&self) -> Timings {
         Timings {
             lock_ms: self.lock_ms,
@@ -186,6 +204,7 @@ impl Args {
             crowd: Crowd::plain(),
             connections: self.connections,
             wait_s: 10,
+            credentials: Credentials::Minted(self.buyer_tokens.clone()),
         }
     }
 }

@@ -23,15 +23,16 @@ pub(crate) async fn reference_run(
     let proxy = slow_db_proxy(sizes, &args.services.postgres).await?;
     let serve_postgres = served_through(proxy.as_ref(), &args.services.postgres)?;
     let sku = format!("cmp-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let server = reference::Server::start(
+    let server = reference::Server::start(&reference::Spec {
         design,
-        args.timings(),
-        &args.services.postgres,
-        &serve_postgres,
-        &args.redis_url,
-        &sku,
-        sizes.stock,
-    )
+        timings: args.timings(),
+        postgres: &args.services.postgres,
+        serve_postgres: &serve_postgres,
+        redis_url: &args.redis_url,
+        sku: &sku,
+        stock: sizes.stock,
+        verifier: args.verifier()?,
+    })
     .await?;
     eprintln!(
         "   {} on {} ({}, served through {serve_postgres})",
@@ -89,11 +90,14 @@ pub(crate) async fn dropline_run(
 ) -> anyhow::Result<Row> {
     let proxy = slow_db_proxy(sizes, &args.services.postgres).await?;
     let stack_postgres = served_through(proxy.as_ref(), &args.services.postgres)?;
-    let mut stack = Stack::start(StackOptions::new(
-        &stack_postgres,
-        &args.services.nats_url,
-        DROPLINE_PROCESSORS,
-    ))
+    let mut stack = Stack::start(StackOptions {
+        buyer_tokens: args.buyer_tokens.clone(),
+        ..StackOptions::new(
+            &stack_postgres,
+            &args.services.nats_url,
+            DROPLINE_PROCESSORS,
+        )
+    })
     .await?;
     let database = stack.database_name().to_string();
     let measured = measure_dropline(args, workload, sizes, &stack, &database).await;

@@ -7,11 +7,13 @@
 //! logic (parsing, deciding, storing, carrying), which lives in the crate of
 //! that part.
 
+mod auth;
 mod ops;
 mod settings;
 mod shutdown;
 mod telemetry;
 
+pub use auth::{AuthArgs, AuthMode};
 pub use settings::{Settings, SettingsArgs};
 pub use shutdown::{shutdown_signal, Shutdown};
 pub use telemetry::exported_metrics;

@@ -54,7 +54,16 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::from(cli.settings);
+    let serves_buyers = matches!(cli.command, Command::Serve | Command::Gateway);
+    // Resolved before anything starts: a gateway without a way to know
+    // its buyers does not start at all.
+    let auth = serves_buyers
+        .then(|| cli.settings.auth.buyer_auth())
+        .transpose()?;
+    let mut settings = Settings::from(cli.settings);
+    if let Some(auth) = auth {
+        settings.gateway.auth = auth;
+    }
     let (fire, shutdown) = Shutdown::new();
     tokio::spawn(async move {
         dropline::shutdown_signal().await;

@@ -3,6 +3,8 @@
 //! to anything: settings are resolved before any part starts.
 
 use clap::Args;
+
+use crate::auth::AuthArgs;
 use dropline_bus::{BusOptions, ConsumerSettings, StreamSettings};
 use dropline_gateway::GatewayConfig;
 use dropline_processor::ProcessorConfig;
@@ -69,6 +71,12 @@ pub struct SettingsArgs {
     /// Default seconds a purchase waits for its decision (`Prefer: wait` overrides).
     #[arg(long, env = "DROPLINE_WAIT_DEFAULT_S", default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=60), global = true)]
     pub wait_default_s: u64,
+    /// Milliseconds a client has to send a request's head (and, on a
+    /// kept-alive connection, the next one) before its connection is closed.
+    #[arg(long, env = "DROPLINE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=60_000), global = true)]
+    pub header_read_timeout_ms: u64,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// Resolved settings of one process.
@@ -114,6 +122,7 @@ impl From<SettingsArgs> for Settings {
         settings.gateway.requests_in_flight_max = args.requests_in_flight_max as usize;
         settings.gateway.publishes_in_flight_per_sku = args.publishes_in_flight_per_sku as usize;
         settings.gateway.admission_refresh_ms = args.admission_refresh_ms;
+        settings.gateway.header_read_timeout_ms = args.header_read_timeout_ms;
         settings.processor.batch_len_max = args.batch_len_max as usize;
         settings.processor.lease_ms = args.lease_ms;
         if let Some(id) = args.instance_id {

@@ -1,5 +1,8 @@
-//! Gateway limits, each with its unit in its name. Must not read the
-//! environment: the binary resolves settings and hands them over.
+//! Gateway limits, each with its unit in its name, and how buyers are
+//! known. Must not read the environment: the binary resolves settings and
+//! hands them over.
+
+use crate::auth::BuyerAuth;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -12,6 +15,9 @@ pub struct GatewayConfig {
     pub store_recheck_ms: u64,
     /// Largest request body accepted.
     pub body_bytes_max: usize,
+    /// A request's head must arrive within this, and on a kept-alive
+    /// connection the next one too, or the connection is closed.
+    pub header_read_timeout_ms: u64,
     /// How often every drop's admission is read again (one query for all
     /// of them); an `AdmissionChanged` event makes it at once.
     pub admission_refresh_ms: u64,
@@ -32,6 +38,10 @@ pub struct GatewayConfig {
     /// Messages of one SKU's purchases awaiting their PubAck at once; the
     /// purchases arriving meanwhile travel together in the next message.
     pub publishes_in_flight_per_sku: usize,
+    /// How buyers are known. Off in this default; `dropline serve` and
+    /// `dropline gateway` refuse to start without a key unless told
+    /// `--insecure-no-auth`.
+    pub auth: BuyerAuth,
 }
 
 impl Default for GatewayConfig {
@@ -41,6 +51,7 @@ impl Default for GatewayConfig {
             wait_max_ms: 30_000,
             store_recheck_ms: 2_000,
             body_bytes_max: 4 * 1024,
+            header_read_timeout_ms: 10_000,
             admission_refresh_ms: 1_000,
             drop_cache_miss_ttl_ms: 250,
             instance_id: format!("gateway-{}", uuid::Uuid::new_v4().simple()),
@@ -49,6 +60,7 @@ impl Default for GatewayConfig {
             requests_in_flight_max: 10_000,
             request_slack_ms: 15_000,
             publishes_in_flight_per_sku: 2,
+            auth: BuyerAuth::Off,
         }
     }
 }

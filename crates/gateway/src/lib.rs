@@ -1,7 +1,8 @@
 //! The gateway: HTTP API v1 of dropline (see `DESIGN.md`).
 //!
 //! Owns the HTTP edge: parsing (every string becomes a domain type here or
-//! the request gets a problem+json 4xx), admission (which drops take new
+//! the request gets a problem+json 4xx), who is buying (a bearer token's
+//! `sub`, verified by `dropline_identity`), admission (which drops take new
 //! keys, refreshed from the store every second), the sold-out fast path
 //! (repeating what the line recorded once a drop is finally sold out),
 //! publishing intents and answering once the PubAck is back, waiting for
@@ -11,9 +12,11 @@
 //! it holds is relearned from the store) and must not decide anything.
 
 mod admission;
+mod auth;
 mod config;
 mod drop_events;
 mod limits;
+mod listener;
 mod probes;
 mod problem;
 mod publisher;
@@ -23,12 +26,14 @@ mod sell_out;
 mod state;
 mod waiters;
 
+pub use auth::BuyerAuth;
 pub use config::GatewayConfig;
 pub use probes::Probes;
 pub use routes::router;
 pub use state::AppState;
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -39,8 +44,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let header_read_timeout = Duration::from_millis(state.config.header_read_timeout_ms);
+    listener::serve(listener, router(state), header_read_timeout, shutdown).await
 }

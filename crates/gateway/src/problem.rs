@@ -18,6 +18,12 @@ pub struct ApiError {
     /// Extension members (RFC 9457 §3.2) of a drop that is not open.
     state: Option<&'static str>,
     opens_at: Option<DateTime<Utc>>,
+    /// `WWW-Authenticate` of a `401` (RFC 6750 §3). Boxed: every result
+    /// of the request path carries this type, so it stays small.
+    challenge: Option<Box<str>>,
+    /// The connection ends after this answer (its request's body was not
+    /// read): say so, so a keep-alive client does not send on it again.
+    closes_connection: bool,
 }
 
 #[derive(Serialize)]
@@ -48,6 +54,8 @@ impl ApiError {
             retry_after_s: None,
             state: None,
             opens_at: None,
+            challenge: None,
+            closes_connection: false,
         }
     }
 
@@ -85,6 +93,40 @@ impl ApiError {
         }
     }
 
+    /// No bearer token (`invalid: None`), or one that names nobody: the
+    /// challenge says which (RFC 6750 §3: `invalid_token` with a
+    /// description, or no error at all when the token is missing).
+    pub fn unauthorized(invalid: Option<&str>) -> Self {
+        let realm = "Bearer realm=\"dropline\"";
+        let (challenge, detail) = match invalid {
+            None => (
+                realm.to_string(),
+                "send the buyer's token as Authorization: Bearer <JWT>".to_string(),
+            ),
+            Some(why) => {
+                // A quoted-string: no quotes or backslashes inside.
+                let why = why.replace(['"', '\\'], "'");
+                let challenge =
+                    format!("{realm}, error=\"invalid_token\", error_description=\"{why}\"");
+                (challenge, why)
+            }
+        };
+        Self {
+            challenge: Some(challenge.into_boxed_str()),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                detail,
+            )
+        }
+    }
+
+    /// The token's buyer may not do this (buy as someone else).
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
     pub fn key_reused(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -94,13 +136,18 @@ impl ApiError {
         )
     }
 
+    /// The body is not read past the limit, so the connection cannot
+    /// carry another request: it closes, and the answer says so.
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            "Payload too large",
-            format!("the body must be at most {limit} bytes"),
-        )
+        Self {
+            closes_connection: true,
+            ..Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                format!("the body must be at most {limit} bytes"),
+            )
+        }
     }
 
     pub fn unsupported_media_type() -> Self {
@@ -189,6 +236,12 @@ impl IntoResponse for ApiError {
         );
         if let Some(seconds) = self.retry_after_s {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(value) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if self.closes_connection {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::Barrier;
 
+use crate::credentials::Credentials;
 use crate::crowd::{draw_habits, draw_skus};
 pub use crate::crowd::{Crowd, Habit};
 use crate::http::{Answer, Pool, NO_ANSWER};
@@ -36,6 +37,8 @@ pub struct BurstOptions {
     /// Seconds each buyer asks to wait (`Prefer: wait=N`; 0 sends
     /// `Prefer: respond-async`).
     pub wait_s: u64,
+    /// Who each buyer is, and the token it sends.
+    pub credentials: Credentials,
 }
 
 /// What one purchase (one idempotency key) was finally told.
@@ -167,11 +170,19 @@ struct Progress {
 
 impl Sale {
     /// The sale of `drops` to a crowd drawn from `seed`, not yet released.
-    fn new(options: &BurstOptions, drops: &[DropUnderTest], pool: Pool, seed: u64) -> Self {
+    fn new(
+        options: &BurstOptions,
+        drops: &[DropUnderTest],
+        pool: Pool,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
         let buyers = options.buyers as usize;
         let habits = draw_habits(&options.crowd, buyers, seed);
         let skus = draw_skus(buyers, drops.len(), seed);
-        Self {
+        // Tokens are minted here, before the release: the burst measures
+        // the gateway, not the tool's signing.
+        let crowd = PreparedCrowd::new(&habits, &skus, &options.credentials)?;
+        Ok(Self {
             pool,
             skus: drops
                 .iter()
@@ -188,9 +199,9 @@ impl Sale {
             },
             progress: Progress::default(),
             released: OnceLock::new(),
-            crowd: PreparedCrowd::new(&habits, &skus),
+            crowd,
             next_request: AtomicUsize::new(0),
-        }
+        })
     }
 }
 
@@ -201,7 +212,7 @@ pub async fn fire(options: &BurstOptions, drops: &[DropUnderTest]) -> anyhow::Re
     let pool = Pool::new(&options.url, options.connections as usize)?;
     pool.warm_up().await?;
     let seed = options.crowd.seed.unwrap_or_else(rand::random);
-    let sale = Arc::new(Sale::new(options, drops, pool, seed));
+    let sale = Arc::new(Sale::new(options, drops, pool, seed)?);
     let (purchases, requests) = (sale.crowd.purchases.len(), sale.crowd.requests.len());
     // One sender per connection, all waiting at the barrier: the pool
     // bounds what is in flight either way, and 800 senders cost the
@@ -254,6 +265,8 @@ struct PreparedPurchase {
     user: String,
     habit: Habit,
     body: Bytes,
+    /// The buyer's `Authorization` value, if it sends one.
+    authorization: Option<Arc<str>>,
 }
 
 /// One request of the burst: a purchase, or a double-click's second copy.
@@ -273,7 +286,7 @@ struct PreparedCrowd {
 impl PreparedCrowd {
     /// Buyer `i` does `habits[i]` at SKU `skus[i]`; both tabs of a two-tab
     /// buyer buy the same SKU (one user wanting one pair).
-    fn new(habits: &[Habit], skus: &[usize]) -> Self {
+    fn new(habits: &[Habit], skus: &[usize], credentials: &Credentials) -> anyhow::Result<Self> {
         assert_eq!(habits.len(), skus.len(), "one SKU per buyer");
         let run_id = uuid::Uuid::new_v4().simple().to_string();
         let mut crowd = Self {
@@ -282,7 +295,8 @@ impl PreparedCrowd {
         };
         for (i, (habit, sku)) in habits.iter().zip(skus).enumerate() {
             let key = format!("{}-{i}", &run_id[..8]);
-            let user = format!("user-{i}");
+            let buyer = credentials.buyer(i)?;
+            let (user, authorization) = (buyer.user, buyer.authorization.map(Arc::<str>::from));
             let body = Bytes::from(serde_json::json!({ "user_id": user }).to_string());
             let mut add = |key: String, echo: bool| {
                 if !echo {
@@ -292,6 +306,7 @@ impl PreparedCrowd {
                         user: user.clone(),
                         habit: *habit,
                         body: body.clone(),
+                        authorization: authorization.clone(),
                     });
                 }
                 crowd.requests.push(Request {
@@ -312,7 +327,7 @@ impl PreparedCrowd {
                 }
             }
         }
-        crowd
+        Ok(crowd)
     }
 
     /// One result per purchase, in buyer order, from the answers to every
@@ -415,7 +430,8 @@ async fn purchase(sale: &Sale, prepared: &PreparedPurchase) -> BuyerResult {
     if matches!(answer.status, 201 | 409) && result.outcome.is_some() {
         decided(sale, &mut result, released);
     } else if answer.status == 202 {
-        read_until_decided(sale, sku, &mut result, released, deadline).await;
+        let authorization = prepared.authorization.as_deref();
+        read_until_decided(sale, sku, &mut result, authorization, released, deadline).await;
     }
     result
 }
@@ -432,10 +448,13 @@ async fn post_until_accepted(
     loop {
         // The deadline also bounds the wait for a free connection: against a
         // design that holds every connection for seconds, buyers give up.
-        let headers = [
+        let mut headers = vec![
             ("idempotency-key", result.key.as_str()),
-            ("prefer", &sale.prefer),
+            ("prefer", sale.prefer.as_str()),
         ];
+        if let Some(authorization) = &prepared.authorization {
+            headers.push(("authorization", authorization));
+        }
         let post = sale.pool.post_json(
             &sale.skus[prepared.sku].purchases_path,
             &headers,
@@ -458,11 +477,22 @@ async fn post_until_accepted(
     }
 }
 
+/// A read's headers: a long wait, and the buyer's token (a purchase is
+/// readable by its buyer only).
+fn read_headers(authorization: Option<&str>) -> Vec<(&'static str, &str)> {
+    let mut headers = vec![("prefer", "wait=10")];
+    if let Some(authorization) = authorization {
+        headers.push(("authorization", authorization));
+    }
+    headers
+}
+
 /// Accepted, not decided within the wait: reads the purchase until it is.
 async fn read_until_decided(
     sale: &Sale,
     sku: &SaleSku,
     result: &mut BuyerResult,
+    authorization: Option<&str>,
     released: Instant,
     deadline: Instant,
 ) {
@@ -471,7 +501,7 @@ async fn read_until_decided(
     while Instant::now() < deadline {
         let read = tokio::time::timeout_at(
             deadline.into(),
-            sale.pool.get(&read_path, &[("prefer", "wait=10")]),
+            sale.pool.get(&read_path, &read_headers(authorization)),
         )
         .await
         .unwrap_or_else(|_| Answer::none());
@@ -516,7 +546,7 @@ mod tests {
     #[test]
     fn a_crowd_sends_what_each_buyer_does_side_by_side_and_reassembles_it() {
         let habits = [Habit::Once, Habit::DoubleClick, Habit::TwoTabs, Habit::Once];
-        let crowd = PreparedCrowd::new(&habits, &[0; 4]);
+        let crowd = PreparedCrowd::new(&habits, &[0; 4], &Credentials::None).unwrap();
         let keys: Vec<&str> = crowd.purchases.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys.len(), 5, "{keys:?}");
         assert!(
@@ -578,7 +608,7 @@ mod tests {
         };
         let habits = draw_habits(&crowd_options, 2_000, 11);
         let skus = draw_skus(2_000, 20, 11);
-        let crowd = PreparedCrowd::new(&habits, &skus);
+        let crowd = PreparedCrowd::new(&habits, &skus, &Credentials::None).unwrap();
         let mut tabs_seen = 0;
         for pair in crowd.requests.windows(2) {
             let (first, second) = (

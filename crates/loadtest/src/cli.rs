@@ -67,6 +67,14 @@ pub struct Args {
     pub url: Option<String>,
     #[command(flatten)]
     pub services: Services,
+    /// With --url: the gateway's HS256 secret (its DROPLINE_JWT_SECRET),
+    /// to mint each buyer's token. The tool's own stack has its own.
+    #[arg(long, env = "DROPLINE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// With --url: buyers' tokens, one `user_id token` pair per line; buyer
+    /// i is line i (at least --buyers lines). Wins over --jwt-secret.
+    #[arg(long)]
+    pub tokens_file: Option<std::path::PathBuf>,
     /// Inject a fault mid-burst (own stack only); verification must still pass.
     #[arg(long, value_enum)]
     pub chaos: Option<Chaos>,

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod burst;
 pub mod chaos;
 pub mod cli;
+pub mod credentials;
 pub mod crowd;
 pub mod html;
 pub mod http;
@@ -24,11 +25,12 @@ pub mod setup;
 pub mod verify;
 
 use dropline_core::Sku;
-use dropline_testkit::drop_database;
 use dropline_testkit::stack::{Stack, StackOptions};
+use dropline_testkit::{drop_database, BuyerTokens};
 
 use crate::burst::BurstOptions;
 use crate::cli::Args;
+use crate::credentials::Credentials;
 use crate::setup::{DropSource, DropUnderTest};
 use crate::verify::VerifyOptions;
 
@@ -62,12 +64,14 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
     if drops.iter().all(|drop| drop.fresh) {
         settle(&database_url, &drops, args.settle_ms).await?;
     }
+    let credentials = credentials(&args, stack.as_ref())?;
     let burst = BurstOptions {
         url: url.clone(),
         buyers: args.buyers,
         crowd: (&args.crowd).into(),
         connections: args.connections,
         wait_s: args.wait_s,
+        credentials: credentials.clone(),
     };
     let (results, chaos) = fire_with_chaos(&args, &burst, &drops, stack.as_mut()).await?;
     if let Some(done) = &chaos {
@@ -78,6 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         database_url: database_url.clone(),
         per_user_limit: args.per_user_limit,
         faults_injected: chaos.is_some(),
+        credentials,
     };
     let verdict = verify::verify(&client, &verify, &drops, &results).await?;
     let report = report::Report::new(&drops, &results, &verdict, chaos);
@@ -87,6 +92,25 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         finish_stack(&args, stack, verdict.passed()).await?;
     }
     Ok(verdict.passed())
+}
+
+/// The buyers' tokens: minted with the own stack's secret, or as told for
+/// someone else's gateway.
+fn credentials(args: &Args, stack: Option<&Stack>) -> anyhow::Result<Credentials> {
+    if let Some(stack) = stack {
+        return Ok(Credentials::Minted(stack.options.buyer_tokens.clone()));
+    }
+    if let Some(path) = &args.tokens_file {
+        return Credentials::from_file(path);
+    }
+    if let Some(secret) = &args.jwt_secret {
+        return Ok(Credentials::Minted(BuyerTokens::with_secret(secret)?));
+    }
+    eprintln!(
+        "no --jwt-secret or --tokens-file: buyers send no token (only a gateway started \
+         with --insecure-no-auth takes that)"
+    );
+    Ok(Credentials::None)
 }
 
 fn drop_source(args: &Args, url: &str, database_url: &str) -> anyhow::Result<DropSource> {

@@ -2,8 +2,9 @@
 //! private `nats-server` or Postgres is started (which binary, which
 //! configuration), how dropline's own processes are found, started and
 //! signalled, how throwaway databases are made and dropped, how a
-//! database is made slow (the delaying proxy), and how a page is looked at
-//! in a real browser (headless Chromium, its screenshots judged by pixels).
+//! database is made slow (the delaying proxy), how buyers' tokens are
+//! minted, and how a page is looked at in a real browser (headless
+//! Chromium, its screenshots judged by pixels).
 //!
 //! Used by the end-to-end tests (`tests/`), `loadtest` and `compare` alike;
 //! nothing else writes these things. Must not hold product logic, and must
@@ -21,6 +22,7 @@ pub mod processes;
 pub mod proxy;
 pub mod stack;
 pub mod syscalls;
+pub mod tokens;
 
 pub use binaries::binary;
 pub use databases::{create_database, database_name, drop_database};
@@ -30,6 +32,7 @@ pub use postgres::PrivatePostgres;
 pub use processes::{DroplineProcess, Role, Signal};
 pub use proxy::{Delay, DelayProxy};
 pub use stack::Stack;
+pub use tokens::BuyerTokens;
 
 /// A short random token for names that must not collide between runs.
 pub fn unique_suffix() -> String {

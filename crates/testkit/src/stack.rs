@@ -12,6 +12,7 @@ use crate::databases::{create_database, database_name};
 use crate::nats::PrivateNats;
 use crate::ports::free_port;
 use crate::processes::{DroplineProcess, Role};
+use crate::tokens::BuyerTokens;
 
 /// How long the gateway may take to answer `/readyz`.
 const READY_WAIT_MS_MAX: u64 = 10_000;
@@ -30,6 +31,9 @@ pub struct StackOptions {
     pub lease_ms: u64,
     /// The per-SKU consumers' redelivery delay.
     pub ack_wait_ms: u64,
+    /// The gateway takes tokens these mint (a secret made for the stack,
+    /// unless a tool shares its own with other designs).
+    pub buyer_tokens: BuyerTokens,
 }
 
 impl StackOptions {
@@ -43,6 +47,7 @@ impl StackOptions {
             processors,
             lease_ms: 1_000,
             ack_wait_ms: 5_000,
+            buyer_tokens: BuyerTokens::random(),
         }
     }
 }
@@ -81,6 +86,10 @@ impl Stack {
             .unwrap_or_else(|_| "warn,dropline=info,dropline_processor=info".to_string());
         let start = |role: Role, name: &str| {
             let env = [
+                (
+                    "DROPLINE_JWT_SECRET",
+                    options.buyer_tokens.secret().to_string(),
+                ),
                 ("DATABASE_URL", database_url.clone()),
                 ("NATS_URL", nats_url.clone()),
                 ("DROPLINE_HTTP_ADDR", format!("127.0.0.1:{port}")),

@@ -1,7 +1,10 @@
 //! The HTTP contract of the real gateway, as far as the load generator uses
 //! it, in front of a reference design: `POST /v1/drops/{sku}/purchases`,
 //! `GET /v1/drops/{sku}`, `GET /v1/drops/{sku}/purchases/{key}`. Errors are
-//! problem+json; a design's failure is a `503` with `Retry-After`.
+//! problem+json; a design's failure is a `503` with `Retry-After`. Buyers
+//! authenticate as at the gateway (a bearer token verified by
+//! `dropline_identity`, its `sub` the buyer), so every design pays the same
+//! verification per request.
 
 use std::sync::Arc;
 
@@ -71,13 +74,16 @@ async fn buy(
     let Some(key) = key else {
         return problem(StatusCode::BAD_REQUEST, "Idempotency-Key is missing");
     };
-    let user = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["user_id"].as_str().map(str::to_owned))
-        .filter(|u| !u.is_empty() && u.len() <= KEY_BYTES_MAX);
-    let Some(user) = user else {
-        return problem(StatusCode::BAD_REQUEST, "body needs a user_id");
+    let user = match buyer(&state, &headers) {
+        Ok(user) => user,
+        Err(why) => return problem(StatusCode::UNAUTHORIZED, &why),
     };
+    let claimed = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["user_id"].as_str().map(str::to_owned));
+    if claimed.is_some_and(|claimed| claimed != user) {
+        return problem(StatusCode::FORBIDDEN, "user_id is not the token's buyer");
+    }
     match purchase(&state, &key, &user).await {
         Ok(Answer::Won { order_id, seq }) => (
             StatusCode::CREATED,
@@ -127,7 +133,11 @@ async fn drop_view(Extract(state): Extract<Arc<State>>, Path(sku): Path<String>)
 async fn read_purchase(
     Extract(state): Extract<Arc<State>>,
     Path((sku, key)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
+    if let Err(why) = buyer(&state, &headers) {
+        return problem(StatusCode::UNAUTHORIZED, &why);
+    }
     if sku != state.sku {
         return problem(StatusCode::NOT_FOUND, "unknown SKU");
     }
@@ -141,4 +151,22 @@ async fn read_purchase(
         Ok(None) => problem(StatusCode::NOT_FOUND, "no order for this key"),
         Err(err) => unavailable(&err),
     }
+}
+
+/// The buyer the request's bearer token names, or why there is none (a
+/// `401`).
+fn buyer(state: &State, headers: &HeaderMap) -> Result<String, String> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(dropline_identity::bearer_token)
+        .ok_or("send Authorization: Bearer <JWT>")?;
+    let buyer = state
+        .verifier
+        .verify(token)
+        .map_err(|why| why.to_string())?;
+    if buyer.subject.len() > KEY_BYTES_MAX {
+        return Err("the token's sub is too long".into());
+    }
+    Ok(buyer.subject)
 }

@@ -89,6 +89,23 @@ pub(crate) struct State {
     timings: Timings,
     pool: sqlx::PgPool,
     redis: redis::aio::MultiplexedConnection,
+    /// Checks buyers' tokens, as the gateway does.
+    verifier: Arc<dropline_identity::Verifier>,
+}
+
+/// What to start: a design, its knobs, where its services are, its drop,
+/// and how it checks buyers' tokens.
+pub struct Spec<'a> {
+    pub design: Design,
+    pub timings: Timings,
+    /// Postgres for setting up (the design's database is created here).
+    pub postgres: &'a str,
+    /// Postgres the design serves through (the same, or a delaying proxy).
+    pub serve_postgres: &'a str,
+    pub redis_url: &'a str,
+    pub sku: &'a str,
+    pub stock: u32,
+    pub verifier: Arc<dropline_identity::Verifier>,
 }
 
 /// One reference design, listening on 127.0.0.1 with its own database.
@@ -109,24 +126,13 @@ impl Server {
     /// through `serve_postgres` (the same server, or a delaying proxy in
     /// front of it); setting up goes to `postgres` directly. On failure, the
     /// database just created is dropped again.
-    pub async fn start(
-        design: Design,
-        timings: Timings,
-        postgres: &str,
-        serve_postgres: &str,
-        redis_url: &str,
-        sku: &str,
-        stock: u32,
-    ) -> anyhow::Result<Self> {
-        let database = create_database(postgres, design).await?;
+    pub async fn start(spec: &Spec<'_>) -> anyhow::Result<Self> {
+        let postgres = spec.postgres;
+        let database = create_database(postgres, spec.design).await?;
         let started = Self::serve(
-            design,
-            timings,
+            spec,
             &format!("{postgres}/{database}"),
-            &format!("{serve_postgres}/{database}"),
-            redis_url,
-            sku,
-            stock,
+            &format!("{}/{database}", spec.serve_postgres),
         )
         .await;
         if started.is_err() {
@@ -139,22 +145,16 @@ impl Server {
 
     /// [`Self::start`] once the database exists: set up through
     /// `database_url`, served through `serve_url`.
-    async fn serve(
-        design: Design,
-        timings: Timings,
-        database_url: &str,
-        serve_url: &str,
-        redis_url: &str,
-        sku: &str,
-        stock: u32,
-    ) -> anyhow::Result<Self> {
-        db::migrate(database_url, design, sku, stock).await?;
+    async fn serve(spec: &Spec<'_>, database_url: &str, serve_url: &str) -> anyhow::Result<Self> {
+        let (design, timings, sku) = (spec.design, spec.timings, spec.sku);
+        db::migrate(database_url, design, sku, spec.stock).await?;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(timings.db_connections_max)
             .acquire_timeout(Duration::from_secs(60))
             .connect(serve_url)
             .await
             .with_context(|| format!("connect to {serve_url}"))?;
+        let redis_url = spec.redis_url;
         let redis = redis::Client::open(redis_url)
             .context("parse the Redis URL")?
             .get_multiplexed_async_connection()
@@ -163,10 +163,11 @@ impl Server {
         let state = Arc::new(State {
             design,
             sku: sku.to_string(),
-            initial_stock: stock.into(),
+            initial_stock: spec.stock.into(),
             timings,
             pool: pool.clone(),
             redis,
+            verifier: spec.verifier.clone(),
         });
         if design == Design::RedisLua {
             redis_lua::prime(&state).await?;

@@ -23,6 +23,7 @@ use super::answers::{
 use super::gate::before_line;
 use super::prefer::wait_preference;
 use super::recorded::{recorded, wait_for_decision};
+use crate::auth::purchaser;
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -30,7 +31,8 @@ use crate::AppState;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PurchaseBody {
-    user_id: String,
+    /// Optional with buyer authentication (the token names the buyer).
+    user_id: Option<String>,
     #[serde(default = "one")]
     quantity: i64,
 }
@@ -52,7 +54,9 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let request = parse_purchase(&state, path, &headers, body)?;
+    // Who asks comes first: an unauthenticated client learns nothing more.
+    let buyer = state.config.auth.buyer(&headers)?;
+    let request = parse_purchase(&state, path, &headers, body, buyer)?;
     let PurchaseRequest { sku, intent } = request;
     let wait = wait_preference(
         &headers,
@@ -95,6 +99,7 @@ pub async fn read(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let buyer = state.config.auth.buyer(&headers)?;
     let Path((raw_sku, raw_key)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let sku = Sku::parse(raw_sku)?;
     let key = IdempotencyKey::parse(raw_key)?;
@@ -108,6 +113,8 @@ pub async fn read(
     if decision.is_none() && !wait.duration.is_zero() {
         decision = wait_for_decision(&state, &mut ticket, &sku, &key, wait.duration).await;
     }
+    // Another buyer's purchase is not there for this one, as if unknown.
+    let decision = decision.filter(|d| buyer.as_ref().is_none_or(|b| *b == d.user_id));
     let Some(decision) = decision else {
         return Err(ApiError::not_found(format!(
             "no decision for key {key} of {sku} (not decided yet, or never accepted)"
@@ -123,6 +130,7 @@ fn parse_purchase(
     path: Result<Path<String>, PathRejection>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    buyer: Option<UserId>,
 ) -> Result<PurchaseRequest, ApiError> {
     let Path(raw_sku) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let sku = Sku::parse(raw_sku)?;
@@ -151,7 +159,7 @@ fn parse_purchase(
     }
     let raw: PurchaseBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
-    let user_id = UserId::parse(raw.user_id)?;
+    let user_id = purchaser(buyer, raw.user_id)?;
     let quantity = Quantity::parse(raw.quantity)?;
     Ok(PurchaseRequest {
         sku,

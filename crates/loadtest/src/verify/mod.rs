@@ -14,6 +14,7 @@ use dropline_core::Sku;
 use dropline_store::{PoolOptions, Store};
 
 use crate::burst::{BurstResults, BuyerResult};
+use crate::credentials::Credentials;
 use crate::setup::DropUnderTest;
 
 mod line;
@@ -29,6 +30,8 @@ pub struct VerifyOptions {
     /// A fault was injected: a `503` (nothing accepted, retried) is then a
     /// right answer, not an error.
     pub faults_injected: bool,
+    /// The buyers' tokens, to send a purchase again as its buyer.
+    pub credentials: Credentials,
 }
 
 /// One broken promise, in words.
@@ -265,13 +268,15 @@ async fn check_replays(
 ) -> anyhow::Result<()> {
     let sample = replay_sample(lines, REPLAYS_MAX);
     for buyer in &sample {
-        let answer = client
+        let mut replay = client
             .post(format!("{}/v1/drops/{}/purchases", options.url, buyer.sku))
             .header("Idempotency-Key", &buyer.key)
             .header("Prefer", "wait=10")
-            .json(&serde_json::json!({ "user_id": buyer.user }))
-            .send()
-            .await?;
+            .json(&serde_json::json!({ "user_id": buyer.user }));
+        if let Some(authorization) = options.credentials.authorization_for(&buyer.user) {
+            replay = replay.header("Authorization", authorization);
+        }
+        let answer = replay.send().await?;
         let status = answer.status().as_u16();
         let body: serde_json::Value = answer.json().await.unwrap_or_default();
         if status != buyer.final_status
