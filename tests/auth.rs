@@ -3,14 +3,15 @@
 //! `alg: none`, signed by a foreign key) buys nothing and gets a `401`
 //! with its challenge; a body naming someone else is a `403`; another
 //! buyer's purchase reads as unknown. And `dropline gateway` refuses to
-//! start without a key unless told `--insecure-no-auth`.
+//! start without a key unless told `--insecure-no-auth`. The operator
+//! surfaces take the operator token, never a buyer's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use dropline_gateway::BuyerAuth;
+use dropline_gateway::{BuyerAuth, OperatorAccess};
 use dropline_identity::{KeyConfig, Verifier};
 use dropline_suite::{binary, read_answer, spawn_app, spawn_app_with, Answer, AppOptions, TestApp};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -61,12 +62,14 @@ fn assert_unauthorized(answer: &Answer, what: &str, invalid_token: bool) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_that_name_nobody_buy_nothing() {
-    let app = spawn_app().await;
-    let ours = EncodingKey::from_secret(app.tokens.secret().as_bytes()).expect("key");
+/// `Authorization` values that name nobody at a gateway with `secret`,
+/// each with what is wrong with it.
+fn nameless(secret: &str) -> Vec<(&'static str, String)> {
+    let ours = EncodingKey::from_secret(secret.as_bytes()).expect("key");
     let foreign =
         EncodingKey::from_secret(b"not-the-gateways-secret-but-32-bytes-long").expect("key");
+    let rsa_private = std::fs::read(key_file("rsa-private.pem")).expect("key");
+    let rsa = EncodingKey::from_rsa_pem(&rsa_private).expect("rsa");
     let claims = json!({ "sub": "ana", "exp": now() + 600 });
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let unsigned = format!(
@@ -74,64 +77,46 @@ async fn tokens_that_name_nobody_buy_nothing() {
         b64(br#"{"alg":"none","typ":"JWT"}"#),
         b64(claims.to_string().as_bytes())
     );
-    let rsa_private = std::fs::read(key_file("rsa-private.pem")).expect("key");
-    let cases: Vec<(&str, String)> = vec![
-        (
-            "forged",
-            format!("Bearer {}", signed(Algorithm::HS256, &foreign, &claims)),
-        ),
+    let bearer =
+        |alg, key: &EncodingKey, claims: Value| format!("Bearer {}", signed(alg, key, &claims));
+    vec![
+        ("forged", bearer(Algorithm::HS256, &foreign, claims.clone())),
         (
             "expired",
-            format!(
-                "Bearer {}",
-                signed(
-                    Algorithm::HS256,
-                    &ours,
-                    &json!({ "sub": "ana", "exp": now() - 120 })
-                )
+            bearer(
+                Algorithm::HS256,
+                &ours,
+                json!({ "sub": "ana", "exp": now() - 120 }),
             ),
         ),
         (
             "not yet valid",
-            format!(
-                "Bearer {}",
-                signed(
-                    Algorithm::HS256,
-                    &ours,
-                    &json!({ "sub": "ana", "exp": now() + 7_200, "nbf": now() + 3_600 })
-                )
+            bearer(
+                Algorithm::HS256,
+                &ours,
+                json!({ "sub": "ana", "exp": now() + 7_200, "nbf": now() + 3_600 }),
             ),
         ),
         ("alg none", format!("Bearer {unsigned}")),
         (
             "RS256 against the secret",
-            format!(
-                "Bearer {}",
-                signed(
-                    Algorithm::RS256,
-                    &EncodingKey::from_rsa_pem(&rsa_private).expect("rsa"),
-                    &claims
-                )
-            ),
+            bearer(Algorithm::RS256, &rsa, claims.clone()),
         ),
         (
             "no sub",
-            format!(
-                "Bearer {}",
-                signed(Algorithm::HS256, &ours, &json!({ "exp": now() + 600 }))
-            ),
+            bearer(Algorithm::HS256, &ours, json!({ "exp": now() + 600 })),
         ),
         ("garbage", "Bearer not.a.jwt".to_string()),
         ("another scheme", format!("Basic {}", b64(b"ana:secret"))),
-    ];
-    for (i, (what, authorization)) in cases.iter().enumerate() {
-        let answer = post_with(
-            &app,
-            &format!("k-{i}"),
-            Some(authorization),
-            json!({ "user_id": "ana" }),
-        )
-        .await;
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_that_name_nobody_buy_nothing() {
+    let app = spawn_app().await;
+    for (i, (what, authorization)) in nameless(app.tokens.secret()).iter().enumerate() {
+        let body = json!({ "user_id": "ana" });
+        let answer = post_with(&app, &format!("k-{i}"), Some(authorization), body).await;
         assert_unauthorized(&answer, what, true);
     }
     let missing = post_with(&app, "k-none", None, json!({ "user_id": "ana" })).await;
@@ -267,4 +252,67 @@ async fn the_gateway_refuses_to_start_without_a_key() {
         .expect("run dropline");
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least 32 are needed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_surfaces_take_the_operator_token_and_nothing_else() {
+    const TOKEN: &str = "the-operators-token-of-32-bytes-or-more";
+    let app = spawn_app_with(AppOptions {
+        tune: Box::new(|settings| {
+            settings.gateway.operators = OperatorAccess::token(TOKEN).expect("a long token");
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let basic = |password: &str| {
+        let pair = format!("ops:{password}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let stats = format!("/ops/drops/{}/stats", app.sku);
+    for path in ["/metrics", stats.as_str()] {
+        let url = format!("{}{path}", app.base_url);
+        let get = |authorization: Option<String>| {
+            let mut request = app.http.get(&url);
+            if let Some(value) = authorization {
+                request = request.header("Authorization", value);
+            }
+            read_answer(request)
+        };
+        let refused = get(None).await;
+        assert_eq!(
+            refused.status, 401,
+            "{path} without a credential: {refused:?}"
+        );
+        let challenge = refused.headers["www-authenticate"].to_str().expect("ASCII");
+        assert!(
+            challenge.starts_with("Basic realm=\"dropline operators\""),
+            "{challenge}"
+        );
+        assert_eq!(
+            get(Some(app.tokens.bearer("ana"))).await.status,
+            401,
+            "{path}: a buyer's token"
+        );
+        assert_eq!(
+            get(Some(basic("wrong"))).await.status,
+            401,
+            "{path}: a wrong password"
+        );
+        assert_eq!(
+            get(Some(format!("Bearer {TOKEN}"))).await.status,
+            200,
+            "{path}: Bearer"
+        );
+        assert_eq!(
+            get(Some(basic(TOKEN))).await.status,
+            200,
+            "{path}: Basic (a browser)"
+        );
+    }
+    // The probes stay open: load balancers and orchestrators ask them.
+    assert_eq!(app.get("/healthz").await.status, 200);
+    assert_eq!(app.get("/readyz").await.status, 200);
 }

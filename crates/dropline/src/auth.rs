@@ -2,13 +2,14 @@
 //! source (a shared secret, a PEM public key or a JWKS file), or
 //! authentication explicitly off. On by default: `serve` and `gateway`
 //! refuse to start without a key unless told `--insecure-no-auth`
-//! (`DROPLINE_AUTH=off`), and say so loudly when they are.
+//! (`DROPLINE_AUTH=off`), and say so loudly when they are. And how
+//! operators are known: a token of their own, or this machine only.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use dropline_gateway::BuyerAuth;
+use dropline_gateway::{BuyerAuth, OperatorAccess};
 use dropline_identity::{KeyConfig, Verifier};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -53,6 +54,16 @@ pub struct AuthArgs {
     /// When set, a token's `aud` must contain this.
     #[arg(long, env = "DROPLINE_JWT_AUDIENCE", global = true)]
     pub jwt_audience: Option<String>,
+    /// The operator token (at least 32 bytes): `/ops/…` and `/metrics` take
+    /// it as a Bearer token or as the password of HTTP Basic. Unset, they
+    /// answer clients on this machine only.
+    #[arg(
+        long,
+        env = "DROPLINE_OPERATOR_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub operator_token: Option<String>,
     /// Clock skew allowed on a token's `exp` and `nbf`, in seconds.
     #[arg(long, env = "DROPLINE_JWT_LEEWAY_S", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300), global = true)]
     pub jwt_leeway_s: u64,
@@ -67,11 +78,29 @@ impl std::fmt::Debug for AuthArgs {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
             .field("jwt_public_key", &self.jwt_public_key)
             .field("jwks_file", &self.jwks_file)
+            .field(
+                "operator_token",
+                &self.operator_token.as_ref().map(|_| "<set>"),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl AuthArgs {
+    /// Who may use the operator surfaces, or why the process must not start.
+    pub fn operator_access(&self) -> anyhow::Result<OperatorAccess> {
+        match &self.operator_token {
+            Some(token) => OperatorAccess::token(token).map_err(anyhow::Error::msg),
+            None => {
+                tracing::info!(
+                    "no DROPLINE_OPERATOR_TOKEN: /ops/ and /metrics answer clients on this \
+                     machine only"
+                );
+                Ok(OperatorAccess::LoopbackOnly)
+            }
+        }
+    }
+
     /// The gateway's buyer authentication, or why the process must not start.
     pub fn buyer_auth(&self) -> anyhow::Result<BuyerAuth> {
         if self.insecure_no_auth || self.mode == AuthMode::Off {

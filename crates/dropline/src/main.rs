@@ -57,12 +57,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let serves_buyers = matches!(cli.command, Command::Serve | Command::Gateway);
     // Resolved before anything starts: a gateway without a way to know
     // its buyers does not start at all.
-    let auth = serves_buyers
-        .then(|| cli.settings.auth.buyer_auth())
+    let access = serves_buyers
+        .then(|| {
+            let auth = &cli.settings.auth;
+            anyhow::Ok((auth.buyer_auth()?, auth.operator_access()?))
+        })
         .transpose()?;
     let mut settings = Settings::from(cli.settings);
-    if let Some(auth) = auth {
-        settings.gateway.auth = auth;
+    if let Some((buyers, operators)) = access {
+        settings.gateway.auth = buyers;
+        settings.gateway.operators = operators;
     }
     let (fire, shutdown) = Shutdown::new();
     tokio::spawn(async move {

@@ -75,6 +75,10 @@ pub struct SettingsArgs {
     /// kept-alive connection, the next one) before its connection is closed.
     #[arg(long, env = "DROPLINE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=60_000), global = true)]
     pub header_read_timeout_ms: u64,
+    /// Web origins whose browsers may call the API (CORS), comma-separated,
+    /// e.g. `https://shop.example,https://m.shop.example`.
+    #[arg(long, env = "DROPLINE_CORS_ORIGINS", value_delimiter = ',', value_parser = dropline_gateway::parse_origin, global = true)]
+    pub cors_origins: Vec<axum::http::HeaderValue>,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -123,6 +127,7 @@ impl From<SettingsArgs> for Settings {
         settings.gateway.publishes_in_flight_per_sku = args.publishes_in_flight_per_sku as usize;
         settings.gateway.admission_refresh_ms = args.admission_refresh_ms;
         settings.gateway.header_read_timeout_ms = args.header_read_timeout_ms;
+        settings.gateway.cors_origins = args.cors_origins;
         settings.processor.batch_len_max = args.batch_len_max as usize;
         settings.processor.lease_ms = args.lease_ms;
         if let Some(id) = args.instance_id {

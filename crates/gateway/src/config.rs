@@ -3,6 +3,7 @@
 //! hands them over.
 
 use crate::auth::BuyerAuth;
+use crate::operator::OperatorAccess;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -42,6 +43,10 @@ pub struct GatewayConfig {
     /// `dropline gateway` refuse to start without a key unless told
     /// `--insecure-no-auth`.
     pub auth: BuyerAuth,
+    /// Who may use `/ops/…` and `/metrics`.
+    pub operators: OperatorAccess,
+    /// Web origins whose browsers may call the API (CORS); none by default.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +66,8 @@ impl Default for GatewayConfig {
             request_slack_ms: 15_000,
             publishes_in_flight_per_sku: 2,
             auth: BuyerAuth::Off,
+            operators: OperatorAccess::LoopbackOnly,
+            cors_origins: Vec::new(),
         }
     }
 }

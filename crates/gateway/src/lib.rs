@@ -14,9 +14,11 @@
 mod admission;
 mod auth;
 mod config;
+mod cors;
 mod drop_events;
 mod limits;
 mod listener;
+mod operator;
 mod probes;
 mod problem;
 mod publisher;
@@ -28,6 +30,8 @@ mod waiters;
 
 pub use auth::BuyerAuth;
 pub use config::GatewayConfig;
+pub use cors::parse_origin;
+pub use operator::{OperatorAccess, OPERATOR_TOKEN_BYTES_MIN};
 pub use probes::Probes;
 pub use routes::router;
 pub use state::AppState;

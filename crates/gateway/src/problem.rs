@@ -122,6 +122,20 @@ impl ApiError {
         }
     }
 
+    /// An operator surface without the operator credential; a browser is
+    /// asked for it (HTTP Basic, the token as the password).
+    pub fn operator_unauthorized(detail: &str) -> Self {
+        Self {
+            challenge: Some("Basic realm=\"dropline operators\", charset=\"UTF-8\"".into()),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "operator-unauthorized",
+                "Unauthorized",
+                detail,
+            )
+        }
+    }
+
     /// The token's buyer may not do this (buy as someone else).
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)

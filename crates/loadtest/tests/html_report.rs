@@ -2,11 +2,11 @@
 //! page for 50,000 synthetic buyers to a screenshot, and each chart series
 //! must cover a real stretch of its chart in its own colour.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use dropline_core::Sku;
+use dropline_testkit::browser::Browser;
 use dropline_testkit::pixels::{missing_series, Image, Series};
 use loadtest::burst::{BurstResults, BuyerResult};
 use loadtest::html::{self, RunInfo};
@@ -14,12 +14,11 @@ use loadtest::report::Report;
 use loadtest::setup::DropUnderTest;
 use loadtest::verify::Verdict;
 
-/// Debian's package; .ci/run installs it.
-const CHROMIUM: &str = "/usr/bin/chromium";
-/// Longest a screenshot may take before the test gives up on Chromium.
-const CHROMIUM_WAIT_MS_MAX: u64 = 120_000;
+/// Longest the report may take to load before the test gives up.
+const PAGE_WAIT: Duration = Duration::from_secs(120);
+const WINDOW_WIDTH: u32 = 1280;
 /// Tall enough for the whole page at this width.
-const WINDOW_SIZE: &str = "1280,2000";
+const WINDOW_HEIGHT: u32 = 2000;
 
 /// The series colours of `html/charts.rs`, spelled out again so a chart drawn in
 /// the wrong colour (or not at all) fails here.
@@ -31,8 +30,8 @@ const REMAINING_LINE: [u8; 3] = [0xc0, 0x26, 0xd3];
 const BUYERS: usize = 50_000;
 const STOCK: u32 = 100;
 
-#[test]
-fn report_charts_render_in_headless_chromium() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_charts_render_in_headless_chromium() {
     let (report, results) = realistic_burst();
     let run = RunInfo {
         url: "http://127.0.0.1:8080".into(),
@@ -42,10 +41,10 @@ fn report_charts_render_in_headless_chromium() {
     let page = dir.path().join("report.html");
     html::write(&page, &report, &results, &run).expect("write the report");
 
-    let shot = screenshot(&page, dir.path());
+    let shot = screenshot(&page, dir.path()).await;
     // To look at it: the screenshot there, and the page beside it (.html).
     if let Ok(keep) = std::env::var("HTML_REPORT_SCREENSHOT") {
-        std::fs::copy(&shot, &keep).expect("keep the screenshot");
+        std::fs::write(&keep, &shot).expect("keep the screenshot");
         std::fs::copy(&page, Path::new(&keep).with_extension("html")).expect("keep the page");
     }
     let failures = missing_series(&decode(&shot), &EXPECTED);
@@ -54,8 +53,8 @@ fn report_charts_render_in_headless_chromium() {
 
 /// The control: with the series taken out of the same page, what is left
 /// (legend swatches, header, axes) must not pass the check above.
-#[test]
-fn a_page_without_its_series_fails_the_render_check() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_without_its_series_fails_the_render_check() {
     let (report, results) = realistic_burst();
     let dir = tempfile::tempdir().expect("create a temp dir");
     let page = dir.path().join("report.html");
@@ -63,7 +62,7 @@ fn a_page_without_its_series_fails_the_render_check() {
     assert!(!stripped.contains("class=\"series "));
     std::fs::write(&page, stripped).expect("write the stripped report");
 
-    let image = decode(&screenshot(&page, dir.path()));
+    let image = decode(&screenshot(&page, dir.path()).await);
     assert_eq!(
         missing_series(&image, &EXPECTED).len(),
         4,
@@ -146,61 +145,25 @@ impl XorShift {
     }
 }
 
-/// Renders `page` with headless Chromium and returns the PNG's path.
-fn screenshot(page: &Path, dir: &Path) -> PathBuf {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "headless Chromium is missing: {CHROMIUM} not found. Install Debian's package with \
-         `apt-get update && apt-get install -y chromium` (.ci/run does this on CI)"
-    );
-    let shot = dir.join("screenshot.png");
-    let log = dir.join("chromium.log");
-    let log_file = std::fs::File::create(&log).expect("create the Chromium log");
-    let mut chromium = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-        .arg(format!("--window-size={WINDOW_SIZE}"))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("share the Chromium log"))
-        .stderr(log_file)
-        .spawn()
-        .unwrap_or_else(|err| panic!("start {CHROMIUM}: {err}"));
-    let deadline = Instant::now() + Duration::from_millis(CHROMIUM_WAIT_MS_MAX);
-    let status = loop {
-        if let Some(status) = chromium.try_wait().expect("wait for Chromium") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = chromium.kill();
-            let _ = chromium.wait();
-            panic!(
-                "Chromium took over {CHROMIUM_WAIT_MS_MAX} ms; its log:\n{}",
-                log_tail(&log)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        status.success() && shot.exists(),
-        "Chromium made no screenshot ({status}); its log:\n{}",
-        log_tail(&log)
-    );
-    shot
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+/// Renders `page` in headless Chromium (testkit's browser) and returns the
+/// PNG, taken once the page has loaded.
+async fn screenshot(page: &Path, dir: &Path) -> Vec<u8> {
+    let mut browser = Browser::launch(dir, WINDOW_WIDTH, WINDOW_HEIGHT)
+        .await
+        .expect("headless Chromium");
+    browser
+        .navigate(&format!("file://{}", page.display()))
+        .await
+        .expect("load the report");
+    browser
+        .wait_for(
+            "document.readyState === 'complete'",
+            "document.readyState",
+            PAGE_WAIT,
+        )
+        .await
+        .expect("the report loads");
+    browser.screenshot().await.expect("screenshot")
 }
 
 /// What a drawn series must cover: far more than its legend swatch (12×12
@@ -237,9 +200,8 @@ const EXPECTED: [Series; 4] = [
     },
 ];
 
-fn decode(shot: &Path) -> Image {
-    Image::decode(&std::fs::read(shot).expect("read the screenshot"))
-        .expect("decode the screenshot")
+fn decode(shot: &[u8]) -> Image {
+    Image::decode(shot).expect("decode the screenshot")
 }
 
 /// The page with every series element (bar groups, lines) removed.

@@ -37,23 +37,43 @@ pub fn router(state: AppState) -> Router {
             get(purchases::read),
         )
         .route("/v1/drops/{sku}", get(drops::read))
-        // The operators' live page is behind the same cap on requests in
-        // flight: a page left open in many tabs must not crowd out buyers.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::admit,
+        ));
+    // The operator surfaces take the operator credential (`operator.rs`).
+    // The live page is behind the same cap on requests in flight as the
+    // API (a page left open in many tabs must not crowd out buyers);
+    // /metrics is not, like the probes.
+    let operators = Router::new()
         .route("/ops/drops/{sku}", get(ops_page::page))
         .route("/ops/drops/{sku}/stats", get(ops_page::stats))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::limits::admit,
+        ))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::operator::guard,
         ));
     Router::new()
         .merge(api)
+        .merge(operators)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { ApiError::not_found("no such resource; see /openapi.json") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(body_limit)
+        // Around the whole router: a preflight (`OPTIONS`) is answered
+        // before routing, which would refuse the method; outside admission
+        // control, since it costs nothing to answer. No origins configured,
+        // no layer: a purchase pays nothing for CORS it does not use.
+        .layer(tower::util::option_layer(
+            (!state.config.cors_origins.is_empty())
+                .then(|| crate::cors::layer(&state.config.cors_origins)),
+        ))
         // Outermost, so it counts every answer, the 429s of admission
         // control and the fallback's 404s included; `Router::layer` wraps
         // each route, so the matched template is known to it.

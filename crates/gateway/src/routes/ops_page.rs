@@ -3,8 +3,8 @@
 //! (what it polls: the drop with its partition's progress as the owner
 //! records it, one store read per poll).
 //!
-//! An operator surface: it belongs on a private network (README, "The live
-//! page of a drop"). Must not decide or change anything, nor read NATS: the
+//! An operator surface: `operator.rs` lets only operators in (README, "The
+//! live page of a drop"). Must not decide or change anything, nor read NATS: the
 //! figures are the owner's, from the store.
 
 use axum::extract::rejection::PathRejection;
