@@ -224,3 +224,26 @@ async fn status_shows_waiting_lag_and_state_per_drop() {
     let refused = (missing.ok, missing.stderr.trim());
     assert_eq!(refused, (false, "dropctl: no drop no-such-drop"));
 }
+
+/// A scheduled drop whose opening time has come is open for buyers (every
+/// gateway's clock opens it, the store still says scheduled): status says
+/// so too, in the table and in JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_drop_open_once_its_time_has_come() {
+    let opens_at = chrono::Utc::now() + chrono::Duration::milliseconds(1_500);
+    let app = spawn_app_with(AppOptions {
+        opens_at: Some(opens_at),
+        ..AppOptions::default()
+    })
+    .await;
+    let sku = app.sku.as_str();
+    let before = dropctl(&app, &["status", sku, "--json"]).await;
+    assert_eq!(before.json()[0]["status"], "scheduled", "{before:#?}");
+    tokio::time::sleep_until(tokio::time::Instant::now() + std::time::Duration::from_millis(2_000))
+        .await;
+    let after = dropctl(&app, &["status", sku, "--json"]).await;
+    assert_eq!(after.json()[0]["status"], "open", "{after:#?}");
+    let table = dropctl(&app, &["status", sku]).await;
+    assert!(table.stdout.contains("┆ open "), "{}", table.stdout);
+    assert!(!table.stdout.contains("scheduled"), "{}", table.stdout);
+}

@@ -389,6 +389,17 @@ pub enum DropStatus {
 }
 
 impl DropStatus {
+    /// The state buyers meet: a scheduled drop whose opening time has come
+    /// is open, without waiting for anyone to say so (the store keeps
+    /// `scheduled` until an operator changes it; every gateway's clock
+    /// opens it).
+    pub fn as_met(self, opening_time_passed: bool) -> DropStatus {
+        match self {
+            DropStatus::Scheduled if opening_time_passed => DropStatus::Open,
+            status => status,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DropStatus::Scheduled => "scheduled",

@@ -57,18 +57,13 @@ impl NotOpen {
     }
 }
 
-/// The state a buyer sees at `now`: a scheduled drop whose opening time has
-/// passed is open, without waiting for anyone to say so (the store keeps
-/// `scheduled` until an operator changes it; every gateway's clock opens it).
+/// The state a buyer sees at `now` (see [`DropStatus::as_met`]).
 pub fn effective_status(
     status: DropStatus,
     opens_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> DropStatus {
-    match (status, opens_at) {
-        (DropStatus::Scheduled, Some(at)) if at <= now => DropStatus::Open,
-        (status, _) => status,
-    }
+    status.as_met(opens_at.is_some_and(|at| at <= now))
 }
 
 impl Entry {

@@ -55,11 +55,14 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        // Each request knows its peer (operator surfaces admit this
-        // machine only when no operator token is set).
+        // An operator surface's request knows its peer (without an
+        // operator token only this machine is let in). Only theirs: the
+        // extension costs an allocation, which a purchase need not pay.
         let with_peer = tower::ServiceBuilder::new()
             .map_request(move |mut request: axum::extract::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
+                if crate::operator::is_operator_path(request.uri().path()) {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                }
                 request
             })
             .service(app.clone());

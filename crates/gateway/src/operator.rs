@@ -62,6 +62,11 @@ impl OperatorAccess {
     }
 }
 
+/// The paths the operator surfaces are served on (`routes/mod.rs`).
+pub(crate) fn is_operator_path(path: &str) -> bool {
+    path.starts_with("/ops/") || path == "/metrics"
+}
+
 /// The middleware in front of the operator routes.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let peer = request
@@ -149,6 +154,16 @@ mod tests {
         assert!(access.admits(Some("[::1]:1".parse().unwrap()), &HeaderMap::new()));
         assert!(!access.admits(Some("10.0.0.7:1".parse().unwrap()), &HeaderMap::new()));
         assert!(!access.admits(None, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_operator_paths_are_the_ops_pages_and_metrics() {
+        for path in ["/ops/drops/x", "/ops/drops/x/stats", "/metrics"] {
+            assert!(is_operator_path(path), "{path}");
+        }
+        for path in ["/v1/drops/x/purchases", "/healthz", "/metrics/x", "/opsx"] {
+            assert!(!is_operator_path(path), "{path}");
+        }
     }
 
     #[test]

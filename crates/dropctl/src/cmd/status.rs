@@ -86,12 +86,16 @@ fn show(rows: &[DropStatusRow], json: bool, watching: bool) -> anyhow::Result<()
     Ok(())
 }
 
-/// The rows as stored, with the stock for sale (initial + restocked).
+/// The rows as stored, with the stock for sale (initial + restocked) and
+/// the status as buyers meet it now (as `GET /v1/drops/{sku}` says it).
 fn json_rows(rows: &[DropStatusRow]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let now = Utc::now();
     rows.iter()
         .map(|row| {
             let mut value = serde_json::to_value(row)?;
             value["stock"] = (row.drop.initial_stock + row.drop.restocked).into();
+            let opened = row.drop.opens_at.is_some_and(|at| at <= now);
+            value["status"] = row.drop.status.as_met(opened).as_str().into();
             Ok(value)
         })
         .collect()
@@ -118,7 +122,7 @@ fn render(rows: &[DropStatusRow]) -> String {
         let d = &row.drop;
         table.add_row([
             d.sku.to_string(),
-            state(row),
+            state(row, now),
             (d.initial_stock + d.restocked).to_string(),
             d.won_units.to_string(),
             d.remaining.to_string(),
@@ -139,9 +143,11 @@ fn render(rows: &[DropStatusRow]) -> String {
     out
 }
 
-/// The admission state; when it opens, if scheduled; HALTED if halted.
-fn state(row: &DropStatusRow) -> String {
-    let mut state = match (row.drop.status, row.drop.opens_at) {
+/// The admission state as buyers meet it now (a scheduled drop whose time
+/// has come is open); when it opens, if still scheduled; HALTED if halted.
+fn state(row: &DropStatusRow, now: DateTime<Utc>) -> String {
+    let opened = row.drop.opens_at.is_some_and(|at| at <= now);
+    let mut state = match (row.drop.status.as_met(opened), row.drop.opens_at) {
         (DropStatus::Scheduled, Some(at)) => {
             format!("scheduled (opens {})", at.format("%Y-%m-%d %H:%M:%SZ"))
         }
