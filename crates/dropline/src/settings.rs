@@ -79,8 +79,25 @@ pub struct SettingsArgs {
     /// e.g. `https://shop.example,https://m.shop.example`.
     #[arg(long, env = "DROPLINE_CORS_ORIGINS", value_delimiter = ',', value_parser = dropline_gateway::parse_origin, global = true)]
     pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// Purchases per second one buyer may send to one gateway (a token
+    /// bucket; beyond it 429 + Retry-After); 0, the default, turns it off.
+    #[arg(long, env = "DROPLINE_USER_RATE_PER_S", default_value_t = 0.0, value_parser = parse_rate, global = true)]
+    pub user_rate_per_s: f64,
+    /// The per-user rate limit's burst: purchases a buyer may send at once.
+    #[arg(long, env = "DROPLINE_USER_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub user_burst: u32,
     #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+/// A rate: a finite number of requests per second, 0 to 100,000.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && (0.0..=100_000.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "{text:?}: a number of purchases per second from 0 to 100000"
+        )),
+    }
 }
 
 /// Resolved settings of one process.
@@ -128,6 +145,8 @@ impl From<SettingsArgs> for Settings {
         settings.gateway.admission_refresh_ms = args.admission_refresh_ms;
         settings.gateway.header_read_timeout_ms = args.header_read_timeout_ms;
         settings.gateway.cors_origins = args.cors_origins;
+        settings.gateway.user_rate_per_s = args.user_rate_per_s;
+        settings.gateway.user_burst = args.user_burst;
         settings.processor.batch_len_max = args.batch_len_max as usize;
         settings.processor.lease_ms = args.lease_ms;
         if let Some(id) = args.instance_id {

@@ -45,6 +45,10 @@ pub struct GatewayConfig {
     pub auth: BuyerAuth,
     /// Who may use `/ops/…` and `/metrics`.
     pub operators: OperatorAccess,
+    /// Purchases per second one buyer may send to this gateway (a token
+    /// bucket of `user_burst`); 0 turns the limit off, the default.
+    pub user_rate_per_s: f64,
+    pub user_burst: u32,
     /// Web origins whose browsers may call the API (CORS); none by default.
     pub cors_origins: Vec<axum::http::HeaderValue>,
 }
@@ -68,6 +72,8 @@ impl Default for GatewayConfig {
             auth: BuyerAuth::Off,
             operators: OperatorAccess::LoopbackOnly,
             cors_origins: Vec::new(),
+            user_rate_per_s: 0.0,
+            user_burst: 10,
         }
     }
 }

@@ -26,6 +26,7 @@ mod refresh;
 mod routes;
 mod sell_out;
 mod state;
+mod user_rate;
 mod waiters;
 
 pub use auth::BuyerAuth;

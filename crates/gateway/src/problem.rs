@@ -208,6 +208,21 @@ impl ApiError {
         }
     }
 
+    /// This buyer sends purchases faster than the per-user rate: nothing
+    /// accepted, retry after `Retry-After`.
+    pub fn user_rate_limited(retry_after_s: u64) -> Self {
+        Self {
+            retry_after_s: Some(retry_after_s),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                "this buyer sends purchases faster than the gateway's per-user rate; nothing \
+                 was accepted, retry after Retry-After",
+            )
+        }
+    }
+
     /// Something failed inside; the cause is logged where it happened.
     pub fn internal() -> Self {
         Self {

@@ -13,6 +13,7 @@ use crate::limits::InFlight;
 use crate::publisher::Publisher;
 use crate::refresh::Refresher;
 use crate::sell_out::SellOuts;
+use crate::user_rate::UserRate;
 use crate::waiters::{spawn_feed, Waiters};
 use crate::GatewayConfig;
 
@@ -39,6 +40,8 @@ pub struct Shared {
     pub(crate) sell_outs: Arc<SellOuts>,
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) publisher: Arc<Publisher>,
+    /// The per-user rate limit, when configured.
+    pub(crate) user_rate: Option<Arc<UserRate>>,
     /// Renders the process-wide recorder for `GET /metrics`.
     pub(crate) metrics: PrometheusHandle,
     /// The refresh and the drop events, stopped with the last handle.
@@ -91,12 +94,18 @@ impl AppState {
             nudge,
         };
         let refresh = tokio::spawn(refresher.run());
-        let background = Background(vec![events.abort_handle(), refresh.abort_handle()]);
+        let mut background = Background(vec![events.abort_handle(), refresh.abort_handle()]);
+        let user_rate = UserRate::new(config.user_rate_per_s, config.user_burst).map(Arc::new);
+        if let Some(rate) = &user_rate {
+            let sweep = tokio::spawn(crate::user_rate::sweep_forever(rate.clone()));
+            background.0.push(sweep.abort_handle());
+        }
         let in_flight = Arc::new(InFlight::new(config.requests_in_flight_max));
         let publisher = Publisher::new(bus.clone(), config.publishes_in_flight_per_sku);
         Ok(Self(Arc::new(Shared {
             in_flight,
             publisher,
+            user_rate,
             store,
             bus,
             config: Arc::new(config),

@@ -58,6 +58,10 @@ pub async fn create(
     let buyer = state.config.auth.buyer(&headers)?;
     let request = parse_purchase(&state, path, &headers, body, buyer)?;
     let PurchaseRequest { sku, intent } = request;
+    if let Some(rate) = &state.user_rate {
+        rate.take(intent.user_id.as_str(), started)
+            .map_err(ApiError::user_rate_limited)?;
+    }
     let wait = wait_preference(
         &headers,
         std::time::Duration::from_millis(state.config.wait_default_ms),
