@@ -3,6 +3,8 @@
 //! route's handler lives in its module.
 
 mod answers;
+#[cfg(test)]
+mod contract;
 mod drops;
 mod gate;
 mod ops;
