@@ -46,10 +46,21 @@ impl UserRate {
     pub fn take(&self, user: &str, now: Instant) -> Result<(), u64> {
         let shard = &self.shards[self.hasher.hash_one(user) as usize % SHARDS];
         let mut buckets = shard.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(user.to_string()).or_insert(Bucket {
+        // A known buyer is looked up by reference: the key is copied only
+        // for a buyer's first purchase, not for every one.
+        if let Some(bucket) = buckets.get_mut(user) {
+            return self.spend(bucket, now);
+        }
+        let full = Bucket {
             tokens: self.burst,
             at: now,
-        });
+        };
+        self.spend(buckets.entry(user.to_string()).or_insert(full), now)
+    }
+
+    /// Refills `bucket` for the time since it was last used, then takes a
+    /// token from it or says how long until one is back.
+    fn spend(&self, bucket: &mut Bucket, now: Instant) -> Result<(), u64> {
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_s).min(self.burst);
         bucket.at = now;

@@ -63,6 +63,15 @@ pub struct DropStatusRow {
     pub halted: Option<String>,
 }
 
+impl DropRow {
+    /// The state buyers meet at `now`: a scheduled drop whose opening time
+    /// has come is open (see [`DropStatus::as_met`]).
+    pub fn status_at(&self, now: DateTime<Utc>) -> DropStatus {
+        self.status
+            .as_met(self.opens_at.is_some_and(|at| at <= now))
+    }
+}
+
 pub(crate) const DROP_COLUMNS: &str =
     "d.sku, d.name, d.status, d.initial_stock, d.restocked, d.remaining, \
      d.won_units, d.per_user_limit, d.created_at, d.opens_at, d.closed_seq, d.admission_version";

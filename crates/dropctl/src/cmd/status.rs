@@ -94,8 +94,7 @@ fn json_rows(rows: &[DropStatusRow]) -> anyhow::Result<Vec<serde_json::Value>> {
         .map(|row| {
             let mut value = serde_json::to_value(row)?;
             value["stock"] = (row.drop.initial_stock + row.drop.restocked).into();
-            let opened = row.drop.opens_at.is_some_and(|at| at <= now);
-            value["status"] = row.drop.status.as_met(opened).as_str().into();
+            value["status"] = row.drop.status_at(now).as_str().into();
             Ok(value)
         })
         .collect()
@@ -146,8 +145,7 @@ fn render(rows: &[DropStatusRow]) -> String {
 /// The admission state as buyers meet it now (a scheduled drop whose time
 /// has come is open); when it opens, if still scheduled; HALTED if halted.
 fn state(row: &DropStatusRow, now: DateTime<Utc>) -> String {
-    let opened = row.drop.opens_at.is_some_and(|at| at <= now);
-    let mut state = match (row.drop.status.as_met(opened), row.drop.opens_at) {
+    let mut state = match (row.drop.status_at(now), row.drop.opens_at) {
         (DropStatus::Scheduled, Some(at)) => {
             format!("scheduled (opens {})", at.format("%Y-%m-%d %H:%M:%SZ"))
         }

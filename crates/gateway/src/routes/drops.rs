@@ -10,7 +10,6 @@ use dropline_core::Sku;
 use dropline_store::DropStatusRow;
 use serde_json::{json, Value};
 
-use crate::admission::effective_status;
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -43,7 +42,7 @@ pub(super) async fn status_of(
 /// What anyone may read of a drop.
 pub(super) fn public_view(status: &DropStatusRow) -> Value {
     let d = &status.drop;
-    let effective = effective_status(d.status, d.opens_at, chrono::Utc::now());
+    let effective = d.status_at(chrono::Utc::now());
     let mut view = json!({
         "sku": d.sku,
         "name": d.name,
