@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use dropline_core::names::{line_subject, Lane};
 use dropline_core::{IdempotencyKey, Outcome};
 use dropline_suite::{
     dropctl, send_directly, spawn_app_with, start_processor, AppOptions, PrivateNats,
@@ -288,11 +289,11 @@ async fn close_is_a_cutoff_in_line() {
 }
 
 /// Publishes what a newer dropline might write: an entry of a kind this
-/// one does not know.
+/// one does not know, on the control lane (where operators write).
 async fn publish_unknown_entry(app: &TestApp) {
     let client = async_nats::connect(&app.nats_url).await.expect("nats");
     let js = async_nats::jetstream::new(client);
-    let subject = dropline_core::names::intent_subject(&app.sku);
+    let subject = line_subject(&app.sku, Lane::Control);
     let body = r#"[{"t":"refund","v":1,"op":"x","by":"y"}]"#;
     let ack = js.publish(subject, body.into()).await.expect("publish");
     ack.await.expect("PubAck");

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
-use dropline_core::names::{consumer_name, intent_subject, INTENTS_STREAM};
+use dropline_core::names::{consumer_name, line_lanes_filter, INTENTS_STREAM};
 use dropline_core::{BatchPlan, Decision, IdempotencyKey, Outcome, Quantity, UserId};
 use dropline_store::StoreError;
 use dropline_suite::{db, spawn_app_with, AppOptions, Role};
@@ -41,7 +41,7 @@ impl RoguePuller {
         let consumer = stream
             .create_consumer(pull::Config {
                 durable_name: Some(consumer_name(&app.sku)),
-                filter_subject: intent_subject(&app.sku),
+                filter_subject: line_lanes_filter(&app.sku),
                 ack_policy: AckPolicy::All,
                 ack_wait,
                 ..Default::default()

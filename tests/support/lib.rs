@@ -391,8 +391,15 @@ impl TestApp {
 
     /// Starts a processor in this process, against this app's services.
     pub fn start_processor(&self) -> InProcessProcessor {
+        self.start_processor_at(&self.nats_url)
+    }
+
+    /// Starts a processor in this process on `nats_url` (this app's NATS
+    /// as another user) and this app's Postgres.
+    pub fn start_processor_at(&self, nats_url: &str) -> InProcessProcessor {
         let (stop, shutdown) = Shutdown::new();
-        let settings = self.settings.clone();
+        let mut settings = self.settings.clone();
+        settings.nats_url = nats_url.to_string();
         InProcessProcessor {
             stop: Box::new(stop),
             task: tokio::spawn(async move { dropline::run_processor(&settings, shutdown).await }),
@@ -423,8 +430,8 @@ impl TestApp {
         intents.len() as u64
     }
 
-    /// Messages on this test's SKU's subject (a message carries one or more
-    /// intents).
+    /// Messages in this test's SKU's line, every lane (a message carries
+    /// one or more intents).
     pub async fn messages_in_stream(&self) -> u64 {
         let client = async_nats::connect(&self.nats_url).await.expect("nats");
         let js = async_nats::jetstream::new(client);
@@ -432,15 +439,14 @@ impl TestApp {
             .get_stream(dropline_core::names::INTENTS_STREAM)
             .await
             .expect("stream");
-        let subject = dropline_core::names::intent_subject(&self.sku);
         let info = stream
-            .info_with_subjects(subject.clone())
+            .info_with_subjects(dropline_core::names::line_lanes_filter(&self.sku))
             .await
             .expect("subjects");
         use futures::TryStreamExt;
         let subjects: std::collections::HashMap<String, usize> =
             info.try_collect().await.expect("subject counts");
-        subjects.get(&subject).copied().unwrap_or(0) as u64
+        subjects.values().sum::<usize>() as u64
     }
 
     /// Audits the drop (what `dropctl verify` runs) and fails the test on

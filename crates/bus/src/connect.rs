@@ -4,6 +4,7 @@
 //! Must not give up on a broker that is down: the client reconnects for
 //! ever, and callers see `is_connected` or a failed call instead.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,72 @@ use crate::{BusError, ServerVersion};
 /// NATS with JetStream on its default local port.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
+/// How a process proves who it is to NATS and checks the server's identity,
+/// beyond what its URL says. A user and password go in the URL
+/// (`nats://gateway:secret@host:4222`); a `tls://` URL requires TLS.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NatsAccess {
+    /// A NATS credentials file (a user JWT and its NKey seed, as `nsc`
+    /// writes them) for servers in operator mode.
+    #[arg(long, env = "NATS_CREDS", global = true)]
+    pub nats_creds: Option<PathBuf>,
+    /// PEM certificates of the authority that signed the server's; TLS is
+    /// then required.
+    #[arg(long, env = "NATS_TLS_CA", global = true)]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM), for servers that verify clients.
+    #[arg(long, env = "NATS_TLS_CERT", requires = "nats_tls_key", global = true)]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// The key of `--nats-tls-cert` (PEM).
+    #[arg(long, env = "NATS_TLS_KEY", requires = "nats_tls_cert", global = true)]
+    pub nats_tls_key: Option<PathBuf>,
+}
+
+impl NatsAccess {
+    async fn apply(
+        &self,
+        mut connect: async_nats::ConnectOptions,
+    ) -> Result<async_nats::ConnectOptions, BusError> {
+        if let Some(creds) = &self.nats_creds {
+            connect = connect
+                .credentials_file(creds)
+                .await
+                .map_err(|e| format!("read the NATS credentials file {}: {e}", creds.display()))?;
+        }
+        if let Some(ca) = &self.nats_tls_ca {
+            connect = connect.require_tls(true).add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.nats_tls_cert, &self.nats_tls_key) {
+            connect = connect.add_client_certificate(cert.clone(), key.clone());
+        }
+        Ok(connect)
+    }
+}
+
+/// The user and password (or the token) written in the server URLs, given
+/// to the client: async-nats parses them but never sends them.
+fn with_url_credentials(
+    connect: async_nats::ConnectOptions,
+    servers: &[&str],
+) -> Result<async_nats::ConnectOptions, BusError> {
+    for server in servers {
+        let address: async_nats::ServerAddr = server.parse().map_err(|e| {
+            format!(
+                "not a NATS server URL: {}: {e}",
+                dropline_core::redact(server)
+            )
+        })?;
+        match (address.username(), address.password()) {
+            (Some(user), Some(password)) => {
+                return Ok(connect.user_and_password(user.into(), password.into()))
+            }
+            (Some(token), None) => return Ok(connect.token(token.into())),
+            _ => {}
+        }
+    }
+    Ok(connect)
+}
+
 #[derive(Debug, Clone)]
 pub struct BusOptions {
     /// Shown in the server's connection list.
@@ -25,6 +92,7 @@ pub struct BusOptions {
     /// Most publishes awaiting their PubAck at once; beyond it publishers wait
     /// (async-nats deadlocks past its default of 5,000 without backpressure).
     pub acks_inflight_max: usize,
+    pub access: NatsAccess,
 }
 
 impl Default for BusOptions {
@@ -33,6 +101,7 @@ impl Default for BusOptions {
             client_name: "dropline".into(),
             request_timeout_ms: 5_000,
             acks_inflight_max: 4_096,
+            access: NatsAccess::default(),
         }
     }
 }
@@ -86,6 +155,8 @@ impl Bus {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
+        connect = with_url_credentials(connect, &servers)?;
+        connect = options.access.apply(connect).await?;
         let client = connect.connect(servers).await?;
         let js = jetstream::ContextBuilder::new()
             .timeout(timeout)

@@ -14,7 +14,7 @@ mod pull;
 mod read;
 mod version;
 
-pub use connect::{Bus, BusOptions, DEFAULT_NATS_URL};
+pub use connect::{Bus, BusOptions, NatsAccess, DEFAULT_NATS_URL};
 pub use decisions::{DecisionFeed, DropEvents};
 // The intent message codec lives with the wire types in the core;
 // re-exported because every sender and reader of intents goes through here.

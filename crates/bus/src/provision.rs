@@ -1,8 +1,9 @@
 //! Creating the intents stream and the per-SKU consumers, idempotently.
 //!
-//! Options that matter are named here rather than left to defaults. Written
-//! for nats-server 2.9: one `filter_subject` per consumer, no subject
-//! transforms. Must not pull or publish: this module only shapes the stream
+//! Options that matter are named here rather than left to defaults. Runs on
+//! nats-server 2.9 (one `filter_subject` per consumer, no subject
+//! transforms) and gives a consumer a list of filters only where the server
+//! has them. Must not pull or publish: this module only shapes the stream
 //! and its consumers.
 
 use std::time::Duration;
@@ -12,7 +13,9 @@ use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::ErrorCode;
-use dropline_core::names::{consumer_name, intent_subject, INTENTS_STREAM, INTENTS_SUBJECTS};
+use dropline_core::names::{
+    consumer_name, line_lanes_filter, line_subject, Lane, INTENTS_STREAM, INTENTS_SUBJECTS,
+};
 use dropline_core::wire::{message_seq, MESSAGE_BYTES_MAX};
 use dropline_core::Sku;
 
@@ -67,10 +70,25 @@ impl Default for ConsumerSettings {
 impl Bus {
     /// Creates the intents stream, or brings its settings up to date.
     pub async fn ensure_stream(&self, settings: &StreamSettings) -> Result<(), BusError> {
+        self.provide_stream(settings, true).await
+    }
+
+    /// Creates the intents stream if missing, and leaves an existing one as
+    /// it is: a gateway's credentials may create the stream, never change
+    /// it (a changed age or size limit could discard what is accepted).
+    pub async fn ensure_stream_exists(&self, settings: &StreamSettings) -> Result<(), BusError> {
+        self.provide_stream(settings, false).await
+    }
+
+    async fn provide_stream(
+        &self,
+        settings: &StreamSettings,
+        bring_up_to_date: bool,
+    ) -> Result<(), BusError> {
         let config = stream::Config {
             name: INTENTS_STREAM.into(),
-            description: Some("dropline buy intents, one subject per SKU".into()),
-            subjects: vec![INTENTS_SUBJECTS.into()],
+            description: Some("dropline's lines: each SKU's entries, one subject per lane".into()),
+            subjects: INTENTS_SUBJECTS.map(String::from).to_vec(),
             storage: StorageType::File,
             num_replicas: settings.replicas,
             // Limits, not WorkQueue: decided intents stay for audits
@@ -90,9 +108,11 @@ impl Bus {
             ..Default::default()
         };
         match self.js.get_stream(INTENTS_STREAM).await {
+            Ok(_) if !bring_up_to_date => {}
             Ok(mut existing) => {
                 let current = existing.info().await?.config.clone();
-                if current.num_replicas != config.num_replicas
+                if current.subjects != config.subjects
+                    || current.num_replicas != config.num_replicas
                     || current.max_age != config.max_age
                     || current.duplicate_window != config.duplicate_window
                     || current.max_bytes != config.max_bytes
@@ -140,10 +160,12 @@ impl Bus {
                 return Err(err.into());
             }
         }
+        let (filter_subject, filter_subjects) = self.line_filters(sku, applied_seq).await?;
         let config = pull::Config {
             durable_name: Some(name),
             description: Some(format!("dropline processor for {sku}")),
-            filter_subject: intent_subject(sku),
+            filter_subject,
+            filter_subjects,
             // A message is applied whole: the next one after the message
             // of the applied place in line.
             deliver_policy: DeliverPolicy::ByStartSequence {
@@ -159,6 +181,37 @@ impl Bus {
             ..Default::default()
         };
         Ok(stream.create_consumer(config).await?)
+    }
+}
+
+impl Bus {
+    /// The filter of a consumer of `sku`'s whole line: every lane, and the
+    /// subject of the line before lanes (a line written before an upgrade
+    /// is still decided, in order with what came after). nats-server 2.9
+    /// knows one filter only (and silently ignores a list): there the lanes,
+    /// and a claim is refused while the old subject holds entries not yet
+    /// decided, which the operator decides with the previous dropline first.
+    async fn line_filters(
+        &self,
+        sku: &Sku,
+        applied_seq: u64,
+    ) -> Result<(String, Vec<String>), BusError> {
+        let version = self.server_version().ok_or("not connected to NATS")?;
+        if version.has_filter_lists() {
+            let filters = vec![line_lanes_filter(sku), line_subject(sku, Lane::Legacy)];
+            return Ok((String::new(), filters));
+        }
+        let legacy_last = self.last_message_seq_on(sku, Lane::Legacy).await?;
+        if legacy_last.is_some_and(|last| last > message_seq(applied_seq)) {
+            return Err(format!(
+                "{sku}'s line holds entries on {} not yet decided, which nats-server 2.9 cannot \
+                 deliver in order with its lanes: decide them with the previous dropline \
+                 (`dropctl drain {sku}`), then upgrade",
+                line_subject(sku, Lane::Legacy)
+            )
+            .into());
+        }
+        Ok((line_lanes_filter(sku), Vec::new()))
     }
 }
 

@@ -9,7 +9,7 @@
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
-use dropline_core::names::intent_subject;
+use dropline_core::names::{line_subject, Lane};
 use dropline_core::wire::{control_message, intent_seq, ControlPayload, IntentMessage};
 use dropline_core::Sku;
 
@@ -85,7 +85,7 @@ impl Bus {
             jetstream::message::PublishMessage::build().payload(message.into_body().into());
         let ack = self
             .js
-            .send_publish(intent_subject(sku), publish)
+            .send_publish(line_subject(sku, Lane::Purchases), publish)
             .await
             .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
         Ok(PendingAck {
@@ -112,7 +112,7 @@ impl Bus {
             jetstream::message::PublishMessage::build().payload(control_message(control).into());
         let ack = self
             .js
-            .send_publish(intent_subject(sku), publish)
+            .send_publish(line_subject(sku, Lane::Control), publish)
             .await
             .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
         let message_seq = ack

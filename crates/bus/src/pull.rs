@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::AckKind;
-use dropline_core::wire::{parse_intent_message, PulledEntry};
+use dropline_core::wire::{parse_line_message, PulledEntry};
 use dropline_core::Sku;
 use futures::{FutureExt, StreamExt};
 
@@ -188,9 +188,11 @@ impl IntentPuller {
             batch.first_stored_unix_ms = i64::try_from(nanos / 1_000_000).ok();
         }
         batch.undelivered_messages = info.pending;
-        batch
-            .intents
-            .extend(parse_intent_message(info.stream_sequence, &message.payload));
+        batch.intents.extend(parse_line_message(
+            &message.subject,
+            info.stream_sequence,
+            &message.payload,
+        ));
         batch.messages.push(message);
         Ok(())
     }

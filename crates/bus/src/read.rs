@@ -12,8 +12,8 @@ use async_nats::jetstream;
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::RawMessageErrorKind;
-use dropline_core::names::{intent_subject, INTENTS_STREAM};
-use dropline_core::wire::{parse_intent_message, PulledEntry};
+use dropline_core::names::{line_subject, Lane, INTENTS_STREAM};
+use dropline_core::wire::{parse_line_message, PulledEntry};
 use dropline_core::Sku;
 use futures::StreamExt;
 
@@ -49,20 +49,35 @@ impl Bus {
         sku: &Sku,
         message_seq: u64,
     ) -> Result<Option<(u64, Vec<PulledEntry>)>, BusError> {
-        Ok(self
-            .next_message_from(sku, message_seq)
-            .await?
-            .map(|m| (m.sequence, parse_intent_message(m.sequence, &m.payload))))
+        Ok(self.next_message_from(sku, message_seq).await?.map(|m| {
+            (
+                m.sequence,
+                parse_line_message(&m.subject, m.sequence, &m.payload),
+            )
+        }))
     }
 
-    /// The stream sequence of the last message on `sku`'s subject, if the
+    /// The stream sequence of the last message of `sku`'s line, if the
     /// stream holds any: a drain is done once the applied place in line is in
     /// it (and nothing newer comes).
     pub async fn last_message_seq(&self, sku: &Sku) -> Result<Option<u64>, BusError> {
+        let mut last = None;
+        for lane in Lane::ALL {
+            last = last.max(self.last_message_seq_on(sku, lane).await?);
+        }
+        Ok(last)
+    }
+
+    /// The stream sequence of the last message on one lane of `sku`'s line.
+    pub(crate) async fn last_message_seq_on(
+        &self,
+        sku: &Sku,
+        lane: Lane,
+    ) -> Result<Option<u64>, BusError> {
         let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         let found = stream
             .raw_message_builder()
-            .last_by_subject(intent_subject(sku))
+            .last_by_subject(line_subject(sku, lane))
             .send()
             .await;
         match found {
@@ -72,23 +87,33 @@ impl Bus {
         }
     }
 
+    /// The first message of `sku`'s line at or after `seq`: the first of
+    /// each lane's, asked lane by lane (nats-server 2.9 has no lookup by a
+    /// wildcard subject that every later version answers alike).
     async fn next_message_from(
         &self,
         sku: &Sku,
         seq: u64,
     ) -> Result<Option<StreamMessage>, BusError> {
         let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
-        let found = stream
-            .raw_message_builder()
-            .sequence(seq)
-            .next_by_subject(intent_subject(sku))
-            .send()
-            .await;
-        match found {
-            Ok(message) => Ok(Some(message)),
-            Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(err) => Err(err.into()),
+        let mut first: Option<StreamMessage> = None;
+        for lane in Lane::ALL {
+            let found = stream
+                .raw_message_builder()
+                .sequence(seq)
+                .next_by_subject(line_subject(sku, lane))
+                .send()
+                .await;
+            match found {
+                Ok(message) if first.as_ref().is_none_or(|f| message.sequence < f.sequence) => {
+                    first = Some(message);
+                }
+                Ok(_) => {}
+                Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => {}
+                Err(err) => return Err(err.into()),
+            }
         }
+        Ok(first)
     }
 
     /// Every intent of `sku` the stream still holds, in stream order (for
@@ -113,12 +138,28 @@ impl Bus {
         }
     }
 
+    /// Every entry of `sku`'s line through one throwaway consumer per lane
+    /// (one filter each, which every server version honours), merged in
+    /// line order.
     async fn read_all_intents_by_consumer(&self, sku: &Sku) -> Result<Vec<PulledEntry>, BusError> {
+        let mut intents = Vec::new();
+        for lane in Lane::ALL {
+            intents.extend(self.read_lane_by_consumer(sku, lane).await?);
+        }
+        intents.sort_by_key(PulledEntry::seq);
+        Ok(intents)
+    }
+
+    async fn read_lane_by_consumer(
+        &self,
+        sku: &Sku,
+        lane: Lane,
+    ) -> Result<Vec<PulledEntry>, BusError> {
         let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         let consumer = stream
             .create_consumer(pull::Config {
                 description: Some(format!("dropline audit of {sku}")),
-                filter_subject: intent_subject(sku),
+                filter_subject: line_subject(sku, lane),
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 ack_policy: jetstream::consumer::AckPolicy::None,
                 inactive_threshold: Duration::from_secs(AUDIT_CONSUMER_INACTIVE_S),
@@ -138,7 +179,7 @@ impl Bus {
             while let Some(message) = fetched.next().await {
                 let message = message?;
                 let seq = message.info()?.stream_sequence;
-                intents.extend(parse_intent_message(seq, &message.payload));
+                intents.extend(parse_line_message(&message.subject, seq, &message.payload));
             }
             if intents.len() == before {
                 break;
@@ -146,7 +187,6 @@ impl Bus {
         }
         let name = consumer.cached_info().name.clone();
         let _ = stream.delete_consumer(&name).await;
-        intents.sort_by_key(PulledEntry::seq);
         Ok(intents)
     }
 }

@@ -43,6 +43,15 @@ impl ServerVersion {
     }
 }
 
+impl ServerVersion {
+    /// nats-server 2.10 brought consumers filtering on a list of subjects;
+    /// 2.9 accepts the list and ignores it (the consumer then gets every
+    /// subject of the stream), so it must never be sent one.
+    pub fn has_filter_lists(self) -> bool {
+        (self.major, self.minor) >= (2, 10)
+    }
+}
+
 impl fmt::Display for ServerVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)

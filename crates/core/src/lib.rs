@@ -12,6 +12,7 @@
 pub mod domain;
 pub mod ledger;
 pub mod names;
+pub mod redact;
 pub mod wire;
 
 pub use domain::{
@@ -19,3 +20,4 @@ pub use domain::{
     Quantity, Sku, Stock, UserId,
 };
 pub use ledger::{Action, BatchPlan, Control, Decision, Entry, Intent, Ledger, LedgerState};
+pub use redact::redact;

@@ -8,14 +8,16 @@
 
 mod intent_codec;
 
-pub use intent_codec::{control_message, parse_intent_message, IntentMessage, PulledEntry};
+pub use intent_codec::{
+    control_message, parse_intent_message, parse_line_message, IntentMessage, PulledEntry,
+};
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{IdempotencyKey, OperationId, OperatorId, Quantity, Sku, Stock, UserId};
 use crate::ledger::{Action, Decision};
 
-/// One intent in a message on `dropline.intents.<sku>`. The SKU is the
+/// One intent in a message on a SKU's purchases lane (see [`crate::names::Lane`]). The SKU is the
 /// subject's last token and the place in line comes from the stream sequence
 /// (see [`intent_seq`]), so neither is repeated here.
 ///
@@ -41,7 +43,7 @@ pub const RESTOCK_KIND: &str = "restock";
 /// reader that meets a higher one stops the line (see [`PulledEntry::Unknown`]).
 pub const CONTROL_VERSION: u8 = 1;
 
-/// An operator's action in a message on `dropline.intents.<sku>`: a close
+/// An operator's action in a message on a SKU's control lane: a close
 /// or a restock, with the operation id that makes a retry count once and
 /// who issued it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! Where dropctl finds Postgres and NATS, and how it explains not finding them.
 
 use anyhow::Context as _;
-use dropline_bus::{Bus, BusOptions};
+use dropline_bus::{Bus, BusOptions, NatsAccess};
+use dropline_core::redact;
 use dropline_store::{PoolOptions, Store, StoreError};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -12,6 +13,8 @@ pub struct ServiceArgs {
     /// NATS server with JetStream.
     #[arg(long, env = "NATS_URL", default_value = dropline_bus::DEFAULT_NATS_URL, global = true)]
     pub nats_url: String,
+    #[command(flatten)]
+    pub nats_access: NatsAccess,
 }
 
 impl ServiceArgs {
@@ -20,18 +23,20 @@ impl ServiceArgs {
             connections_max: 2,
             ..PoolOptions::default()
         };
-        Store::connect_lazy(&self.database_url, &options).context("configure Postgres")
+        Store::connect_lazy(&self.database_url, &options)
+            .with_context(|| format!("configure Postgres {}", redact(&self.database_url)))
     }
 
     pub async fn bus(&self) -> anyhow::Result<Bus> {
         let options = BusOptions {
             client_name: "dropctl".into(),
             request_timeout_ms: 3_000,
+            access: self.nats_access.clone(),
             ..BusOptions::default()
         };
         Bus::connect(&self.nats_url, &options, true)
             .await
-            .map_err(|e| anyhow::anyhow!("connect to NATS at {}: {e}", self.nats_url))
+            .map_err(|e| anyhow::anyhow!("connect to NATS at {}: {e}", redact(&self.nats_url)))
     }
 }
 

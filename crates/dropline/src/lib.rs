@@ -14,6 +14,7 @@ mod shutdown;
 mod telemetry;
 
 pub use auth::{AuthArgs, AuthMode};
+pub use dropline_core::redact;
 pub use settings::{Settings, SettingsArgs};
 pub use shutdown::{shutdown_signal, Shutdown};
 pub use telemetry::exported_metrics;
@@ -55,9 +56,12 @@ async fn connect_bus(settings: &Settings, role: &str) -> anyhow::Result<Bus> {
     };
     let bus = Bus::connect(&settings.nats_url, &options, true)
         .await
-        .map_err(|e| anyhow::anyhow!("connect to NATS at {}: {e}", settings.nats_url))?;
+        .map_err(|e| anyhow::anyhow!("connect to NATS at {}: {e}", redact(&settings.nats_url)))?;
     warn_if_acks_are_not_durable(&bus);
-    ensure_stream(&bus, settings).await?;
+    // The stream's settings are the processors' to keep: a gateway's NATS
+    // user may create the stream but not change it (deploy/nats/roles.conf).
+    let may_update = role != "gateway";
+    ensure_stream(&bus, settings, may_update).await?;
     Ok(bus)
 }
 
@@ -81,12 +85,16 @@ fn warn_if_acks_are_not_durable(bus: &Bus) {
 
 /// Creates the stream, retrying for a while: a JetStream cluster that is
 /// still electing its leaders refuses stream requests for a few seconds.
-async fn ensure_stream(bus: &Bus, settings: &Settings) -> anyhow::Result<()> {
+async fn ensure_stream(bus: &Bus, settings: &Settings, may_update: bool) -> anyhow::Result<()> {
     const ATTEMPTS_MAX: u32 = 30;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match bus.ensure_stream(&settings.stream).await {
+        let ensured = match may_update {
+            true => bus.ensure_stream(&settings.stream).await,
+            false => bus.ensure_stream_exists(&settings.stream).await,
+        };
+        match ensured {
             Ok(()) => return Ok(()),
             Err(err) if attempt < ATTEMPTS_MAX => {
                 tracing::warn!(attempt, %err, "create stream; retrying");
@@ -170,18 +178,4 @@ async fn gateway_task(
         .context("serve HTTP")?;
     let _ = bus.flush().await;
     Ok(())
-}
-
-/// A connection string without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }

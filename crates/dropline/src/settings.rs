@@ -5,7 +5,7 @@
 use clap::Args;
 
 use crate::auth::AuthArgs;
-use dropline_bus::{BusOptions, ConsumerSettings, StreamSettings};
+use dropline_bus::{BusOptions, ConsumerSettings, NatsAccess, StreamSettings};
 use dropline_gateway::GatewayConfig;
 use dropline_processor::ProcessorConfig;
 use dropline_store::PoolOptions;
@@ -88,6 +88,8 @@ pub struct SettingsArgs {
     pub user_burst: u32,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub nats_access: NatsAccess,
 }
 
 /// A rate: a finite number of requests per second, 0 to 100,000.
@@ -137,6 +139,7 @@ impl From<SettingsArgs> for Settings {
         let mut settings = Settings::for_services(&args.database_url, &args.nats_url);
         settings.http_addr = args.http_addr;
         settings.metrics_addr = args.metrics_addr;
+        settings.bus.access = args.nats_access;
         settings.pool.connections_max = args.db_connections_max;
         settings.stream.replicas = args.stream_replicas as usize;
         settings.gateway.wait_default_ms = args.wait_default_s * 1_000;

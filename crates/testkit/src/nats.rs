@@ -106,6 +106,8 @@ pub struct PrivateNats {
     pub port: u16,
     store_dir: PathBuf,
     extra_args: Vec<String>,
+    /// Written to its configuration file, after the durability setting.
+    config: String,
     child: Option<Child>,
 }
 
@@ -116,6 +118,16 @@ impl PrivateNats {
 
     /// A server with `extra_args` after the standard ones.
     pub async fn start_with(extra_args: Vec<String>) -> anyhow::Result<Self> {
+        Self::start_configured(extra_args, String::new()).await
+    }
+
+    /// A server whose configuration file also holds `config` (e.g. an
+    /// `authorization` block).
+    pub async fn start_with_config(config: String) -> anyhow::Result<Self> {
+        Self::start_configured(Vec::new(), config).await
+    }
+
+    async fn start_configured(extra_args: Vec<String>, config: String) -> anyhow::Result<Self> {
         let port = free_port()?;
         let store_dir =
             std::env::temp_dir().join(format!("dropline-nats-{}", crate::unique_suffix()));
@@ -124,6 +136,7 @@ impl PrivateNats {
             port,
             store_dir,
             extra_args,
+            config,
             child: None,
         };
         nats.spawn().await?;
@@ -166,16 +179,22 @@ impl PrivateNats {
         )
     }
 
-    /// `-c <file>` with the sync-always setting, on servers that have it; a
-    /// 2.9 server runs without (it would refuse the setting).
+    /// `-c <file>` with the sync-always setting, on servers that have it (a
+    /// 2.9 server runs without: it would refuse the setting), and the
+    /// server's own `config`.
     fn durability_args(&self, binary: &Path) -> anyhow::Result<Vec<String>> {
-        if !binary_version(binary)?.can_sync_always() {
+        let durability = match binary_version(binary)?.can_sync_always() {
+            true => SYNC_ALWAYS_CONFIG,
+            false => "",
+        };
+        if durability.is_empty() && self.config.is_empty() {
             return Ok(Vec::new());
         }
         std::fs::create_dir_all(&self.store_dir).context("create the store directory")?;
-        let config = self.store_dir.join("sync-always.conf");
-        std::fs::write(&config, SYNC_ALWAYS_CONFIG).context("write the server's configuration")?;
-        Ok(vec!["-c".into(), config.display().to_string()])
+        let path = self.store_dir.join("server.conf");
+        std::fs::write(&path, format!("{durability}\n{}\n", self.config))
+            .context("write the server's configuration")?;
+        Ok(vec!["-c".into(), path.display().to_string()])
     }
 
     /// Kills the server (SIGKILL), keeping its store.

@@ -1,4 +1,4 @@
-//! The codec of a message on `dropline.intents.<sku>`: writing one (a
+//! The codec of a message in a SKU's line: writing one (a
 //! gateway's purchases as a JSON array, [`IntentMessage`]; an operator's
 //! action, [`control_message`]) and reading one back, each entry at its
 //! place in line ([`parse_intent_message`]).
@@ -16,6 +16,7 @@ use super::{
     MESSAGE_BYTES_SOFT_MAX, RESTOCK_KIND,
 };
 use crate::ledger::{Control, Entry, Intent};
+use crate::names::Lane;
 
 /// The body of one intent message being assembled: a JSON array, written
 /// as intents are added, so a full message is never serialized twice.
@@ -158,6 +159,41 @@ pub fn parse_intent_message(message_seq: u64, payload: &[u8]) -> Vec<PulledEntry
     }
 }
 
+/// The entries of the message at `message_seq` that came on `subject`:
+/// what its lane may not carry is refused, as a `Malformed` entry (logged
+/// and skipped, never decided). A gateway may publish only on the purchases
+/// lane, so whatever else it writes there, even an entry of a kind this
+/// build does not know, cannot close, restock or stop a line.
+pub fn parse_line_message(subject: &str, message_seq: u64, payload: &[u8]) -> Vec<PulledEntry> {
+    let Some(lane) = Lane::of_subject(subject) else {
+        let reason = format!("{subject:?} is not a lane of a line");
+        return vec![malformed(intent_seq(message_seq, 0), reason)];
+    };
+    let mut entries = parse_intent_message(message_seq, payload);
+    for entry in &mut entries {
+        if let Some(reason) = refused_on(lane, entry) {
+            *entry = malformed(entry.seq(), reason.to_string());
+        }
+    }
+    entries
+}
+
+/// Why `lane` may not carry `entry`, if it may not.
+fn refused_on(lane: Lane, entry: &PulledEntry) -> Option<&'static str> {
+    match (lane, entry) {
+        (Lane::Legacy, _)
+        | (_, PulledEntry::Malformed { .. })
+        | (Lane::Purchases, PulledEntry::Purchase(_))
+        | (Lane::Control, PulledEntry::Control(_) | PulledEntry::Unknown { .. }) => None,
+        (Lane::Purchases, _) => {
+            Some("refused: only purchases come on the purchases lane (operators' entries go on the control lane)")
+        }
+        (Lane::Control, PulledEntry::Purchase(_)) => {
+            Some("refused: a purchase on the control lane (purchases come only from gateways)")
+        }
+    }
+}
+
 fn malformed(seq: u64, reason: String) -> PulledEntry {
     PulledEntry::Malformed { seq, reason }
 }
@@ -251,6 +287,35 @@ mod tests {
                 PulledEntry::Malformed { seq, reason } => (*seq, format!("malformed: {reason}")),
             })
             .collect()
+    }
+
+    fn close_entry() -> Vec<u8> {
+        let op = OperationId::parse("op-1").unwrap();
+        let by = OperatorId::parse("ops").unwrap();
+        control_message(&ControlPayload::new(&op, &by, Action::Close))
+    }
+
+    #[test]
+    fn each_lane_carries_only_its_own_kinds() {
+        let mut purchases = IntentMessage::default();
+        purchases.push(&payload(1));
+        let purchases = purchases.into_body();
+        let unknown = br#"[{"t":"refund","v":1}]"#;
+        let on = |lane, body: &[u8]| {
+            let subject = crate::names::line_subject(&crate::Sku::parse("s").unwrap(), lane);
+            decided(&parse_line_message(&subject, 7, body))
+        };
+        let refused = |text: &Vec<(u64, String)>| text[0].1.starts_with("malformed: refused");
+        assert_eq!(on(Lane::Purchases, &purchases)[0].1, "key-1");
+        assert!(refused(&on(Lane::Purchases, &close_entry())));
+        assert!(refused(&on(Lane::Purchases, unknown)));
+        assert!(refused(&on(Lane::Control, &purchases)));
+        assert_eq!(on(Lane::Control, &close_entry())[0].1, "close: op-1");
+        assert_eq!(on(Lane::Control, unknown)[0].1, "unknown refund v1");
+        assert_eq!(on(Lane::Legacy, &close_entry())[0].1, "close: op-1");
+        assert_eq!(on(Lane::Legacy, &purchases)[0].1, "key-1");
+        let stray = parse_line_message("dropline.line.s.other", 7, &purchases);
+        assert!(matches!(stray[..], [PulledEntry::Malformed { .. }]));
     }
 
     #[test]
