@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::auth::AuthArgs;
 use dropline_bus::{BusOptions, ConsumerSettings, NatsAccess, StreamSettings};
-use dropline_gateway::GatewayConfig;
+use dropline_gateway::{GatewayConfig, TrustedProxies};
 use dropline_processor::ProcessorConfig;
 use dropline_store::PoolOptions;
 
@@ -86,6 +86,18 @@ pub struct SettingsArgs {
     /// The per-user rate limit's burst: purchases a buyer may send at once.
     #[arg(long, env = "DROPLINE_USER_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub user_burst: u32,
+    /// API requests per second one client address may send to one gateway
+    /// (a token bucket; beyond it 429 + Retry-After); 0, the default, turns
+    /// it off.
+    #[arg(long, env = "DROPLINE_ADDRESS_RATE_PER_S", default_value_t = 0.0, value_parser = parse_rate, global = true)]
+    pub address_rate_per_s: f64,
+    /// The per-address rate limit's burst.
+    #[arg(long, env = "DROPLINE_ADDRESS_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub address_burst: u32,
+    /// Proxies (addresses or CIDR blocks, comma-separated) whose
+    /// X-Forwarded-For names the client for the per-address limit.
+    #[arg(long, env = "DROPLINE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = dropline_gateway::parse_trusted_proxy, global = true)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     #[command(flatten)]
     pub auth: AuthArgs,
     #[command(flatten)]
@@ -97,7 +109,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && (0.0..=100_000.0).contains(&rate) => Ok(rate),
         _ => Err(format!(
-            "{text:?}: a number of purchases per second from 0 to 100000"
+            "{text:?}: a number of requests per second from 0 to 100000"
         )),
     }
 }
@@ -150,6 +162,9 @@ impl From<SettingsArgs> for Settings {
         settings.gateway.cors_origins = args.cors_origins;
         settings.gateway.user_rate_per_s = args.user_rate_per_s;
         settings.gateway.user_burst = args.user_burst;
+        settings.gateway.address_rate_per_s = args.address_rate_per_s;
+        settings.gateway.address_burst = args.address_burst;
+        settings.gateway.trusted_proxies = TrustedProxies::new(args.trusted_proxies);
         settings.processor.batch_len_max = args.batch_len_max as usize;
         settings.processor.lease_ms = args.lease_ms;
         if let Some(id) = args.instance_id {

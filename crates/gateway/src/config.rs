@@ -49,6 +49,14 @@ pub struct GatewayConfig {
     /// bucket of `user_burst`); 0 turns the limit off, the default.
     pub user_rate_per_s: f64,
     pub user_burst: u32,
+    /// Requests per second one client address may send to this gateway's
+    /// API (a token bucket of `address_burst`); 0 turns the limit off, the
+    /// default (many buyers can share an address behind a carrier's NAT).
+    pub address_rate_per_s: f64,
+    pub address_burst: u32,
+    /// Proxies whose `X-Forwarded-For` names the client, for the
+    /// per-address limit; none by default (the TCP peer is the client).
+    pub trusted_proxies: crate::TrustedProxies,
     /// Web origins whose browsers may call the API (CORS); none by default.
     pub cors_origins: Vec<axum::http::HeaderValue>,
 }
@@ -74,6 +82,9 @@ impl Default for GatewayConfig {
             cors_origins: Vec::new(),
             user_rate_per_s: 0.0,
             user_burst: 10,
+            address_rate_per_s: 0.0,
+            address_burst: 20,
+            trusted_proxies: crate::TrustedProxies::default(),
         }
     }
 }

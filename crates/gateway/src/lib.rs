@@ -13,6 +13,7 @@
 
 mod admission;
 mod auth;
+mod client_address;
 mod config;
 mod cors;
 mod drop_events;
@@ -22,14 +23,15 @@ mod operator;
 mod probes;
 mod problem;
 mod publisher;
+mod rate_limit;
 mod refresh;
 mod routes;
 mod sell_out;
 mod state;
-mod user_rate;
 mod waiters;
 
 pub use auth::BuyerAuth;
+pub use client_address::{parse_trusted_proxy, TrustedProxies};
 pub use config::GatewayConfig;
 pub use cors::parse_origin;
 pub use operator::{OperatorAccess, OPERATOR_TOKEN_BYTES_MIN};
@@ -50,5 +52,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let header_read_timeout = Duration::from_millis(state.config.header_read_timeout_ms);
-    listener::serve(listener, router(state), header_read_timeout, shutdown).await
+    // The per-address limit needs every request's peer, not only an
+    // operator's.
+    let peers_for_all = state.address_rate.is_some();
+    listener::serve(
+        listener,
+        router(state),
+        header_read_timeout,
+        peers_for_all,
+        shutdown,
+    )
+    .await
 }

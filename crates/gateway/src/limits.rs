@@ -1,12 +1,14 @@
 //! Admission control for the API: a bound on requests in flight (beyond it,
 //! `429` + `Retry-After` at once instead of a queue that grows until memory
-//! runs out) and a bound on how long any request may take. Must not queue
+//! runs out), a bound on how long any request may take, and the optional
+//! rate limit per client address. Must not queue
 //! requests: past the bound a request is refused at once, never made to wait.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
@@ -40,4 +42,30 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
             ApiError::internal().into_response()
         }
     }
+}
+
+/// The per-address rate limit (when configured): a client address beyond
+/// its rate gets `429` + `Retry-After`, and its request goes no further.
+pub async fn limit_address(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(rate) = &state.address_rate else {
+        return next.run(request).await;
+    };
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    if let Some(peer) = peer {
+        let client = state
+            .config
+            .trusted_proxies
+            .client_of(peer, request.headers());
+        if let Err(retry_after_s) = rate.take(&client.to_string(), std::time::Instant::now()) {
+            return ApiError::address_rate_limited(retry_after_s).into_response();
+        }
+    }
+    next.run(request).await
 }

@@ -34,6 +34,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     header_read_timeout: Duration,
+    peers_for_all: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
@@ -56,11 +57,12 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         // An operator surface's request knows its peer (without an
-        // operator token only this machine is let in). Only theirs: the
+        // operator token only this machine is let in); every request does
+        // when the per-address limit is on. Otherwise only theirs: the
         // extension costs an allocation, which a purchase need not pay.
         let with_peer = tower::ServiceBuilder::new()
             .map_request(move |mut request: axum::extract::Request<Incoming>| {
-                if crate::operator::is_operator_path(request.uri().path()) {
+                if peers_for_all || crate::operator::is_operator_path(request.uri().path()) {
                     request.extensions_mut().insert(ConnectInfo(peer));
                 }
                 request

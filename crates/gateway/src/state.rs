@@ -11,9 +11,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::admission::Admissions;
 use crate::limits::InFlight;
 use crate::publisher::Publisher;
+use crate::rate_limit::RateLimit;
 use crate::refresh::Refresher;
 use crate::sell_out::SellOuts;
-use crate::user_rate::UserRate;
 use crate::waiters::{spawn_feed, Waiters};
 use crate::GatewayConfig;
 
@@ -41,7 +41,8 @@ pub struct Shared {
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) publisher: Arc<Publisher>,
     /// The per-user rate limit, when configured.
-    pub(crate) user_rate: Option<Arc<UserRate>>,
+    pub(crate) user_rate: Option<Arc<RateLimit>>,
+    pub(crate) address_rate: Option<Arc<RateLimit>>,
     /// Renders the process-wide recorder for `GET /metrics`.
     pub(crate) metrics: PrometheusHandle,
     /// The refresh and the drop events, stopped with the last handle.
@@ -95,9 +96,11 @@ impl AppState {
         };
         let refresh = tokio::spawn(refresher.run());
         let mut background = Background(vec![events.abort_handle(), refresh.abort_handle()]);
-        let user_rate = UserRate::new(config.user_rate_per_s, config.user_burst).map(Arc::new);
-        if let Some(rate) = &user_rate {
-            let sweep = tokio::spawn(crate::user_rate::sweep_forever(rate.clone()));
+        let user_rate = RateLimit::new(config.user_rate_per_s, config.user_burst).map(Arc::new);
+        let address_rate =
+            RateLimit::new(config.address_rate_per_s, config.address_burst).map(Arc::new);
+        for rate in [&user_rate, &address_rate].into_iter().flatten() {
+            let sweep = tokio::spawn(crate::rate_limit::sweep_forever(rate.clone()));
             background.0.push(sweep.abort_handle());
         }
         let in_flight = Arc::new(InFlight::new(config.requests_in_flight_max));
@@ -106,6 +109,7 @@ impl AppState {
             in_flight,
             publisher,
             user_rate,
+            address_rate,
             store,
             bus,
             config: Arc::new(config),

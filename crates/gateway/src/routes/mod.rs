@@ -41,6 +41,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/drops/{sku}", get(drops::read))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            crate::limits::limit_address,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             crate::limits::admit,
         ));
     // The operator surfaces take the operator credential (`operator.rs`).

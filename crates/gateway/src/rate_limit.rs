@@ -1,12 +1,14 @@
-//! A per-user rate limit on purchases: a token bucket per buyer, refilled
-//! at `user_rate_per_s` up to `user_burst`; a purchase beyond it gets `429`
-//! with `Retry-After` and is not accepted. Per gateway (each keeps its own
-//! buckets), so behind N gateways a buyer gets up to N times the rate: it
-//! bounds what one buyer's script costs a gateway, not a global quota.
+//! A rate limit per client: a token bucket per key (a buyer, for the
+//! per-user limit on purchases; a client address, for the per-address
+//! limit on the API), refilled at `per_s` up to `burst`; a request beyond
+//! it gets `429` with `Retry-After` and changes nothing. Per gateway (each
+//! keeps its own buckets), so behind N gateways a client gets up to N times
+//! the rate: it bounds what one client's script costs a gateway, not a
+//! global quota.
 //!
-//! Must stay off the hot path's locks: buckets are sharded by the user's
-//! hash, and idle ones are swept out, so memory follows the buyers active
-//! in the last minute, not every buyer ever seen.
+//! Must stay off the hot path's locks: buckets are sharded by the key's
+//! hash, and idle ones are swept out, so memory follows the clients active
+//! in the last minute, not every client ever seen.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -17,7 +19,7 @@ const SHARDS: usize = 16;
 /// A bucket untouched this long is full again and can go.
 const IDLE: Duration = Duration::from_secs(60);
 
-pub struct UserRate {
+pub struct RateLimit {
     per_s: f64,
     burst: f64,
     hasher: RandomState,
@@ -30,7 +32,7 @@ struct Bucket {
     at: Instant,
 }
 
-impl UserRate {
+impl RateLimit {
     /// `None` when the limit is off (`per_s` 0).
     pub fn new(per_s: f64, burst: u32) -> Option<Self> {
         (per_s > 0.0).then(|| Self {
@@ -41,21 +43,21 @@ impl UserRate {
         })
     }
 
-    /// Takes a token for `user` at `now`; `Err(seconds)` to wait when none
+    /// Takes a token for `key` at `now`; `Err(seconds)` to wait when none
     /// is left.
-    pub fn take(&self, user: &str, now: Instant) -> Result<(), u64> {
-        let shard = &self.shards[self.hasher.hash_one(user) as usize % SHARDS];
+    pub fn take(&self, key: &str, now: Instant) -> Result<(), u64> {
+        let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
         let mut buckets = shard.lock().unwrap_or_else(|p| p.into_inner());
-        // A known buyer is looked up by reference: the key is copied only
-        // for a buyer's first purchase, not for every one.
-        if let Some(bucket) = buckets.get_mut(user) {
+        // A known client is looked up by reference: the key is copied only
+        // for its first request, not for every one.
+        if let Some(bucket) = buckets.get_mut(key) {
             return self.spend(bucket, now);
         }
         let full = Bucket {
             tokens: self.burst,
             at: now,
         };
-        self.spend(buckets.entry(user.to_string()).or_insert(full), now)
+        self.spend(buckets.entry(key.to_string()).or_insert(full), now)
     }
 
     /// Refills `bucket` for the time since it was last used, then takes a
@@ -91,7 +93,7 @@ impl UserRate {
 }
 
 /// Sweeps idle buckets every [`IDLE`] while the gateway runs.
-pub(crate) async fn sweep_forever(rate: std::sync::Arc<UserRate>) {
+pub(crate) async fn sweep_forever(rate: std::sync::Arc<RateLimit>) {
     let mut tick = tokio::time::interval(IDLE);
     loop {
         tick.tick().await;
@@ -105,7 +107,7 @@ mod tests {
 
     #[test]
     fn a_buyer_gets_the_burst_then_the_rate() {
-        let rate = UserRate::new(2.0, 3).unwrap();
+        let rate = RateLimit::new(2.0, 3).unwrap();
         let t0 = Instant::now();
         for _ in 0..3 {
             assert_eq!(rate.take("ana", t0), Ok(()));
@@ -123,7 +125,7 @@ mod tests {
 
     #[test]
     fn idle_buckets_are_swept_and_the_limit_can_be_off() {
-        let rate = UserRate::new(1.0, 1).unwrap();
+        let rate = RateLimit::new(1.0, 1).unwrap();
         let t0 = Instant::now();
         for user in ["a", "b", "c"] {
             rate.take(user, t0).unwrap();
@@ -132,6 +134,6 @@ mod tests {
         assert_eq!(rate.len(), 3);
         rate.sweep(t0 + IDLE + Duration::from_secs(1));
         assert_eq!(rate.len(), 0);
-        assert!(UserRate::new(0.0, 10).is_none());
+        assert!(RateLimit::new(0.0, 10).is_none());
     }
 }
