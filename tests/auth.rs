@@ -13,7 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use dropline_gateway::{BuyerAuth, OperatorAccess};
 use dropline_identity::{KeyConfig, Verifier};
-use dropline_suite::{binary, read_answer, spawn_app, spawn_app_with, Answer, AppOptions, TestApp};
+use dropline_suite::{
+    binary, read_answer, spawn_app, spawn_app_with, Answer, AppOptions, DroplineProcess, TestApp,
+};
+use dropline_testkit::Role;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -315,4 +318,40 @@ async fn operator_surfaces_take_the_operator_token_and_nothing_else() {
     // The probes stay open: load balancers and orchestrators ask them.
     assert_eq!(app.get("/healthz").await.status, 200);
     assert_eq!(app.get("/readyz").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processors_metrics_take_the_operator_token_too() {
+    const TOKEN: &str = "the-operators-token-of-32-bytes-or-more";
+    let app = spawn_app().await;
+    let name = format!("processor-{}", dropline_testkit::unique_suffix());
+    let env = [
+        ("DATABASE_URL", app.database_url.clone()),
+        ("NATS_URL", app.nats_url.clone()),
+        ("DROPLINE_INSTANCE_ID", name.clone()),
+        ("DROPLINE_METRICS_ADDR", "127.0.0.1:0".to_string()),
+        ("DROPLINE_OPERATOR_TOKEN", TOKEN.to_string()),
+        ("RUST_LOG", "info".to_string()),
+    ];
+    let log = std::env::temp_dir().join(format!("dropline-{name}.log"));
+    let mut processor =
+        DroplineProcess::start(Role::Processor, &name, &env, &log).expect("start a processor");
+    let addr = processor
+        .logged_addr("metrics_addr", std::time::Duration::from_secs(30))
+        .await
+        .expect("the processor logs its ops address");
+    let get = |path: &str, authorization: Option<&str>| {
+        let mut request = app.http.get(format!("http://{addr}{path}"));
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        read_answer(request)
+    };
+    assert_eq!(get("/metrics", None).await.status, 401, "no credential");
+    let buyer = app.tokens.bearer("ana");
+    assert_eq!(get("/metrics", Some(&buyer)).await.status, 401, "a buyer");
+    let bearer = format!("Bearer {TOKEN}");
+    assert_eq!(get("/metrics", Some(&bearer)).await.status, 200);
+    assert_eq!(get("/healthz", None).await.status, 200, "probes stay open");
+    processor.kill();
 }

@@ -125,7 +125,7 @@ pub async fn run_processor(settings: &Settings, shutdown: Shutdown) -> anyhow::R
     // One bound for every role's readiness probe: the gateway's.
     let ready_timeout = Duration::from_millis(settings.gateway.ready_timeout_ms);
     let probes = Probes::new(store.clone(), metrics.clone(), ready_timeout);
-    let ops = ops::start(&settings.metrics_addr, &probes).await?;
+    let ops = ops::start(&settings.metrics_addr, &probes, &settings.gateway.operators).await?;
     let bus = connect_bus(settings, "processor").await?;
     probes.connected(bus.clone());
     let processed =

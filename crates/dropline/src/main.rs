@@ -56,17 +56,16 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let serves_buyers = matches!(cli.command, Command::Serve | Command::Gateway);
     // Resolved before anything starts: a gateway without a way to know
-    // its buyers does not start at all.
-    let access = serves_buyers
-        .then(|| {
-            let auth = &cli.settings.auth;
-            anyhow::Ok((auth.buyer_auth()?, auth.operator_access()?))
-        })
+    // its buyers does not start at all. Operators are known to every role
+    // (a processor's /metrics takes their credential too).
+    let operators = cli.settings.auth.operator_access()?;
+    let buyers = serves_buyers
+        .then(|| cli.settings.auth.buyer_auth())
         .transpose()?;
     let mut settings = Settings::from(cli.settings);
-    if let Some((buyers, operators)) = access {
+    settings.gateway.operators = operators;
+    if let Some(buyers) = buyers {
         settings.gateway.auth = buyers;
-        settings.gateway.operators = operators;
     }
     let (fire, shutdown) = Shutdown::new();
     tokio::spawn(async move {

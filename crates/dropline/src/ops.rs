@@ -1,14 +1,17 @@
 //! A processor's ops listener: `/healthz`, `/readyz` and `/metrics` on its
 //! own address (`DROPLINE_METRICS_ADDR`), so that a processor running alone
-//! is watched like a gateway. Port 0 takes any free port, logged at info, so
+//! is watched like a gateway, `/metrics` behind the same operator
+//! credential. Port 0 takes any free port, logged at info, so
 //! several processors on one host never collide.
 //!
 //! Must not serve the API, nor hold what the probes answer (the gateway's
 //! `Probes`, which the API address serves too); `serve` and `gateway`
 //! answer the probes on the API address and start no ops listener.
 
+use std::net::SocketAddr;
+
 use anyhow::Context as _;
-use dropline_gateway::Probes;
+use dropline_gateway::{OperatorAccess, Probes};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,7 +23,11 @@ pub(crate) struct OpsListener {
 }
 
 /// Binds `addr` and serves the probes there until stopped.
-pub(crate) async fn start(addr: &str, probes: &Probes) -> anyhow::Result<OpsListener> {
+pub(crate) async fn start(
+    addr: &str,
+    probes: &Probes,
+    operators: &OperatorAccess,
+) -> anyhow::Result<OpsListener> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listen on {addr} for /healthz, /readyz and /metrics"))?;
@@ -30,7 +37,11 @@ pub(crate) async fn start(addr: &str, probes: &Probes) -> anyhow::Result<OpsList
     // Tests and operators read the port chosen for port 0 from this line.
     tracing::info!(metrics_addr = %bound, "serving /healthz, /readyz and /metrics");
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = probes.router();
+    // The peer is known, so that without an operator token /metrics
+    // answers this machine only, as a gateway's does.
+    let app = probes
+        .router(operators)
+        .into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

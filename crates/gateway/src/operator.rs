@@ -67,16 +67,29 @@ pub(crate) fn is_operator_path(path: &str) -> bool {
     path.starts_with("/ops/") || path == "/metrics"
 }
 
-/// The middleware in front of the operator routes.
+/// The middleware in front of the gateway's operator routes.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    admit_operator(&state.config.operators, request, next).await
+}
+
+/// The middleware in front of a processor's `/metrics`.
+pub(crate) async fn guard_with(
+    State(operators): State<OperatorAccess>,
+    request: Request,
+    next: Next,
+) -> Response {
+    admit_operator(&operators, request, next).await
+}
+
+async fn admit_operator(operators: &OperatorAccess, request: Request, next: Next) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| *peer);
-    if state.config.operators.admits(peer, request.headers()) {
+    if operators.admits(peer, request.headers()) {
         return next.run(request).await;
     }
-    let detail = match state.config.operators {
+    let detail = match operators {
         OperatorAccess::LoopbackOnly => {
             "operator surfaces answer this machine only until DROPLINE_OPERATOR_TOKEN is set"
         }

@@ -20,6 +20,8 @@ use dropline_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
+use crate::OperatorAccess;
+
 /// The Prometheus text format's content type.
 const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -110,12 +112,18 @@ impl Probes {
         let _ = self.0.bus.set(bus);
     }
 
-    /// `GET /healthz`, `/readyz` and `/metrics`, and `404` for anything else.
-    pub fn router(&self) -> Router {
+    /// `GET /healthz`, `/readyz` and `/metrics` (for `operators` only, as
+    /// on a gateway), and `404` for anything else. Serve it with connect
+    /// info: without an operator token, `/metrics` answers loopback only.
+    pub fn router(&self, operators: &OperatorAccess) -> Router {
         Router::new()
+            .route("/metrics", get(metrics))
+            .route_layer(axum::middleware::from_fn_with_state(
+                operators.clone(),
+                crate::operator::guard_with,
+            ))
             .route("/healthz", get(health))
             .route("/readyz", get(ready))
-            .route("/metrics", get(metrics))
             .fallback(|| async { StatusCode::NOT_FOUND })
             .with_state(self.clone())
     }
