@@ -164,3 +164,89 @@ async fn assert_nothing_was_accepted(app: &TestApp) {
         (Some(100), Some(0))
     );
 }
+
+/// Strings an attacker would choose, as keys, buyers and SKUs: each is
+/// data (stored and read back verbatim, a bound parameter to Postgres) or
+/// refused at the edge, and none becomes a NATS subject of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_strings_stay_data_in_sql_and_never_shape_a_subject() {
+    let app = spawn_app().await;
+    let sql = "x');DROP_TABLE_purchases;--";
+    let key = "k'--;DELETE/**/FROM/**/drops;\\\"";
+    let buyer = "robert'); DROP TABLE drops; -- \u{1F45F}";
+    let answer = app.buy(key, buyer, 10).await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let encoded: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
+    let url = format!("{}/v1/drops/{}/purchases/{encoded}", app.base_url, app.sku);
+    let read = read_answer(
+        app.http
+            .get(url)
+            .header("Authorization", app.tokens.bearer(buyer)),
+    )
+    .await;
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.body["idempotency_key"], key);
+    assert_eq!(read.body["user_id"], buyer, "stored verbatim");
+    assert_eq!(app.stored_counts().await.0, 1, "the purchases table stands");
+    assert_eq!(app.drop_view().await["won"], 1, "the drops table stands");
+    assert_subject_syntax_is_refused(&app, sql).await;
+    // A head beyond 64 KiB is refused before it is read whole.
+    let huge = "x".repeat(100 * 1024);
+    let request = app.http.get(app.purchases_url()).header("X-Padding", huge);
+    let answer = request.send().await.map(|r| r.status().as_u16());
+    assert!(
+        matches!(answer, Ok(431) | Err(_)),
+        "a 100 KiB head: {answer:?}"
+    );
+    assert_only_the_purchases_lane_was_written(&app).await;
+}
+
+/// Subject syntax in a SKU is refused before the bus.
+async fn assert_subject_syntax_is_refused(app: &TestApp, sql: &str) {
+    for sku in [
+        "a.b",
+        "a.>",
+        "*",
+        ">",
+        "dropline.line.x.ctl",
+        "a%2Eb",
+        "a%20b",
+        sql,
+    ] {
+        let url = format!("{}/v1/drops/{}/purchases", app.base_url, sku);
+        let request = app
+            .http
+            .post(url)
+            .header("Idempotency-Key", "k-hostile")
+            .header("Authorization", app.tokens.bearer("ana"))
+            .json(&serde_json::json!({}));
+        let answer = read_answer(request).await;
+        assert!(
+            [400, 404].contains(&answer.status),
+            "SKU {sku:?}: {answer:?}"
+        );
+    }
+}
+
+/// The stream holds this drop's purchases lane and nothing else of its.
+async fn assert_only_the_purchases_lane_was_written(app: &TestApp) {
+    let client = async_nats::connect(&app.nats_url).await.expect("nats");
+    let stream = async_nats::jetstream::new(client)
+        .get_stream(dropline_core::names::INTENTS_STREAM)
+        .await
+        .expect("stream");
+    use futures::TryStreamExt;
+    let subjects: Vec<(String, usize)> = stream
+        .info_with_subjects(format!("dropline.*.{}.>", app.sku))
+        .await
+        .expect("subjects")
+        .try_collect()
+        .await
+        .expect("subject counts");
+    let lane = dropline_core::names::line_subject(&app.sku, dropline_core::names::Lane::Purchases);
+    assert_eq!(
+        subjects,
+        vec![(lane, 1)],
+        "one message, on the purchases lane"
+    );
+}

@@ -24,6 +24,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+/// The largest request head (request line and headers) read.
+const HEAD_BYTES_MAX: usize = 64 * 1024;
+
 /// Pause after a failed accept (out of file descriptors, say), so the
 /// loop does not spin while the condition lasts.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -41,6 +44,12 @@ pub(crate) async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
+        // A request's head (line and headers) beyond this is refused `431`
+        // (hyper's default buffers ~400 KiB per connection, and takes a
+        // head that arrives whole in one read whatever its size). A
+        // buyer's head is well under 2 KiB.
+        .max_header_size(HEAD_BYTES_MAX)
+        .max_buf_size(HEAD_BYTES_MAX)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
