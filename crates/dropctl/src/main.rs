@@ -83,7 +83,7 @@ async fn main() -> std::process::ExitCode {
         // for an interrupted command is 128 + SIGINT.
         Err(err) if err.is::<interrupt::Interrupted>() => std::process::ExitCode::from(130),
         Err(err) => {
-            eprintln!("dropctl: {err:#}");
+            eprintln!("dropctl: {err:#}{}", cli.services.where_unreachable(&err));
             std::process::ExitCode::FAILURE
         }
     }

@@ -40,6 +40,21 @@ impl ServiceArgs {
     }
 }
 
+impl ServiceArgs {
+    /// Which Postgres could not be reached, when that is what `err` says
+    /// (its password hidden); empty otherwise.
+    pub fn where_unreachable(&self, err: &anyhow::Error) -> String {
+        let unreachable = err
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<StoreError>())
+            .any(StoreError::is_unreachable);
+        match unreachable {
+            true => format!(" (Postgres at {})", redact(&self.database_url)),
+            false => String::new(),
+        }
+    }
+}
+
 /// Turns a store error into a message an operator can act on.
 pub fn explain(err: StoreError) -> anyhow::Error {
     let text = err.to_string();

@@ -32,6 +32,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Postgres could not be reached (or not in time): the error is where,
+    /// not what.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+            )
+        )
+    }
+
     /// Classifies a database error by the SQLSTATEs `dropline_apply_batch` raises.
     pub(crate) fn from_db(err: sqlx::Error) -> Self {
         if let Some(db) = err.as_database_error() {
