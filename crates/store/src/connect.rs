@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{PgPool, Postgres};
 
 use crate::StoreError;
@@ -30,6 +30,27 @@ impl Default for PoolOptions {
     }
 }
 
+/// What `url` says, with one default of dropline's own: no TLS to a
+/// Postgres on this machine unless `sslmode` (in the URL or `PGSSLMODE`)
+/// asks for it. libpq's default, `prefer`, would encrypt loopback traffic,
+/// which protects nothing there and costs every batch its CPU; to any other
+/// host `prefer` stands.
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    let connect: PgConnectOptions = url.parse()?;
+    let mode_given = url.contains("sslmode=") || std::env::var_os("PGSSLMODE").is_some();
+    let host = connect.get_host();
+    let loopback = host == "localhost"
+        || host.starts_with('/')
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    Ok(match loopback && !mode_given {
+        true => connect.ssl_mode(PgSslMode::Disable),
+        false => connect,
+    })
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -40,7 +61,7 @@ impl Store {
     /// Connects lazily: the pool opens connections on first use, so a service
     /// can start (and report not-ready) while Postgres is down.
     pub fn connect_lazy(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
-        let connect: PgConnectOptions = url.parse()?;
+        let connect = connect_options(url)?;
         let connect = connect.options([(
             "statement_timeout",
             options.statement_timeout_ms.to_string(),
@@ -83,5 +104,20 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_is_left_out_on_this_machine_unless_asked_for() {
+        let mode = |url: &str| connect_options(url).expect("a URL").get_ssl_mode();
+        assert!(matches!(mode("postgres://u@127.0.0.1/d"), PgSslMode::Disable));
+        assert!(matches!(mode("postgres://u@localhost:5432/d"), PgSslMode::Disable));
+        assert!(matches!(mode("postgres://u@[::1]/d"), PgSslMode::Disable));
+        assert!(matches!(mode("postgres://u@127.0.0.1/d?sslmode=require"), PgSslMode::Require));
+        assert!(matches!(mode("postgres://u@db.example/d"), PgSslMode::Prefer));
     }
 }
