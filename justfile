@@ -56,6 +56,16 @@ bench *args:
     cargo build --release --quiet -p loadtest -p dropline
     deploy/local/with-services.sh target/release/bench {{args}}
 
+# schemathesis (the version deploy/local/fuzz-api.sh pins, installed from PyPI into .cache/ on
+# first use): every check and phase, the stateful one following a purchase to its GET, for at
+# most 150 s; ARGS go to `schemathesis run` (e.g. `--max-time 60`, `--seed N`). Own private
+# services (.cache/fuzz-api/services), so it can run beside `just test`.
+# Fuzz the HTTP API against openapi.json on a live `dropline serve` with a real open drop.
+fuzz-api *args:
+    cargo build --release --quiet -p dropline -p loadtest -p dropctl
+    DROPLINE_SERVICES_DIR="${DROPLINE_SERVICES_DIR:-$PWD/.cache/fuzz-api/services}" \
+        deploy/local/with-services.sh deploy/local/fuzz-api.sh {{args}}
+
 # Buyers' tokens in development: HS256 with this secret unless
 # DROPLINE_JWT_SECRET is set (mint one with `just token USER`).
 # Run gateway and processor in one process against the local services (development secret).

@@ -58,7 +58,7 @@ fn malformed_purchases(sku: &str) -> Vec<Case> {
     let header_case = |what, headers: &[(&'static str, &str)]| {
         Case::with_headers(what, 400, sku, headers, OK_BODY)
     };
-    vec![
+    let mut cases = vec![
         header_case("no Idempotency-Key", &[JSON]),
         header_case("empty Idempotency-Key", &[JSON, ("idempotency-key", "")]),
         header_case("key with a space", &[JSON, ("idempotency-key", "a b")]),
@@ -70,6 +70,27 @@ fn malformed_purchases(sku: &str) -> Vec<Case> {
         Case::body("not JSON", 400, sku, "user_id=ana"),
         Case::body("blank user_id", 400, sku, r#"{"user_id":"  "}"#),
         Case::body("user_id not a string", 400, sku, r#"{"user_id":42}"#),
+        Case::body("unknown field", 400, sku, r#"{"user_id":"ana","price":1}"#),
+        Case::with_headers("no content type", 415, sku, &[key], OK_BODY),
+        Case::with_headers(
+            "text/plain",
+            415,
+            sku,
+            &[("content-type", "text/plain"), key],
+            OK_BODY,
+        ),
+        Case::body("body too large", 413, sku, &huge_body),
+        Case::body("SKU with a dot", 400, "a.b", OK_BODY),
+        Case::body("SKU with a wildcard", 400, "a*", OK_BODY),
+        Case::body("unknown SKU", 404, "no-such-drop", OK_BODY),
+    ];
+    cases.extend(malformed_quantities(sku));
+    cases
+}
+
+/// Quantities that are no whole number of units one may buy.
+fn malformed_quantities(sku: &str) -> Vec<Case> {
+    vec![
         Case::body(
             "quantity zero",
             400,
@@ -89,24 +110,17 @@ fn malformed_purchases(sku: &str) -> Vec<Case> {
             r#"{"user_id":"ana","quantity":1000000}"#,
         ),
         Case::body(
+            "quantity a fraction",
+            400,
+            sku,
+            r#"{"user_id":"ana","quantity":1.5}"#,
+        ),
+        Case::body(
             "quantity not a number",
             400,
             sku,
             r#"{"user_id":"ana","quantity":"2"}"#,
         ),
-        Case::body("unknown field", 400, sku, r#"{"user_id":"ana","price":1}"#),
-        Case::with_headers("no content type", 415, sku, &[key], OK_BODY),
-        Case::with_headers(
-            "text/plain",
-            415,
-            sku,
-            &[("content-type", "text/plain"), key],
-            OK_BODY,
-        ),
-        Case::body("body too large", 413, sku, &huge_body),
-        Case::body("SKU with a dot", 400, "a.b", OK_BODY),
-        Case::body("SKU with a wildcard", 400, "a*", OK_BODY),
-        Case::body("unknown SKU", 404, "no-such-drop", OK_BODY),
     ]
 }
 

@@ -114,10 +114,22 @@ mod tests {
     #[test]
     fn tls_is_left_out_on_this_machine_unless_asked_for() {
         let mode = |url: &str| connect_options(url).expect("a URL").get_ssl_mode();
-        assert!(matches!(mode("postgres://u@127.0.0.1/d"), PgSslMode::Disable));
-        assert!(matches!(mode("postgres://u@localhost:5432/d"), PgSslMode::Disable));
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1/d"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://u@localhost:5432/d"),
+            PgSslMode::Disable
+        ));
         assert!(matches!(mode("postgres://u@[::1]/d"), PgSslMode::Disable));
-        assert!(matches!(mode("postgres://u@127.0.0.1/d?sslmode=require"), PgSslMode::Require));
-        assert!(matches!(mode("postgres://u@db.example/d"), PgSslMode::Prefer));
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1/d?sslmode=require"),
+            PgSslMode::Require
+        ));
+        assert!(matches!(
+            mode("postgres://u@db.example/d"),
+            PgSslMode::Prefer
+        ));
     }
 }

@@ -33,12 +33,31 @@ use crate::AppState;
 struct PurchaseBody {
     /// Optional with buyer authentication (the token names the buyer).
     user_id: Option<String>,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "whole_number")]
     quantity: i64,
 }
 
 fn one() -> i64 {
     1
+}
+
+/// A JSON integer as JSON Schema means it (the OpenAPI document's `integer`):
+/// `2` and `2.0` alike; `2.5` is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(value: D) -> Result<i64, D::Error> {
+    /// Beyond 2^53 a JSON number is no longer a whole number for certain.
+    const EXACT_MAX: f64 = 9_007_199_254_740_992.0;
+    let number = serde_json::Number::deserialize(value)?;
+    number
+        .as_i64()
+        .or_else(|| {
+            let float = number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT_MAX);
+            float.map(|f| f as i64)
+        })
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("quantity must be a whole number, not {number}"))
+        })
 }
 
 /// A purchase request past the edge: nothing below re-checks it.
@@ -185,4 +204,26 @@ fn is_json(headers: &HeaderMap) -> bool {
             essence == "application/json" || essence.ends_with("+json")
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PurchaseBody;
+
+    fn quantity(body: &str) -> Result<i64, String> {
+        serde_json::from_str::<PurchaseBody>(body)
+            .map(|b| b.quantity)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_quantity_is_a_whole_number_however_it_is_written() {
+        assert_eq!(quantity(r#"{"quantity": 2}"#), Ok(2));
+        assert_eq!(quantity(r#"{"quantity": 2.0}"#), Ok(2));
+        assert_eq!(quantity(r#"{"quantity": -3.0}"#), Ok(-3));
+        assert_eq!(quantity("{}"), Ok(1));
+        assert!(quantity(r#"{"quantity": 2.5}"#).is_err());
+        assert!(quantity(r#"{"quantity": 1e300}"#).is_err());
+        assert!(quantity(r#"{"quantity": "2"}"#).is_err());
+    }
 }
