@@ -211,29 +211,32 @@ impl ApiError {
     /// This client address sends requests faster than the per-address
     /// rate: nothing done, retry after `Retry-After`.
     pub fn address_rate_limited(retry_after_s: u64) -> Self {
-        Self {
-            retry_after_s: Some(retry_after_s),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Too many requests",
-                "this address sends requests faster than the gateway's per-address rate; \
-                 nothing was done, retry after Retry-After",
-            )
-        }
+        Self::rate_limited(
+            retry_after_s,
+            "this address sends requests faster than the gateway's per-address rate; \
+             nothing was done, retry after Retry-After",
+        )
     }
 
     /// This buyer sends purchases faster than the per-user rate: nothing
     /// accepted, retry after `Retry-After`.
     pub fn user_rate_limited(retry_after_s: u64) -> Self {
+        Self::rate_limited(
+            retry_after_s,
+            "this buyer sends purchases faster than the gateway's per-user rate; nothing \
+             was accepted, retry after Retry-After",
+        )
+    }
+
+    /// One of the rate limits refused the request (problem type `rate-limited`).
+    fn rate_limited(retry_after_s: u64, detail: &'static str) -> Self {
         Self {
             retry_after_s: Some(retry_after_s),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
                 "Too many requests",
-                "this buyer sends purchases faster than the gateway's per-user rate; nothing \
-                 was accepted, retry after Retry-After",
+                detail,
             )
         }
     }
