@@ -186,11 +186,12 @@ impl Bus {
 
 impl Bus {
     /// The filter of a consumer of `sku`'s whole line: every lane, and the
-    /// subject of the line before lanes (a line written before an upgrade
-    /// is still decided, in order with what came after). nats-server 2.9
-    /// knows one filter only (and silently ignores a list): there the lanes,
-    /// and a claim is refused while the old subject holds entries not yet
-    /// decided, which the operator decides with the previous dropline first.
+    /// subject of the line before lanes (a line written before an upgrade,
+    /// or by a gateway not yet upgraded, is still decided, in order with
+    /// what came after). nats-server 2.9 knows one filter only (and silently
+    /// ignores a list): there the lanes, and a claim is refused while the
+    /// old subject holds entries not yet decided; the upgrade order on 2.9
+    /// (gateways first, README) keeps new entries off the old subject.
     async fn line_filters(
         &self,
         sku: &Sku,
