@@ -51,6 +51,7 @@ pub async fn limit_address(
     request: Request,
     next: Next,
 ) -> Response {
+    // The layer is there only when the limit is configured (`routes`).
     let Some(rate) = &state.address_rate else {
         return next.run(request).await;
     };
