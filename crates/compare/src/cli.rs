@@ -20,6 +20,9 @@ pub enum Workload {
     /// 5,000 buyers, 100 pairs, every database transaction completing
     /// `--db-delay-ms` late (for every design, through a proxy).
     SlowDb,
+    /// 50,000 buyers over 20 sizes (SKUs) of 5 pairs each, released
+    /// together; each buyer picks a size.
+    Sizes,
 }
 
 impl Workload {
@@ -28,6 +31,7 @@ impl Workload {
             Self::Sneaker => "sneaker",
             Self::Big => "big",
             Self::SlowDb => "slow-db",
+            Self::Sizes => "sizes",
         }
     }
 }
@@ -66,7 +70,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "sneaker,big,slow-db"
+        default_value = "sneaker,big,slow-db,sizes"
     )]
     pub workloads: Vec<Workload>,
     /// Designs to run each workload against, in order.
@@ -99,6 +103,15 @@ pub struct Args {
     /// Pairs on the slow-database day.
     #[arg(long, default_value_t = 100)]
     pub slow_db_stock: u32,
+    /// Buyers of the sizes drop, spread over its sizes [default: 50,000 × scale].
+    #[arg(long)]
+    pub sizes_buyers: Option<u32>,
+    /// Sizes (SKUs) in the sizes drop.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub sizes_skus: u32,
+    /// Pairs of each size.
+    #[arg(long, default_value_t = 5)]
+    pub sizes_stock: u32,
     /// HTTP connections shared by all buyers (the same for every design;
     /// the same default as `loadtest`).
     #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -140,11 +153,23 @@ pub struct Args {
     pub keep_databases: bool,
 }
 
-/// One workload's sizes.
+/// One workload's sizes: `skus` drops of `stock` units each, all released
+/// to the same buyers at once.
 pub(crate) struct Sizes {
     pub(crate) buyers: u32,
+    pub(crate) skus: u32,
     pub(crate) stock: u32,
     pub(crate) db_delay_ms: u64,
+}
+
+impl Sizes {
+    /// What is on sale, for titles: `100 units`, `20 SKUs × 5 units`.
+    pub(crate) fn units(&self) -> String {
+        match self.skus {
+            1 => format!("{} units", self.stock),
+            skus => format!("{skus} SKUs × {} units", self.stock),
+        }
+    }
 }
 
 impl Args {
@@ -156,6 +181,7 @@ impl Args {
         match workload {
             Workload::Sneaker => Sizes {
                 buyers: self.sneaker_buyers.unwrap_or_else(|| self.scaled(50_000)),
+                skus: 1,
                 stock: self.sneaker_stock,
                 db_delay_ms: 0,
             },
@@ -163,14 +189,22 @@ impl Args {
                 let buyers = self.big_buyers.unwrap_or_else(|| self.scaled(50_000));
                 Sizes {
                     buyers,
+                    skus: 1,
                     stock: self.big_stock.unwrap_or(buyers),
                     db_delay_ms: 0,
                 }
             }
             Workload::SlowDb => Sizes {
                 buyers: self.slow_db_buyers.unwrap_or_else(|| self.scaled(5_000)),
+                skus: 1,
                 stock: self.slow_db_stock,
                 db_delay_ms: self.db_delay_ms,
+            },
+            Workload::Sizes => Sizes {
+                buyers: self.sizes_buyers.unwrap_or_else(|| self.scaled(50_000)),
+                skus: self.sizes_skus,
+                stock: self.sizes_stock,
+                db_delay_ms: 0,
             },
         }
     }

@@ -1,7 +1,8 @@
 //! `just compare`: the incident, replayed. The same burst of buyers, from the
 //! same load generator ([`loadtest::burst::fire`]), against the three reference
 //! designs ([`reference`]) and against dropline itself (a gateway and
-//! two processors), in three workloads; one row per (workload, strategy).
+//! two processors), in four workloads (the last spreads its buyers over 20
+//! SKUs released together); one row per (workload, strategy).
 //!
 //! The slow-database day injects its delay one way for every design: each
 //! row gets a fresh [`DelayProxy`] in [`Delay::EveryTransaction`] mode, and
@@ -41,10 +42,10 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Row>> {
     for &workload in &args.workloads {
         let sizes = args.sizes(workload);
         eprintln!(
-            "== {}: {} buyers, {} units, db delay {} ms",
+            "== {}: {} buyers, {}, db delay {} ms",
             workload.name(),
             sizes.buyers,
-            sizes.stock,
+            sizes.units(),
             sizes.db_delay_ms
         );
         let mut table_rows = Vec::new();
@@ -70,10 +71,10 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Row>> {
             table_rows.push(row);
         }
         let title = format!(
-            "{}: {} buyers, {} units{}",
+            "{}: {} buyers, {}{}",
             workload.name(),
             sizes.buyers,
-            sizes.stock,
+            sizes.units(),
             if sizes.db_delay_ms > 0 {
                 format!(", every database transaction +{} ms", sizes.db_delay_ms)
             } else {

@@ -22,14 +22,14 @@ pub(crate) async fn reference_run(
 ) -> anyhow::Result<Row> {
     let proxy = slow_db_proxy(sizes, &args.services.postgres).await?;
     let serve_postgres = served_through(proxy.as_ref(), &args.services.postgres)?;
-    let sku = format!("cmp-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let skus = sku_names(sizes.skus);
     let server = reference::Server::start(&reference::Spec {
         design,
         timings: args.timings(),
         postgres: &args.services.postgres,
         serve_postgres: &serve_postgres,
         redis_url: &args.redis_url,
-        sku: &sku,
+        skus: &skus,
         stock: sizes.stock,
         verifier: args.verifier()?,
     })
@@ -41,7 +41,7 @@ pub(crate) async fn reference_run(
         server.database_url
     );
     let database = server.database.clone();
-    let measured = measure_reference(args, workload, sizes, design, server, &sku).await;
+    let measured = measure_reference(args, workload, sizes, design, server, &skus).await;
     // The design's pool is closed: the proxy has nothing left to relay.
     drop(proxy);
     let forgotten = forget_database(args, &database).await;
@@ -58,29 +58,51 @@ async fn measure_reference(
     sizes: &Sizes,
     design: Design,
     server: reference::Server,
-    sku: &str,
+    skus: &[String],
 ) -> anyhow::Result<Row> {
-    let fired = fire(&args.burst(&server.url, sizes), sku, sizes.stock).await;
+    let fired = fire(&args.burst(&server.url, sizes), skus, sizes.stock).await;
     let database_url = server.database_url.clone();
     server.stop().await;
     let results = fired?;
-    let keys = reference::order_keys(&database_url, sku).await?;
+    let orders = reference::orders(&database_url).await?;
     Ok(tally::row(
         workload.name(),
         design.name(),
-        sizes.stock,
+        on_sale(sizes),
         &results,
-        &keys,
+        &orders,
     ))
 }
 
-async fn fire(burst: &BurstOptions, sku: &str, stock: u32) -> anyhow::Result<BurstResults> {
-    let drop = DropUnderTest {
-        sku: dropline_core::Sku::parse(sku.to_string())?,
-        stock,
-        fresh: true,
-    };
-    loadtest::burst::fire(burst, std::slice::from_ref(&drop)).await
+/// A reference design's drops: `cmp-<id>`, or `cmp-<id>-<n>` for each of
+/// several.
+fn sku_names(count: u32) -> Vec<String> {
+    let id = format!("cmp-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    match count {
+        1 => vec![id],
+        _ => (1..=count).map(|n| format!("{id}-{n}")).collect(),
+    }
+}
+
+fn on_sale(sizes: &Sizes) -> tally::OnSale {
+    tally::OnSale {
+        skus: sizes.skus,
+        stock_each: sizes.stock,
+    }
+}
+
+async fn fire(burst: &BurstOptions, skus: &[String], stock: u32) -> anyhow::Result<BurstResults> {
+    let drops = skus
+        .iter()
+        .map(|sku| {
+            Ok(DropUnderTest {
+                sku: dropline_core::Sku::parse(sku.clone())?,
+                stock,
+                fresh: true,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    loadtest::burst::fire(burst, &drops).await
 }
 
 pub(crate) async fn dropline_run(
@@ -129,38 +151,44 @@ async fn measure_dropline(
     let client = loadtest::burst::client(args.connections)?;
     let source = DropSource::New {
         database_url: database_url.clone(),
-        skus: 1,
+        skus: sizes.skus,
         stock: sizes.stock,
         per_user_limit: 1,
     };
-    let sale = loadtest::setup::prepare_drops(&source, &client)
-        .await?
-        .into_iter()
-        .next()
-        .context("a drop to sell")?;
+    let drops = loadtest::setup::prepare_drops(&source, &client).await?;
+    anyhow::ensure!(!drops.is_empty(), "no drop to sell");
     let store = Store::connect_lazy(&database_url, &PoolOptions::default())?;
     let measured = async {
-        wait_for_owner(&store, &sale.sku).await?;
+        for drop in &drops {
+            wait_for_owner(&store, &drop.sku).await?;
+        }
         tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
         let burst = args.burst(&stack.url, sizes);
-        let results = loadtest::burst::fire(&burst, std::slice::from_ref(&sale)).await?;
-        let keys: Vec<String> = store
-            .winners(&sale.sku)
-            .await?
-            .into_iter()
-            .map(|w| w.idempotency_key.to_string())
-            .collect();
-        Ok::<_, anyhow::Error>((results, keys))
+        let results = loadtest::burst::fire(&burst, &drops).await?;
+        let mut orders = Vec::new();
+        for drop in &drops {
+            orders.extend(
+                store
+                    .winners(&drop.sku)
+                    .await?
+                    .into_iter()
+                    .map(|w| tally::Order {
+                        sku: drop.sku.to_string(),
+                        key: w.idempotency_key.to_string(),
+                    }),
+            );
+        }
+        Ok::<_, anyhow::Error>((results, orders))
     }
     .await;
     store.close().await;
-    let (results, keys) = measured?;
+    let (results, orders) = measured?;
     Ok(tally::row(
         workload.name(),
         tally::DROPLINE,
-        sizes.stock,
+        on_sale(sizes),
         &results,
-        &keys,
+        &orders,
     ))
 }
 

@@ -1,8 +1,9 @@
 //! One row of the comparison: what the buyers were told, set against the
 //! orders the design's database holds.
 //!
+//! - `skus`, `stock`: the drops on sale, and their units together.
 //! - `sold`: orders in the database (one unit each).
-//! - `oversold`: `sold - stock`, when positive.
+//! - `oversold`: what each SKU sold beyond its stock, summed over SKUs.
 //! - `duplicates`: orders beyond the first for one idempotency key.
 //! - `lost`: buyers answered `won` with no order for their key in the
 //!   database, plus keys holding an order whose buyer was not answered `won`
@@ -13,10 +14,11 @@
 //!   `p50_ms`, `p99_ms`: burst to each buyer's definitive answer.
 //!
 //! A design **kept its promises** in a row when it sold exactly what it
-//! should (all the stock, or one unit per buyer when buyers are fewer),
+//! should (of each SKU, all its stock, or one unit per buyer when its
+//! buyers are fewer),
 //! with nothing oversold, duplicated or lost and no errors.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -27,7 +29,12 @@ pub struct Row {
     pub workload: String,
     pub strategy: String,
     pub buyers: u32,
+    pub skus: u32,
     pub stock: u32,
+    /// Units a correct design sells: per SKU, the smaller of its stock and
+    /// its buyers.
+    #[serde(skip)]
+    pub due: u64,
     pub sold: u64,
     pub oversold: u64,
     pub duplicates: u64,
@@ -39,23 +46,51 @@ pub struct Row {
     pub p99_ms: f64,
 }
 
-/// `order_keys`: the idempotency key of every order, one entry per order.
+/// One order a design's database holds: the drop it sold and the buyer's
+/// idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Order {
+    pub sku: String,
+    pub key: String,
+}
+
+/// What was on sale: `skus` drops of `stock_each` units.
+#[derive(Debug, Clone, Copy)]
+pub struct OnSale {
+    pub skus: u32,
+    pub stock_each: u32,
+}
+
+/// `orders`: every order recorded, one entry per order.
 pub fn row(
     workload: &str,
     strategy: &str,
-    stock: u32,
+    on_sale: OnSale,
     results: &BurstResults,
-    order_keys: &[String],
+    orders: &[Order],
 ) -> Row {
     let buyers = &results.buyers;
-    let sold = order_keys.len() as u64;
-    let ordered: HashSet<&str> = order_keys.iter().map(String::as_str).collect();
+    let sold = orders.len() as u64;
+    let ordered: HashSet<(&str, &str)> = orders
+        .iter()
+        .map(|o| (o.sku.as_str(), o.key.as_str()))
+        .collect();
     let duplicates = sold - ordered.len() as u64;
-    let answered_won: HashSet<&str> = buyers
+    let answered_won: HashSet<(&str, &str)> = buyers
         .iter()
         .filter(|b| b.outcome.as_deref() == Some("won"))
-        .map(|b| b.key.as_str())
+        .map(|b| (b.sku.as_str(), b.key.as_str()))
         .collect();
+    let stock_each = u64::from(on_sale.stock_each);
+    let beyond_stock = |count: u64| count.saturating_sub(stock_each);
+    let oversold = per_sku(orders.iter().map(|o| o.sku.as_str()))
+        .into_values()
+        .map(beyond_stock)
+        .sum();
+    let due = per_sku(buyers.iter().map(|b| b.sku.as_str()))
+        .into_values()
+        .map(|count| count.min(stock_each))
+        .sum();
     let lost =
         answered_won.difference(&ordered).count() + ordered.difference(&answered_won).count();
     let decided = results.decision_latencies();
@@ -63,9 +98,11 @@ pub fn row(
         workload: workload.to_string(),
         strategy: strategy.to_string(),
         buyers: buyers.len() as u32,
-        stock,
+        skus: on_sale.skus,
+        stock: on_sale.skus * on_sale.stock_each,
+        due,
         sold,
-        oversold: sold.saturating_sub(stock.into()),
+        oversold,
         duplicates,
         lost: lost as u64,
         errors: results.server_errors() as u64,
@@ -76,17 +113,26 @@ pub fn row(
     }
 }
 
+/// How many of `skus` there are of each SKU.
+fn per_sku<'a>(skus: impl Iterator<Item = &'a str>) -> HashMap<&'a str, u64> {
+    let mut counts = HashMap::new();
+    for sku in skus {
+        *counts.entry(sku).or_default() += 1;
+    }
+    counts
+}
+
 impl Row {
     /// Whether the design kept its promises in this row (see the module).
     /// Every buyer of `compare`'s crowd is a distinct user buying one unit,
-    /// so the right number sold is the smaller of stock and buyers.
+    /// so the right number sold is `due`.
     pub fn kept_promises(&self) -> bool {
         self.broken_promises().is_empty()
     }
 
     /// What went wrong in this row, for the terminal; empty when nothing did.
     pub fn broken_promises(&self) -> Vec<String> {
-        let due = u64::from(self.stock.min(self.buyers));
+        let due = self.due;
         let mut broken = Vec::new();
         if self.oversold > 0 {
             broken.push(format!("oversold {}", self.oversold));
@@ -217,7 +263,12 @@ mod tests {
     use loadtest::burst::BuyerResult;
 
     fn buyer(key: &str, outcome: &str, statuses: Vec<u16>) -> BuyerResult {
+        bought_from("s", key, outcome, statuses)
+    }
+
+    fn bought_from(sku: &str, key: &str, outcome: &str, statuses: Vec<u16>) -> BuyerResult {
         BuyerResult {
+            sku: sku.into(),
             key: key.into(),
             user: key.into(),
             first_status: statuses[0],
@@ -237,7 +288,9 @@ mod tests {
             workload: workload.into(),
             strategy: strategy.into(),
             buyers: 500,
+            skus: 1,
             stock: 100,
+            due: 100,
             sold: 100,
             oversold: 0,
             duplicates: 0,
@@ -268,6 +321,7 @@ mod tests {
         // Fewer buyers than units: one unit each is everything due.
         let few_buyers = Row {
             buyers: 40,
+            due: 40,
             sold: 40,
             ..clean("big", "dropline", 1.0)
         };
@@ -324,13 +378,62 @@ mod tests {
             seed: 0,
         };
         // b has two orders, c none, d one it was never told about.
-        let keys: Vec<String> = ["a", "b", "b", "d"].map(String::from).into();
-        let row = row("sneaker", "seed-lock", 2, &results, &keys);
+        let orders = orders_of(&[("s", "a"), ("s", "b"), ("s", "b"), ("s", "d")]);
+        let row = row("sneaker", "seed-lock", one_sku(2), &results, &orders);
         assert_eq!(row.sold, 4);
         assert_eq!(row.oversold, 2);
         assert_eq!(row.duplicates, 1);
         assert_eq!(row.lost, 2);
         assert_eq!(row.errors, 1);
         assert_eq!(row.decisions_per_s, 2.0);
+    }
+
+    fn one_sku(stock_each: u32) -> OnSale {
+        OnSale {
+            skus: 1,
+            stock_each,
+        }
+    }
+
+    fn orders_of(orders: &[(&str, &str)]) -> Vec<Order> {
+        orders
+            .iter()
+            .map(|(sku, key)| Order {
+                sku: (*sku).into(),
+                key: (*key).into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn with_several_skus_each_is_held_to_its_own_stock() {
+        // Two sizes of one pair each: size a sold twice, size b never,
+        // though b's buyer was there. Two sold of two units is still wrong.
+        let results = BurstResults {
+            buyers: vec![
+                bought_from("a", "k1", "won", vec![201]),
+                bought_from("a", "k2", "won", vec![201]),
+                bought_from("b", "k3", "sold_out", vec![409]),
+            ],
+            wall: Duration::from_secs(1),
+            seed: 0,
+        };
+        let orders = orders_of(&[("a", "k1"), ("a", "k2")]);
+        let on_sale = OnSale {
+            skus: 2,
+            stock_each: 1,
+        };
+        let oversold = row("sizes", "seed-lock", on_sale, &results, &orders);
+        assert_eq!((oversold.skus, oversold.stock, oversold.sold), (2, 2, 2));
+        assert_eq!(
+            oversold.oversold, 1,
+            "size a sold one pair beyond its stock"
+        );
+        assert_eq!(oversold.due, 2, "one pair of each size had a buyer");
+        assert_eq!(oversold.broken_promises(), ["oversold 1"]);
+        // The same key in two SKUs is two orders, not a duplicate.
+        let orders = orders_of(&[("a", "k1"), ("b", "k1")]);
+        let spread = row("sizes", "row-lock", on_sale, &results, &orders);
+        assert_eq!((spread.oversold, spread.duplicates), (0, 0));
     }
 }

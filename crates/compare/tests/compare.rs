@@ -2,7 +2,8 @@
 //! Postgres and Redis, every design on the sneaker drop and the
 //! slow-database day. The seed's design must oversell (its lock expires
 //! under the slow write), dropline must keep every promise, and the verdict
-//! must say so. Needs `target/debug/dropline` beside the binary (`just test`
+//! must say so. And the sizes drop (buyers over several SKUs at once): each
+//! careful design sells each SKU exactly its stock. Needs `target/debug/dropline` beside the binary (`just test`
 //! builds it). Each row uses its own SKU and database, dropped afterwards.
 
 use std::process::Command;
@@ -44,6 +45,60 @@ fn the_seed_design_oversells_and_dropline_keeps_every_promise() {
     assert_the_verdict_is_printed(&stdout);
 }
 
+#[test]
+fn every_careful_design_sells_each_size_exactly_its_stock() {
+    let out = tempfile::tempdir().expect("temporary directory");
+    let json = out.path().join("compare.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_compare"))
+        .args([
+            "--workloads",
+            "sizes",
+            "--strategies",
+            "row-lock,redis-lua,dropline",
+        ])
+        .args([
+            "--sizes-buyers",
+            "300",
+            "--sizes-skus",
+            "4",
+            "--sizes-stock",
+            "3",
+        ])
+        .args(["--connections", "32", "--db-connections-max", "8"])
+        .args(["--settle-ms", "200", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run compare");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "compare failed: {}\n{stdout}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rows: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON rows")).expect("valid JSON");
+    assert_eq!(rows.len(), 3, "one workload × three designs: {rows:#?}");
+    assert_every_row_is_complete(&rows);
+    for row in &rows {
+        assert_eq!(
+            (&row["skus"], &row["stock"]),
+            (&4.into(), &12.into()),
+            "{row}"
+        );
+        // Sold in all is 12; `oversold` counts each SKU against its own 3,
+        // so 12 sold with none oversold is 3 of every size.
+        assert_eq!(row["sold"], 12, "{row}");
+        for broken in ["oversold", "duplicates", "lost", "errors"] {
+            assert_eq!(row[broken], 0, "{broken}: {row}");
+        }
+    }
+    assert!(
+        stdout.contains("sizes: 300 buyers, 4 SKUs × 3 units"),
+        "{stdout}"
+    );
+}
+
 /// Every field a reader of the JSON relies on is in every row.
 fn assert_every_row_is_complete(rows: &[Value]) {
     for fields in rows {
@@ -51,6 +106,7 @@ fn assert_every_row_is_complete(rows: &[Value]) {
             "workload",
             "strategy",
             "buyers",
+            "skus",
             "stock",
             "sold",
             "oversold",

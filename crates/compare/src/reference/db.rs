@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use sqlx::{Connection as _, Executor as _};
 
 use super::Design;
+use crate::tally::Order;
 
 /// Creates `reference_<design>_<id>` on the server at `postgres` (a base URL
 /// without database) and returns its name.
@@ -25,11 +26,11 @@ pub async fn create_database(postgres: &str, design: Design) -> anyhow::Result<S
 }
 
 /// Creates the tables in the database at `database_url` and puts `stock`
-/// units of `sku` on sale.
+/// units of each of `skus` on sale.
 pub async fn migrate(
     database_url: &str,
     design: Design,
-    sku: &str,
+    skus: &[String],
     stock: u32,
 ) -> anyhow::Result<()> {
     let mut conn = sqlx::PgConnection::connect(database_url)
@@ -57,9 +58,11 @@ pub async fn migrate(
             .await
             .context("create the idempotency index")?;
     }
-    sqlx::query("INSERT INTO stock (sku, initial, remaining) VALUES ($1, $2, $2)")
-        .bind(sku)
-        .bind(i64::from(stock) as i32)
+    sqlx::query(
+        "INSERT INTO stock (sku, initial, remaining) SELECT sku, $2, $2 FROM unnest($1::text[]) sku",
+    )
+    .bind(skus)
+    .bind(i64::from(stock) as i32)
         .execute(&mut conn)
         .await
         .context("put the stock on sale")?;
@@ -67,18 +70,20 @@ pub async fn migrate(
     Ok(())
 }
 
-/// The idempotency key of every order of `sku`, one entry per order.
-pub async fn order_keys(database_url: &str, sku: &str) -> anyhow::Result<Vec<String>> {
+/// Every order recorded, one entry per order.
+pub async fn orders(database_url: &str) -> anyhow::Result<Vec<Order>> {
     let mut conn = sqlx::PgConnection::connect(database_url)
         .await
         .with_context(|| format!("connect to {database_url}"))?;
-    let keys = sqlx::query_scalar("SELECT idempotency_key FROM orders WHERE sku = $1")
-        .bind(sku)
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT sku, idempotency_key FROM orders")
         .fetch_all(&mut conn)
         .await
         .context("read the orders")?;
     conn.close().await?;
-    Ok(keys)
+    Ok(rows
+        .into_iter()
+        .map(|(sku, key)| Order { sku, key })
+        .collect())
 }
 
 /// `(initial, remaining, won)` as the database has them.

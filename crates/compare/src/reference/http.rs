@@ -63,7 +63,7 @@ async fn buy(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if sku != state.sku {
+    if !state.skus.contains(&sku) {
         return problem(StatusCode::NOT_FOUND, "unknown SKU");
     }
     let key = headers
@@ -84,7 +84,7 @@ async fn buy(
     if claimed.is_some_and(|claimed| claimed != user) {
         return problem(StatusCode::FORBIDDEN, "user_id is not the token's buyer");
     }
-    match purchase(&state, &key, &user).await {
+    match purchase(&state, &sku, &key, &user).await {
         Ok(Answer::Won { order_id, seq }) => (
             StatusCode::CREATED,
             Json(json!({
@@ -107,7 +107,7 @@ async fn buy(
 }
 
 async fn drop_view(Extract(state): Extract<Arc<State>>, Path(sku): Path<String>) -> Response {
-    if sku != state.sku {
+    if !state.skus.contains(&sku) {
         return problem(StatusCode::NOT_FOUND, "unknown SKU");
     }
     let view = match db::drop_view(&state.pool, &sku).await {
@@ -118,7 +118,7 @@ async fn drop_view(Extract(state): Extract<Arc<State>>, Path(sku): Path<String>)
     let (initial, mut remaining, won) = view;
     if state.design == Design::RedisLua {
         // This design keeps its stock in Redis; Postgres only has orders.
-        remaining = match redis_lua::remaining(&state).await {
+        remaining = match redis_lua::remaining(&state, &sku).await {
             Ok(remaining) => remaining,
             Err(err) => return unavailable(&err),
         };
@@ -138,7 +138,7 @@ async fn read_purchase(
     if let Err(why) = buyer(&state, &headers) {
         return problem(StatusCode::UNAUTHORIZED, &why);
     }
-    if sku != state.sku {
+    if !state.skus.contains(&sku) {
         return problem(StatusCode::NOT_FOUND, "unknown SKU");
     }
     match db::order_for_key(&state.pool, &sku, &key).await {

@@ -29,12 +29,13 @@ mod redis_lua;
 mod row_lock;
 mod seed_lock;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
-pub use db::{create_database, order_keys};
+pub use db::{create_database, orders};
 
 /// Which reference design a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +85,8 @@ pub(crate) enum Answer {
 /// Shared by every request of one server.
 pub(crate) struct State {
     design: Design,
-    sku: String,
+    /// The drops on sale, each with `initial_stock` units.
+    skus: HashSet<String>,
     initial_stock: i64,
     timings: Timings,
     pool: sqlx::PgPool,
@@ -93,8 +95,8 @@ pub(crate) struct State {
     verifier: Arc<dropline_identity::Verifier>,
 }
 
-/// What to start: a design, its knobs, where its services are, its drop,
-/// and how it checks buyers' tokens.
+/// What to start: a design, its knobs, where its services are, its drops
+/// (every SKU with `stock` units), and how it checks buyers' tokens.
 pub struct Spec<'a> {
     pub design: Design,
     pub timings: Timings,
@@ -103,7 +105,7 @@ pub struct Spec<'a> {
     /// Postgres the design serves through (the same, or a delaying proxy).
     pub serve_postgres: &'a str,
     pub redis_url: &'a str,
-    pub sku: &'a str,
+    pub skus: &'a [String],
     pub stock: u32,
     pub verifier: Arc<dropline_identity::Verifier>,
 }
@@ -122,7 +124,7 @@ pub struct Server {
 
 impl Server {
     /// Creates the design's database on `postgres` (stock `stock` for
-    /// `sku`), primes Redis and starts serving. The design's pool connects
+    /// each of `skus`), primes Redis and starts serving. The design's pool connects
     /// through `serve_postgres` (the same server, or a delaying proxy in
     /// front of it); setting up goes to `postgres` directly. On failure, the
     /// database just created is dropped again.
@@ -146,8 +148,8 @@ impl Server {
     /// [`Self::start`] once the database exists: set up through
     /// `database_url`, served through `serve_url`.
     async fn serve(spec: &Spec<'_>, database_url: &str, serve_url: &str) -> anyhow::Result<Self> {
-        let (design, timings, sku) = (spec.design, spec.timings, spec.sku);
-        db::migrate(database_url, design, sku, spec.stock).await?;
+        let (design, timings) = (spec.design, spec.timings);
+        db::migrate(database_url, design, spec.skus, spec.stock).await?;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(timings.db_connections_max)
             .acquire_timeout(Duration::from_secs(60))
@@ -162,7 +164,7 @@ impl Server {
             .with_context(|| format!("connect to Redis at {redis_url}"))?;
         let state = Arc::new(State {
             design,
-            sku: sku.to_string(),
+            skus: spec.skus.iter().cloned().collect(),
             initial_stock: spec.stock.into(),
             timings,
             pool: pool.clone(),
@@ -217,10 +219,15 @@ impl Server {
 }
 
 /// Runs one purchase through the design.
-pub(crate) async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<Answer> {
+pub(crate) async fn purchase(
+    state: &State,
+    sku: &str,
+    key: &str,
+    user: &str,
+) -> anyhow::Result<Answer> {
     match state.design {
-        Design::SeedLock => seed_lock::purchase(state, key, user).await,
-        Design::RowLock => row_lock::purchase(state, key, user).await,
-        Design::RedisLua => redis_lua::purchase(state, key, user).await,
+        Design::SeedLock => seed_lock::purchase(state, sku, key, user).await,
+        Design::RowLock => row_lock::purchase(state, sku, key, user).await,
+        Design::RedisLua => redis_lua::purchase(state, sku, key, user).await,
     }
 }

@@ -27,43 +27,45 @@ static DECIDE: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-fn stock_key(state: &State) -> String {
-    format!("stock:{}", state.sku)
+fn stock_key(sku: &str) -> String {
+    format!("stock:{sku}")
 }
 
-fn winners_key(state: &State) -> String {
-    format!("winners:{}", state.sku)
+fn winners_key(sku: &str) -> String {
+    format!("winners:{sku}")
 }
 
-/// Puts the initial stock in Redis.
+/// Puts every SKU's initial stock in Redis.
 pub async fn prime(state: &State) -> anyhow::Result<()> {
     let mut redis = state.redis.clone();
-    redis::pipe()
-        .cmd("SET")
-        .arg(stock_key(state))
-        .arg(state.initial_stock)
-        .cmd("DEL")
-        .arg(winners_key(state))
-        .query_async::<()>(&mut redis)
+    let mut pipe = redis::pipe();
+    for sku in &state.skus {
+        pipe.cmd("SET")
+            .arg(stock_key(sku))
+            .arg(state.initial_stock)
+            .cmd("DEL")
+            .arg(winners_key(sku));
+    }
+    pipe.query_async::<()>(&mut redis)
         .await
         .context("prime the Redis stock")
 }
 
-pub async fn remaining(state: &State) -> anyhow::Result<i32> {
+pub async fn remaining(state: &State, sku: &str) -> anyhow::Result<i32> {
     let mut redis = state.redis.clone();
     let remaining: Option<i32> = redis::cmd("GET")
-        .arg(stock_key(state))
+        .arg(stock_key(sku))
         .query_async(&mut redis)
         .await
         .context("read the Redis stock")?;
     Ok(remaining.unwrap_or(0))
 }
 
-pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<Answer> {
+pub async fn purchase(state: &State, sku: &str, key: &str, user: &str) -> anyhow::Result<Answer> {
     let mut redis = state.redis.clone();
     let seq: i64 = DECIDE
-        .key(stock_key(state))
-        .key(winners_key(state))
+        .key(stock_key(sku))
+        .key(winners_key(sku))
         .arg(key)
         .arg(state.initial_stock)
         .invoke_async(&mut redis)
@@ -79,7 +81,7 @@ pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<An
          RETURNING order_id",
     )
     .bind(uuid::Uuid::new_v4())
-    .bind(&state.sku)
+    .bind(sku)
     .bind(key)
     .bind(user)
     .bind(seq)
@@ -90,7 +92,7 @@ pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<An
         Some(order_id) => order_id,
         // A retry of a key whose order is already written.
         None => {
-            db::order_for_key(&mut *tx, &state.sku, key)
+            db::order_for_key(&mut *tx, sku, key)
                 .await?
                 .context("the order that conflicted is gone")?
                 .0

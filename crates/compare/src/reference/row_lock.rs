@@ -10,19 +10,19 @@ use anyhow::Context as _;
 
 use super::{db, Answer, State};
 
-pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<Answer> {
+pub async fn purchase(state: &State, sku: &str, key: &str, user: &str) -> anyhow::Result<Answer> {
     let mut tx = state.pool.begin().await.context("begin")?;
     let remaining: Option<i32> = sqlx::query_scalar(
         "UPDATE stock SET remaining = remaining - 1
          WHERE sku = $1 AND remaining > 0 RETURNING remaining",
     )
-    .bind(&state.sku)
+    .bind(sku)
     .fetch_optional(&mut *tx)
     .await
     .context("take a unit")?;
     let Some(remaining) = remaining else {
         // Sold out, unless this key won before (a retry whose answer was lost).
-        let earlier = db::order_for_key(&mut *tx, &state.sku, key).await?;
+        let earlier = db::order_for_key(&mut *tx, sku, key).await?;
         tx.rollback().await.context("roll back")?;
         return Ok(
             earlier.map_or(Answer::SoldOut, |(order_id, seq)| Answer::Won {
@@ -38,7 +38,7 @@ pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<An
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sku, idempotency_key) DO NOTHING",
     )
     .bind(order_id)
-    .bind(&state.sku)
+    .bind(sku)
     .bind(key)
     .bind(user)
     .bind(seq)
@@ -47,7 +47,7 @@ pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<An
     .context("insert the order")?
     .rows_affected();
     if inserted == 0 {
-        let earlier = db::order_for_key(&mut *tx, &state.sku, key)
+        let earlier = db::order_for_key(&mut *tx, sku, key)
             .await?
             .context("the order that conflicted is gone")?;
         tx.rollback().await.context("roll back the repeat")?;

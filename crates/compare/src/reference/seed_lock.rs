@@ -14,8 +14,8 @@ use anyhow::Context as _;
 
 use super::{Answer, State};
 
-pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<Answer> {
-    let lock = format!("lock:{}", state.sku);
+pub async fn purchase(state: &State, sku: &str, key: &str, user: &str) -> anyhow::Result<Answer> {
+    let lock = format!("lock:{sku}");
     let token = uuid::Uuid::new_v4().simple().to_string();
     let mut redis = state.redis.clone();
     let deadline = Instant::now() + Duration::from_millis(state.timings.lock_wait_ms);
@@ -37,7 +37,7 @@ pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<An
         }
         tokio::time::sleep(Duration::from_millis(state.timings.lock_retry_ms)).await;
     }
-    let answer = locked(state, key, user).await;
+    let answer = locked(state, sku, key, user).await;
     // The seed's `finally`: deletes the lock, even when it has expired and
     // another buyer holds it by now. That is the bug being replayed.
     let released: redis::RedisResult<i64> =
@@ -48,10 +48,10 @@ pub async fn purchase(state: &State, key: &str, user: &str) -> anyhow::Result<An
 }
 
 /// What the seed did while it believed it held the lock.
-async fn locked(state: &State, key: &str, user: &str) -> anyhow::Result<Answer> {
+async fn locked(state: &State, sku: &str, key: &str, user: &str) -> anyhow::Result<Answer> {
     let mut tx = state.pool.begin().await.context("begin the read")?;
     let remaining: i32 = sqlx::query_scalar("SELECT remaining FROM stock WHERE sku = $1")
-        .bind(&state.sku)
+        .bind(sku)
         .fetch_one(&mut *tx)
         .await
         .context("read the stock")?;
@@ -65,7 +65,7 @@ async fn locked(state: &State, key: &str, user: &str) -> anyhow::Result<Answer> 
     // The slow write.
     tokio::time::sleep(Duration::from_millis(state.timings.write_ms)).await;
     sqlx::query("UPDATE stock SET remaining = $2 WHERE sku = $1")
-        .bind(&state.sku)
+        .bind(sku)
         .bind(written)
         .execute(&mut *tx)
         .await
@@ -76,7 +76,7 @@ async fn locked(state: &State, key: &str, user: &str) -> anyhow::Result<Answer> 
          VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(order_id)
-    .bind(&state.sku)
+    .bind(sku)
     .bind(key)
     .bind(user)
     .bind(seq)
