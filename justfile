@@ -44,7 +44,7 @@ load-test *args:
 # slow-db puts every design's Postgres behind the same proxy: each transaction completes
 # --db-delay-ms late. Each row's database is dropped after it unless --keep-databases.
 # E.g. `just compare --buyers-scale 0.1 --json compare.json`.
-# The incident, replayed: the same buyers against seed-lock, row-lock, redis-lua and dropline, one table per workload (sneaker, big, slow-db).
+# The incident, replayed: the same buyers against seed-lock, row-lock, redis-lua and dropline, one table per workload (sneaker, big, slow-db, sizes).
 compare *args:
     cargo build --release --quiet -p dropline-compare -p dropline
     deploy/local/with-services.sh target/release/compare {{args}}
