@@ -50,6 +50,22 @@ pub async fn drop_database(base: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The process ids of the server's backends connected to `name` (the
+/// server runs on this machine for them to mean anything here).
+pub async fn backend_pids(base: &str, name: &str) -> anyhow::Result<Vec<u32>> {
+    let mut admin = admin(base).await?;
+    let pids: Vec<i32> = sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = $1")
+        .bind(name)
+        .fetch_all(&mut admin)
+        .await
+        .with_context(|| format!("list the backends of {name}"))?;
+    admin.close().await?;
+    Ok(pids
+        .into_iter()
+        .filter_map(|pid| u32::try_from(pid).ok())
+        .collect())
+}
+
 /// A connection to the server's `postgres` database, to create and drop others.
 async fn admin(base: &str) -> anyhow::Result<sqlx::PgConnection> {
     let admin_url = format!("{base}/postgres");

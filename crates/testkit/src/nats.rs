@@ -197,6 +197,11 @@ impl PrivateNats {
         Ok(vec!["-c".into(), path.display().to_string()])
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server (SIGKILL), keeping its store.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

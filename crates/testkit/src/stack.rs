@@ -160,6 +160,19 @@ impl Stack {
         self.processors.iter_mut().find(|p| p.name == name)
     }
 
+    /// The process ids of the gateway and every processor.
+    pub fn dropline_pids(&self) -> Vec<u32> {
+        std::iter::once(&self.gateway)
+            .chain(&self.processors)
+            .map(DroplineProcess::pid)
+            .collect()
+    }
+
+    /// The private nats-server's process id, if the stack runs one.
+    pub fn nats_pid(&self) -> Option<u32> {
+        self.nats.as_ref().and_then(PrivateNats::pid)
+    }
+
     /// Kills the private nats-server (SIGKILL; its store stays).
     pub fn stop_nats(&mut self) -> anyhow::Result<()> {
         self.nats

@@ -12,9 +12,14 @@
 //!   `202`s per second are the rate at which purchases are accepted. Any
 //!   other answer fails the bench.
 //!
+//! - [`idle`]: many open drops created together and no buyers: how soon
+//!   they are all owned, how evenly, with how many lease acquisitions, and
+//!   the CPU the idle stack (dropline, NATS, its Postgres backends) uses.
+//!
 //! Figures go to stdout (and the caller's JSON), progress to stderr.
 
 pub mod gateway;
+pub mod idle;
 pub mod processor;
 
 use anyhow::Context as _;

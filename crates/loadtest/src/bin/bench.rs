@@ -1,9 +1,11 @@
-//! `bench`: dropline's halves alone (see `loadtest::bench`). Both run by
-//! default, processor first; `--only` picks one.
+//! `bench`: dropline's halves alone, then an idle stack with many open
+//! drops (see `loadtest::bench`). All run by default, in that order;
+//! `--only` picks one.
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use loadtest::bench::gateway::GatewayBench;
+use loadtest::bench::idle::IdleBench;
 use loadtest::bench::processor::ProcessorBench;
 use serde_json::{Map, Value};
 
@@ -14,10 +16,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(
     about = "dropline's halves alone: the processor draining a pre-filled partition \
-             (decisions/s), then the gateway with no processor (accepted purchases/s)"
+             (decisions/s), then the gateway with no processor (accepted purchases/s); \
+             then many open drops and no buyers (time to own them all, idle CPU)"
 )]
 struct Args {
-    /// Run only this part [default: both, processor first].
+    /// Run only this part [default: all three, in this order].
     #[arg(long, value_enum)]
     only: Option<Part>,
     /// Processor: intents to pre-fill.
@@ -52,6 +55,15 @@ struct Args {
     /// the most purchases in flight).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     connections: u32,
+    /// Idle: open drops created together.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    idle_drops: u32,
+    /// Idle: seconds of the idle window whose CPU is measured.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    idle_s: u64,
+    /// Idle: how long the drops may take to be owned before the bench fails.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    owned_wait_s: u64,
     /// Also write the result as JSON here: the processor's fields
     /// (`decisions_per_s`, …) and the gateway's (`gateway_accepted_per_s`, …).
     #[arg(long)]
@@ -62,6 +74,7 @@ struct Args {
 enum Part {
     Processor,
     Gateway,
+    Idle,
 }
 
 #[tokio::main]
@@ -77,7 +90,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut result = Map::new();
-    if args.only != Some(Part::Gateway) {
+    let runs = |part: Part| args.only.is_none_or(|only| only == part);
+    if runs(Part::Processor) {
         let bench = ProcessorBench {
             intents: args.intents,
             stock: args.stock,
@@ -92,7 +106,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .context("processor")?,
         );
     }
-    if args.only != Some(Part::Processor) {
+    if runs(Part::Gateway) {
         let bench = GatewayBench {
             purchases: args.purchases,
             connections: args.connections,
@@ -105,6 +119,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .await
                 .context("gateway")?,
         );
+    }
+    if runs(Part::Idle) {
+        let bench = IdleBench {
+            drops: args.idle_drops,
+            idle_s: args.idle_s,
+            owned_wait_s: args.owned_wait_s,
+            postgres: args.postgres.clone(),
+        };
+        result.extend(loadtest::bench::idle::run(&bench).await.context("idle")?);
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&Value::Object(result))?)
