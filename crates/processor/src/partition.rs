@@ -39,10 +39,24 @@ pub(crate) async fn own_partition(ctx: Arc<Context>, sku: Sku, mut stop: watch::
             Duration::from_millis(ctx.config.lease_ms / 2)
         };
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(spread(pause)) => {}
             _ = stop.changed() => {}
         }
     }
+}
+
+/// `pause`, shortened by a random part of up to half its length.
+///
+/// An instance's partition tasks start on the same discovery tick and
+/// their pauses are equal, so without this they wake in the same
+/// millisecond for good. Then the tasks of partitions another instance
+/// holds, each taking a share slot for the few milliseconds of its refused
+/// claim, fill the share at the very moment the tasks of the last free
+/// partitions look, every time: measured with 1,000 drops and two
+/// processors, a few drops stayed unowned for minutes in most runs.
+fn spread(pause: Duration) -> Duration {
+    use rand::Rng as _;
+    pause.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
 /// Claims the partition with the share slot already taken and, if it is
