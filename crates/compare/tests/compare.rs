@@ -14,31 +14,15 @@ const STOCK: u64 = 10;
 
 #[test]
 fn the_seed_design_oversells_and_dropline_keeps_every_promise() {
-    let out = tempfile::tempdir().expect("temporary directory");
-    let json = out.path().join("compare.json");
     let stock = STOCK.to_string();
-    let run = Command::new(env!("CARGO_BIN_EXE_compare"))
-        .args(["--workloads", "sneaker,slow-db"])
-        .args(["--sneaker-buyers", "200", "--sneaker-stock", &stock])
-        .args(["--slow-db-buyers", "60", "--slow-db-stock", &stock])
-        .args(["--db-delay-ms", "50"])
+    let (rows, stdout) = compare(&[
+        &["--workloads", "sneaker,slow-db"],
+        &["--sneaker-buyers", "200", "--sneaker-stock", &stock],
+        &["--slow-db-buyers", "60", "--slow-db-stock", &stock],
+        &["--db-delay-ms", "50"],
         // The lock expires before the write ends: the incident, in small.
-        .args(["--lock-ms", "50", "--write-ms", "80"])
-        .args(["--connections", "32", "--db-connections-max", "8"])
-        .args(["--settle-ms", "200", "--json"])
-        .arg(&json)
-        .output()
-        .expect("run compare");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "compare failed: {}\n{stdout}\n{stderr}",
-        run.status
-    );
-
-    let rows: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(&json).expect("JSON rows")).expect("valid JSON");
+        &["--lock-ms", "50", "--write-ms", "80"],
+    ]);
     assert_eq!(rows.len(), 8, "two workloads × four designs: {rows:#?}");
     assert_every_row_is_complete(&rows);
     assert_only_the_seed_broke_a_promise(&rows);
@@ -47,37 +31,18 @@ fn the_seed_design_oversells_and_dropline_keeps_every_promise() {
 
 #[test]
 fn every_careful_design_sells_each_size_exactly_its_stock() {
-    let out = tempfile::tempdir().expect("temporary directory");
-    let json = out.path().join("compare.json");
-    let run = Command::new(env!("CARGO_BIN_EXE_compare"))
-        .args([
-            "--workloads",
-            "sizes",
-            "--strategies",
-            "row-lock,redis-lua,dropline",
-        ])
-        .args([
+    let (rows, stdout) = compare(&[
+        &["--workloads", "sizes"],
+        &["--strategies", "row-lock,redis-lua,dropline"],
+        &[
             "--sizes-buyers",
             "300",
             "--sizes-skus",
             "4",
             "--sizes-stock",
             "3",
-        ])
-        .args(["--connections", "32", "--db-connections-max", "8"])
-        .args(["--settle-ms", "200", "--json"])
-        .arg(&json)
-        .output()
-        .expect("run compare");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "compare failed: {}\n{stdout}\n{}",
-        run.status,
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let rows: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(&json).expect("JSON rows")).expect("valid JSON");
+        ],
+    ]);
     assert_eq!(rows.len(), 3, "one workload × three designs: {rows:#?}");
     assert_every_row_is_complete(&rows);
     for row in &rows {
@@ -97,6 +62,30 @@ fn every_careful_design_sells_each_size_exactly_its_stock() {
         stdout.contains("sizes: 300 buyers, 4 SKUs × 3 units"),
         "{stdout}"
     );
+}
+
+/// Runs `compare` small (32 connections, 8 database connections per
+/// design, 200 ms settle) with `args` on top; its JSON rows and stdout.
+fn compare(args: &[&[&str]]) -> (Vec<Value>, String) {
+    let out = tempfile::tempdir().expect("temporary directory");
+    let json = out.path().join("compare.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_compare"))
+        .args(args.iter().flat_map(|group| group.iter()))
+        .args(["--connections", "32", "--db-connections-max", "8"])
+        .args(["--settle-ms", "200", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run compare");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "compare failed: {}\n{stdout}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rows =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON rows")).expect("valid JSON");
+    (rows, stdout)
 }
 
 /// Every field a reader of the JSON relies on is in every row.
