@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use dropline_core::names::{consumer_name, line_lanes_filter, INTENTS_STREAM};
-use dropline_core::{BatchPlan, Decision, IdempotencyKey, Outcome, Quantity, UserId};
-use dropline_store::StoreError;
+use dropline_core::{BatchPlan, Decision, IdempotencyKey, Outcome, Quantity, Sku, UserId};
+use dropline_store::{Store, StoreError};
 use dropline_suite::{db, spawn_app_with, AppOptions, Role};
 use futures::StreamExt;
 
@@ -114,6 +114,7 @@ async fn a_batch_from_a_stale_epoch_or_a_stale_ledger_is_refused_and_changes_not
         .renew_partition(&app.sku, "old-owner", old.epoch, 60_000)
         .await
         .unwrap());
+    assert_only_the_owner_renews_at_its_epoch(store, &app.sku, old.epoch, new.epoch).await;
 
     let applied = store
         .apply_batch(&app.sku, new.epoch, &plan_of_one_win(7, 0))
@@ -132,6 +133,29 @@ async fn a_batch_from_a_stale_epoch_or_a_stale_ledger_is_refused_and_changes_not
         (view["won"].as_u64(), view["applied_seq"].as_u64()),
         (Some(1), Some(7))
     );
+}
+
+/// A processor's renewal of all it holds renews the current owner at the
+/// current epoch only: `new-owner` holds `sku` at `new_epoch`, taken over
+/// from `old-owner` at `old_epoch`.
+async fn assert_only_the_owner_renews_at_its_epoch(
+    store: &Store,
+    sku: &Sku,
+    old_epoch: u64,
+    new_epoch: u64,
+) {
+    for (owner, epoch, renewed) in [
+        ("old-owner", old_epoch, vec![]),
+        ("new-owner", old_epoch, vec![]),
+        ("new-owner", new_epoch, vec![sku.clone()]),
+    ] {
+        let held = [(sku.clone(), epoch)];
+        let got = store
+            .renew_partitions(owner, &held, 60_000)
+            .await
+            .expect("renew");
+        assert_eq!(got, renewed, "{owner} at epoch {epoch}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! What every partition loop of an instance shares: its store and bus
-//! handles, its settings and its share of the partitions.
+//! handles, its settings, its share of the partitions and the leases it
+//! holds (renewed together).
 //!
 //! Must hold handles and settings only, no partition's state, and must not
 //! import the modules that use it, so that none of them imports another
@@ -8,6 +9,9 @@
 use dropline_bus::Bus;
 use dropline_store::Store;
 
+use std::sync::Arc;
+
+use crate::lease::Leases;
 use crate::share::Share;
 use crate::ProcessorConfig;
 
@@ -16,4 +20,5 @@ pub(crate) struct Context {
     pub bus: Bus,
     pub config: ProcessorConfig,
     pub share: Share,
+    pub leases: Arc<Leases>,
 }

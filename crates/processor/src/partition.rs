@@ -15,7 +15,6 @@ use tokio::sync::watch;
 
 use crate::attempts::{Attempt, Attempts, Next};
 use crate::context::Context;
-use crate::lease::keep_alive;
 use crate::meters::{lease_changed, LeaseChange, Owned};
 use crate::work::{work, Exit};
 
@@ -94,15 +93,9 @@ async fn hold(
     tracing::info!(epoch, applied_seq = claim.applied_seq, "partition claimed");
     // Counted as owned until this function returns, whichever way.
     let _owned = Owned::claimed();
-    let (lost, renewer) = keep_alive(
-        ctx.store.clone(),
-        sku.clone(),
-        epoch,
-        ctx.config.instance_id.clone(),
-        ctx.config.lease_ms,
-    );
+    let (lost, lease) = ctx.leases.hold(sku, epoch);
     let outcome = work(ctx, sku, epoch, stop, lost).await;
-    renewer.abort();
+    drop(lease);
     if !matches!(outcome, Ok(Exit::Yielded)) {
         // `should_yield` already gave the slot back.
         ctx.share.give_back();

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::context::Context;
+use crate::lease::renew_all;
 use crate::meters;
 use crate::partition::own_partition;
 use crate::share::Share;
@@ -34,7 +35,14 @@ pub async fn run(
         bus,
         config,
         share: Share::new(),
+        leases: Arc::default(),
     });
+    let renewer = renew_all(
+        ctx.leases.clone(),
+        ctx.store.clone(),
+        ctx.config.instance_id.clone(),
+        ctx.config.lease_ms,
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut partitions: HashMap<Sku, JoinHandle<()>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(ctx.config.discovery_interval_ms));
@@ -78,6 +86,7 @@ pub async fn run(
     for (_, task) in partitions {
         let _ = task.await;
     }
+    renewer.abort();
     if let Err(err) = ctx.store.processor_leaving(&ctx.config.instance_id).await {
         tracing::warn!(%err, "leave the processor list");
     }

@@ -72,6 +72,34 @@ impl Store {
         Ok(renewed.rows_affected() == 1)
     }
 
+    /// Extends `owner`'s leases on every `(sku, epoch)` given, in one
+    /// statement; the SKUs renewed. One left out has moved on.
+    pub async fn renew_partitions(
+        &self,
+        owner: &str,
+        held: &[(Sku, u64)],
+        lease_ms: u64,
+    ) -> Result<Vec<Sku>, StoreError> {
+        let skus: Vec<&str> = held.iter().map(|(sku, _)| sku.as_str()).collect();
+        let epochs: Vec<i64> = held.iter().map(|(_, epoch)| *epoch as i64).collect();
+        let renewed: Vec<String> = sqlx::query_scalar(
+            "UPDATE partitions p SET lease_until = now() + $4 * interval '1 millisecond' \
+               FROM unnest($1::text[], $2::bigint[]) AS held(sku, epoch) \
+              WHERE p.sku = held.sku AND p.epoch = held.epoch AND p.owner = $3 \
+          RETURNING p.sku",
+        )
+        .bind(&skus)
+        .bind(&epochs)
+        .bind(owner)
+        .bind(lease_ms as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        renewed
+            .into_iter()
+            .map(|sku| Sku::parse(sku).map_err(corrupt))
+            .collect()
+    }
+
     /// Hands the partition back so another instance can take it at once.
     pub async fn release_partition(
         &self,
