@@ -50,8 +50,9 @@ compare *args:
     deploy/local/with-services.sh target/release/compare {{args}}
 
 # The processor drains a pre-filled partition (decisions/s); the gateway, with no processor,
-# answers `Prefer: respond-async` purchases (202s/s). `--only processor|gateway` runs one.
-# dropline's halves alone: the processor, then the gateway, each on a fresh database.
+# answers `Prefer: respond-async` purchases (202s/s); then 1,000 open drops and no buyers (time
+# until all are owned, idle CPU of dropline, NATS and Postgres). `--only processor|gateway|idle`.
+# dropline's halves alone, then an idle stack with many drops, each on a fresh database.
 bench *args:
     cargo build --release --quiet -p loadtest -p dropline
     deploy/local/with-services.sh target/release/bench {{args}}
