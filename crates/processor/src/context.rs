@@ -2,14 +2,15 @@
 //! handles, its settings, its share of the partitions and the leases it
 //! holds (renewed together).
 //!
-//! Must hold handles and settings only, no partition's state, and must not
+//! Must hold handles, settings and what instance-wide bookkeeping needs
+//! (slots counted, epochs held), no partition's work state, and must not
 //! import the modules that use it, so that none of them imports another
 //! through it.
 
+use std::sync::Arc;
+
 use dropline_bus::Bus;
 use dropline_store::Store;
-
-use std::sync::Arc;
 
 use crate::lease::Leases;
 use crate::share::Share;

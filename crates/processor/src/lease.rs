@@ -9,7 +9,7 @@
 //! instances from getting in each other's way; correctness rests on the
 //! fencing epoch every commit checks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +80,8 @@ impl Leases {
     /// Tells the partitions in `asked` that `renewed` leaves out that their
     /// lease is lost, and forgets them.
     fn settle(&self, asked: &[(Sku, u64)], renewed: &[Sku]) {
+        // A set: an instance may hold a thousand partitions.
+        let renewed: HashSet<&Sku> = renewed.iter().collect();
         let mut held = self.lock();
         for (sku, epoch) in asked {
             if renewed.contains(sku) {
