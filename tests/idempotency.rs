@@ -99,3 +99,73 @@ async fn a_retry_after_the_duplicate_window_still_gets_the_recorded_answer() {
     assert_eq!(app.intents_in_stream().await, 4);
     app.assert_invariants().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_answers_every_old_repeat_although_it_loads_only_the_winners() {
+    // A claim loads a SKU's counters and winners, not its history: a
+    // repeat of an older key is refused by the store's one decision per
+    // key, and the processor answers it with what the store recorded.
+    // A unit stays: repeats go to the line, not to a gateway's sell-out
+    // answers.
+    let app = spawn_app_with(AppOptions {
+        stock: 5,
+        per_user_limit: 2,
+        ..AppOptions::default()
+    })
+    .await;
+    let pair = |user: &str| serde_json::json!({ "user_id": user, "quantity": 2 });
+    let history = [
+        ("ana-1", pair("ana"), 201),
+        ("ana-2", pair("ana"), 409), // limit_reached: she has her two
+        ("bo-1", pair("bo"), 201),   // one unit is left after this:
+        ("cy-1", pair("cy"), 409),   // sold_out, a pair is more than that
+    ];
+    let mut first = Vec::new();
+    for (key, body, status) in &history {
+        let answer = app.buy_body(key, body.clone(), 10).await;
+        assert_eq!(answer.status, *status, "{key}: {answer:?}");
+        first.push(answer);
+    }
+    let stored = app.stored_counts().await;
+    let reuse = (app.database_url.clone(), app.sku.clone());
+    app.stop().await;
+
+    let app = spawn_app_with(AppOptions {
+        reuse: Some(reuse),
+        ..AppOptions::default()
+    })
+    .await;
+    // In a batch of their own, then all at once with a new key among them.
+    for ((key, body, _), before) in history.iter().zip(&first) {
+        let again = app.buy_body(key, body.clone(), 10).await;
+        assert_eq!(
+            (again.status, &again.body),
+            (before.status, &before.body),
+            "{key}"
+        );
+    }
+    let mut together: Vec<_> = history
+        .iter()
+        .map(|(key, body, _)| app.buy_body(key, body.clone(), 10))
+        .collect();
+    together.push(app.buy_body("dee-1", serde_json::json!({ "user_id": "dee" }), 10));
+    let answers = futures::future::join_all(together).await;
+    for ((key, ..), (before, again)) in history.iter().zip(first.iter().zip(&answers)) {
+        assert_eq!(
+            (again.status, &again.body),
+            (before.status, &before.body),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        answers[4].status, 201,
+        "the new key wins the last unit: {:?}",
+        answers[4]
+    );
+    assert_eq!(
+        app.stored_counts().await,
+        (stored.0 + 1, stored.1 + 1),
+        "only the new key was recorded"
+    );
+    app.assert_invariants().await;
+}

@@ -7,6 +7,11 @@
 //! [`Ledger::apply`] folds the plan in once its transaction has committed. If
 //! the commit fails, the processor throws the ledger away and reloads it.
 //!
+//! What it holds is bounded by what is live: every winner (what a buyer has
+//! won, bounded by the stock) and the most recent decisions by key
+//! (`recent`). A key decided before those comes back from the store
+//! ([`Ledger::learn`]) when the store refuses to decide it twice.
+//!
 //! Must not wait on or touch anything outside its own state: decisions are
 //! returned as data, and a plan made from a stale state is a bug it refuses.
 
@@ -24,6 +29,7 @@ use uuid::Uuid;
 use crate::domain::{
     IdempotencyKey, OperationId, OperatorId, Outcome, PerUserLimit, Quantity, Sku, Stock, UserId,
 };
+use crate::recent::{RecentDecisions, REMEMBERED_PER_GENERATION};
 
 /// Namespace of the SKU half of order ids (see [`order_id`]).
 const ORDER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c2a_8f4e_4b7a_9c39_2f0e_d7a4_1b55);
@@ -113,7 +119,9 @@ pub struct LedgerState {
     pub applied_seq: u64,
     /// Where the close stands in line, once it has been decided.
     pub closed_seq: Option<u64>,
-    /// Every decision recorded for this SKU.
+    /// Recorded decisions the ledger starts from, in line order: at least
+    /// every winner (what each buyer has won is counted from them); any
+    /// other is optional (it is learned again when its key comes back).
     pub decisions: Vec<Decision>,
     /// Every operator action applied to this SKU.
     pub operations: Vec<OperationId>,
@@ -173,7 +181,7 @@ pub struct Ledger {
     applied_seq: u64,
     closed_seq: Option<u64>,
     won_by_user: HashMap<UserId, u32>,
-    decided: HashMap<IdempotencyKey, Decision>,
+    decided: RecentDecisions,
     operations: HashSet<OperationId>,
 }
 
@@ -188,6 +196,12 @@ struct Deciding<'a> {
 
 impl Ledger {
     pub fn new(state: LedgerState) -> Self {
+        Self::remembering(state, REMEMBERED_PER_GENERATION)
+    }
+
+    /// A ledger that remembers at least `generation_len` recent decisions
+    /// by key (and at most twice as many).
+    pub fn remembering(state: LedgerState, generation_len: usize) -> Self {
         let mut ledger = Ledger {
             sku: state.sku,
             remaining: state.remaining,
@@ -195,7 +209,7 @@ impl Ledger {
             applied_seq: state.applied_seq,
             closed_seq: state.closed_seq,
             won_by_user: HashMap::default(),
-            decided: HashMap::with_capacity_and_hasher(state.decisions.len(), Default::default()),
+            decided: RecentDecisions::new(generation_len),
             operations: state.operations.into_iter().collect(),
         };
         for decision in state.decisions {
@@ -237,23 +251,20 @@ impl Ledger {
         self.won_by_user.get(user).copied().unwrap_or(0)
     }
 
-    /// The recorded decision for `key`, if any.
+    /// The recorded decision for `key`, if the ledger remembers it.
     pub fn decision_for(&self, key: &IdempotencyKey) -> Option<&Decision> {
         self.decided.get(key)
     }
 
-    /// The recorded decisions a gateway must know to answer for a finally
-    /// sold-out drop without asking the line: every one that is not
-    /// `sold_out` (bounded by the stock and the per-user limit).
-    pub fn answers_other_than_sold_out(&self) -> Vec<Decision> {
-        let mut answers: Vec<Decision> = self
-            .decided
-            .values()
-            .filter(|d| d.outcome != Outcome::SoldOut)
-            .cloned()
-            .collect();
-        answers.sort_by_key(|d| d.seq);
-        answers
+    /// Remembers decisions recorded in the store that the ledger had
+    /// forgotten (or never loaded), so that [`Ledger::decide`] answers their
+    /// keys with them. They are kept at least until the next plan is
+    /// applied, however many there are. Counts nothing: every winner is
+    /// counted already.
+    pub fn learn(&mut self, recorded: impl IntoIterator<Item = Decision>) {
+        for decision in recorded {
+            self.decided.learn(decision);
+        }
     }
 
     /// Decides `entries` (in the order given, which must be stream order) on
@@ -395,6 +406,7 @@ impl Ledger {
         for decision in &plan.decided {
             self.record(decision.clone());
         }
+        self.decided.settle();
         for control in &plan.controls {
             self.operations.insert(control.op.clone());
         }
@@ -414,7 +426,7 @@ impl Ledger {
                 .entry(decision.user_id.clone())
                 .or_insert(0) += decision.quantity.get();
         }
-        self.decided.insert(decision.key.clone(), decision);
+        self.decided.insert(decision);
     }
 }
 
@@ -438,6 +450,18 @@ pub fn order_id(sku: &Sku, seq: u64) -> Uuid {
     Uuid::new_v8(bytes)
 }
 
+/// The first and last order ids [`order_id`] can give `sku`: its winners
+/// are rows of the order-id index between the two (read without touching
+/// its other decisions), along with any of a SKU whose hash half collides,
+/// so a reader filters by SKU as well.
+pub fn order_id_range(sku: &Sku) -> (Uuid, Uuid) {
+    (order_id(sku, 0), order_id(sku, LAST_PLACE_IN_LINE))
+}
+
+/// The largest place in line: the top two bits of `seq` are the order id's
+/// version and variant.
+const LAST_PLACE_IN_LINE: u64 = (1 << 62) - 1;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,10 +474,15 @@ mod tests {
         assert_eq!(order_id(&a, 7).get_version_num(), 8);
         // Increasing with the place in line, as Postgres compares uuids
         // (bytewise), up to the largest place a stream can hand out.
-        let places = [1, 2, 1_023, 1_024, 1 << 40, (1 << 62) - 1];
+        let places = [1, 2, 1_023, 1_024, 1 << 40, LAST_PLACE_IN_LINE];
         for pair in places.windows(2) {
             assert!(order_id(&a, pair[0]) < order_id(&a, pair[1]), "{pair:?}");
         }
+        let (first, last) = order_id_range(&a);
+        assert!(places
+            .iter()
+            .all(|&p| (first..=last).contains(&order_id(&a, p))));
+        assert!(!(first..=last).contains(&order_id(&b, 7)));
         assert_ne!(order_id(&a, 7), order_id(&b, 7));
         assert_ne!(
             order_id(&a, 7).as_bytes()[..8],

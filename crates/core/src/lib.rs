@@ -12,6 +12,7 @@
 pub mod domain;
 pub mod ledger;
 pub mod names;
+mod recent;
 pub mod redact;
 pub mod wire;
 
@@ -20,4 +21,5 @@ pub use domain::{
     Quantity, Sku, Stock, UserId,
 };
 pub use ledger::{Action, BatchPlan, Control, Decision, Entry, Intent, Ledger, LedgerState};
+pub use recent::REMEMBERED_PER_GENERATION;
 pub use redact::redact;

@@ -11,7 +11,9 @@ mod common;
 
 use common::*;
 use dropline_core::ledger::order_id;
-use dropline_core::{Action, Decision, Entry, Intent, Ledger, LedgerState, OperationId, Outcome};
+use dropline_core::{
+    Action, BatchPlan, Decision, Entry, Intent, Ledger, LedgerState, OperationId, Outcome,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -473,4 +475,68 @@ proptest! {
             prop_assert_eq!(rebuilt.won_by(&u), survivor.won_by(&u));
         }
     }
+
+    #[test]
+    fn a_ledger_that_forgets_and_learns_what_the_store_refuses_decides_as_if_it_remembered_everything(
+        s in scenario(),
+        cut in any::<Index>(),
+        remembered in 1usize..=4,
+    ) {
+        let batches = s.batches();
+        let cut = cut.index(batches.len() + 1);
+        let (before, after) = batches.split_at(cut);
+        let mut survivor = s.ledger();
+        let before_plans = run(&mut survivor, before);
+        let mut store = all_decided(&before_plans);
+
+        // Rebuilt as a claim loads it (counters, operations, winners only),
+        // remembering only the last few decisions after that.
+        let winners = store.iter().filter(|d| d.outcome == Outcome::Won).cloned().collect();
+        let mut forgetful = Ledger::remembering(LedgerState {
+            sku: sku(),
+            remaining: survivor.remaining(),
+            per_user_limit: survivor.per_user_limit(),
+            applied_seq: survivor.applied_seq(),
+            closed_seq: survivor.closed_seq(),
+            decisions: winners,
+            operations: all_controls(&before_plans).into_iter().map(|c| c.op).collect(),
+        }, remembered);
+
+        let survivor_plans = run(&mut survivor, after);
+        let forgetful_plans = run_learning(&mut forgetful, after, &mut store);
+        prop_assert_eq!(all_decided(&forgetful_plans), all_decided(&survivor_plans));
+        prop_assert_eq!(all_repeated(&forgetful_plans), all_repeated(&survivor_plans));
+        prop_assert_eq!(forgetful.remaining(), survivor.remaining());
+        for u in (0..USERS_MAX).map(user) {
+            prop_assert_eq!(forgetful.won_by(&u), survivor.won_by(&u));
+        }
+    }
+}
+
+/// Decides and applies every batch as the processor does with a ledger
+/// that forgets: the store refuses a plan that decides a key it already
+/// holds, the ledger learns the store's decisions of the plan's keys, and
+/// decides the batch again.
+fn run_learning(
+    ledger: &mut Ledger,
+    batches: &[Vec<Entry>],
+    store: &mut Vec<Decision>,
+) -> Vec<BatchPlan> {
+    batches
+        .iter()
+        .map(|batch| loop {
+            let plan = ledger.decide(batch);
+            let recorded: Vec<Decision> = store
+                .iter()
+                .filter(|r| plan.decided.iter().any(|d| d.key == r.key))
+                .cloned()
+                .collect();
+            if recorded.is_empty() {
+                ledger.apply(&plan);
+                store.extend(plan.decided.iter().cloned());
+                break plan;
+            }
+            ledger.learn(recorded);
+        })
+        .collect()
 }

@@ -6,7 +6,7 @@
 //! gateway that misses an announcement reads the store before it answers.
 
 use dropline_core::wire::DropEvent;
-use dropline_core::{BatchPlan, Decision, Ledger, Sku};
+use dropline_core::{BatchPlan, Decision, Sku};
 
 use crate::context::Context;
 
@@ -33,11 +33,16 @@ async fn publish_decisions(ctx: &Context, sku: &Sku, decisions: &[Decision]) {
 }
 
 /// Tells every gateway the drop is finally sold out, with the recorded
-/// answers a repeated key must still get: they answer every other purchase
+/// answers a repeated key must still get (read from the store: the ledger
+/// does not remember every decision): they answer every other purchase
 /// `sold_out` from then on without sending it to the line.
-pub(crate) async fn announce_sell_out(ctx: &Context, ledger: &Ledger) {
-    let answers = ledger.answers_other_than_sold_out();
-    for event in DropEvent::sold_out(ledger.sku(), &answers) {
+pub(crate) async fn announce_sell_out(ctx: &Context, sku: &Sku) {
+    let answers = match ctx.store.answers_other_than_sold_out(sku).await {
+        Ok(answers) => answers,
+        // Gateways learn the sell-out from the store at their next refresh.
+        Err(err) => return tracing::warn!(%err, "read the answers to announce a sell-out"),
+    };
+    for event in DropEvent::sold_out(sku, &answers) {
         publish_event(ctx, &event).await;
     }
     tracing::info!(answers = answers.len(), "announced the final sell-out");

@@ -2,6 +2,9 @@
 //! transaction, and keep retrying (reloading the ledger from the store each
 //! time) until it is in, fenced out, or stopped.
 //!
+//! A key the ledger no longer remembers is refused by the store and its
+//! recorded decision learned from it; the batch is then decided again.
+//!
 //! Must not ack or announce: a batch is acked and announced only after this
 //! returns its committed plan. Must not trust the in-memory ledger after a
 //! failed commit: only the store knows what was applied.
@@ -33,7 +36,7 @@ pub(crate) async fn commit(
         if plan.is_noop() {
             return Ok(Some(plan));
         }
-        match apply_keeping_messages(ctx, sku, epoch, &plan, batch).await {
+        let failure = match apply_keeping_messages(ctx, sku, epoch, &plan, batch).await {
             Ok(applied) => {
                 ledger.apply(&plan);
                 if applied.remaining != ledger.remaining() {
@@ -48,25 +51,53 @@ pub(crate) async fn commit(
                 return Ok(Some(plan));
             }
             Err(StoreError::Fenced) => return Ok(None),
-            Err(err) => {
-                failures += 1;
-                meters::commit_failed();
-                tracing::warn!(%err, failures, decided = plan.decided.len(), "commit batch; reloading ledger and retrying");
-                // Keep the messages from being redelivered while we retry.
-                let _ = batch.in_progress().await;
-                tokio::select! {
-                    _ = tokio::time::sleep(ctx.config.retry_backoff(failures)) => {}
-                    _ = stop.changed() => anyhow::bail!("stopped while retrying a commit"),
-                }
-                // The outcome of a failed commit may be unknown (connection
-                // lost mid-commit): only the store can say what was applied.
-                match ctx.store.load_ledger_state(sku).await {
-                    Ok(state) => *ledger = Ledger::new(state),
-                    Err(err) => tracing::warn!(%err, "reload ledger"),
+            // Not a failure: the ledger had forgotten (or never loaded) a
+            // key's decision; the store wrote nothing.
+            Err(StoreError::KeyDecidedBefore) => {
+                match learn_recorded(ctx, sku, ledger, &plan).await {
+                    Ok(true) => continue,
+                    Ok(false) => anyhow::anyhow!("the store refused a key it has no decision for"),
+                    Err(err) => err.into(),
                 }
             }
+            Err(err) => err.into(),
+        };
+        failures += 1;
+        meters::commit_failed();
+        tracing::warn!(err = %failure, failures, decided = plan.decided.len(), "commit batch; reloading ledger and retrying");
+        // Keep the messages from being redelivered while we retry.
+        let _ = batch.in_progress().await;
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.config.retry_backoff(failures)) => {}
+            _ = stop.changed() => anyhow::bail!("stopped while retrying a commit"),
+        }
+        // The outcome of a failed commit may be unknown (connection
+        // lost mid-commit): only the store can say what was applied.
+        match ctx.store.load_ledger_state(sku).await {
+            Ok(state) => *ledger = Ledger::new(state),
+            Err(err) => tracing::warn!(%err, "reload ledger"),
         }
     }
+}
+
+/// Teaches the ledger the recorded decisions of the plan's new keys; false
+/// when the store has none of them (then something else refused the batch).
+async fn learn_recorded(
+    ctx: &Context,
+    sku: &Sku,
+    ledger: &mut Ledger,
+    plan: &BatchPlan,
+) -> Result<bool, StoreError> {
+    let keys: Vec<&str> = plan.decided.iter().map(|d| d.key.as_str()).collect();
+    let recorded = ctx.store.purchases_of_keys(sku, &keys).await?;
+    tracing::debug!(
+        keys = keys.len(),
+        recorded = recorded.len(),
+        "learned decisions the ledger had forgotten"
+    );
+    let learned = !recorded.is_empty();
+    ledger.learn(recorded);
+    Ok(learned)
 }
 
 /// Applies the plan; while a slow commit runs, tells JetStream the batch is

@@ -88,7 +88,7 @@ impl<'a> Worker<'a> {
         reannounce_last_batch(ctx, sku).await;
         if ledger.is_finally_sold_out() {
             // Gateways that missed the last owner's announcement hear it now.
-            announce_sell_out(ctx, &ledger).await;
+            announce_sell_out(ctx, sku).await;
         }
         if let Err(err) = ctx.store.record_halt(sku, epoch, None).await {
             tracing::warn!(%err, "clear the partition's halt");
@@ -245,7 +245,7 @@ impl<'a> Worker<'a> {
 /// await would not be `Send`, its pull stream being `Send` only.)
 async fn announce_drop_changes(ctx: &Context, ledger: &Ledger, was_sold_out: bool) {
     match (was_sold_out, ledger.is_finally_sold_out()) {
-        (false, true) => announce_sell_out(ctx, ledger).await,
+        (false, true) => announce_sell_out(ctx, ledger.sku()).await,
         (true, false) => announce_in_stock(ctx, ledger.sku()).await,
         _ => {}
     }

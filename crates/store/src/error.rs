@@ -6,6 +6,10 @@ pub(crate) const SQLSTATE_FENCED: &str = "DL409";
 pub(crate) const SQLSTATE_STALE_LEDGER: &str = "DL412";
 /// SQLSTATE raised when the partition row does not exist.
 pub(crate) const SQLSTATE_NO_PARTITION: &str = "DL404";
+/// Postgres' unique violation, and the constraint that makes a key's
+/// decision one and only one.
+const SQLSTATE_UNIQUE_VIOLATION: &str = "23505";
+const ONE_DECISION_PER_KEY: &str = "purchases_one_decision_per_key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -17,6 +21,11 @@ pub enum StoreError {
     /// the ledger. Nothing was written.
     #[error("stale ledger: the store's applied sequence moved")]
     StaleLedger,
+    /// A key of the batch was decided before, by a decision the caller's
+    /// ledger does not remember: learn the recorded decisions of the
+    /// batch's keys and decide again. Nothing was written.
+    #[error("a key of the batch is decided already")]
+    KeyDecidedBefore,
     #[error("drop {0} already exists")]
     DropExists(String),
     #[error("no drop {0}")]
@@ -53,6 +62,11 @@ impl StoreError {
                 Some(SQLSTATE_FENCED) => return StoreError::Fenced,
                 Some(SQLSTATE_STALE_LEDGER) | Some(SQLSTATE_NO_PARTITION) => {
                     return StoreError::StaleLedger
+                }
+                Some(SQLSTATE_UNIQUE_VIOLATION)
+                    if db.constraint() == Some(ONE_DECISION_PER_KEY) =>
+                {
+                    return StoreError::KeyDecidedBefore
                 }
                 _ => {}
             }

@@ -4,6 +4,7 @@
 //! A lease only decides who does the work; correctness rests on the epoch
 //! checked inside every batch transaction (see `apply`).
 
+use dropline_core::ledger::order_id_range;
 use dropline_core::{LedgerState, OperationId, PerUserLimit, Sku};
 use sqlx::Row;
 
@@ -119,7 +120,9 @@ impl Store {
         Ok(())
     }
 
-    /// Reads everything a ledger is rebuilt from, in one consistent snapshot.
+    /// Reads what a ledger is rebuilt from, in one consistent snapshot:
+    /// its counters, its operator actions and its winners (not the rest of
+    /// its decisions, which the ledger learns when a key comes back).
     pub async fn load_ledger_state(&self, sku: &Sku) -> Result<LedgerState, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -142,10 +145,16 @@ impl Store {
                 .bind(sku.as_str())
                 .fetch_all(&mut *tx)
                 .await?;
+        // Winners only, through the order-id index: what the ledger must
+        // count, bounded by the stock however long the SKU's history is.
+        let (first_order, last_order) = order_id_range(sku);
         let decisions = sqlx::query(&format!(
-            "SELECT {DECISION_COLUMNS} FROM purchases WHERE sku = $1 ORDER BY seq"
+            "SELECT {DECISION_COLUMNS} FROM purchases \
+              WHERE order_id BETWEEN $2 AND $3 AND sku = $1 ORDER BY seq"
         ))
         .bind(sku.as_str())
+        .bind(first_order)
+        .bind(last_order)
         .fetch_all(&mut *tx)
         .await?
         .iter()

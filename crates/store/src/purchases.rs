@@ -45,6 +45,25 @@ impl Store {
         row.as_ref().map(decision_from_row).transpose()
     }
 
+    /// The decisions recorded for those of `keys` that have one, in line
+    /// order: what a processor learns when the store refuses a batch for a
+    /// key decided before.
+    pub async fn purchases_of_keys(
+        &self,
+        sku: &Sku,
+        keys: &[&str],
+    ) -> Result<Vec<Decision>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS} FROM purchases \
+              WHERE sku = $1 AND idempotency_key = ANY($2) ORDER BY seq"
+        ))
+        .bind(sku.as_str())
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decision_from_row).collect()
+    }
+
     /// Every decision of a drop, in stream order.
     pub async fn decisions(&self, sku: &Sku) -> Result<Vec<Decision>, StoreError> {
         let rows = sqlx::query(&format!(
