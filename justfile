@@ -51,7 +51,9 @@ compare *args:
 
 # The processor drains a pre-filled partition (decisions/s); the gateway, with no processor,
 # answers `Prefer: respond-async` purchases (202s/s); then 1,000 open drops and no buyers (time
-# until all are owned, idle CPU of dropline, NATS and Postgres). `--only processor|gateway|idle`.
+# until all are owned, idle CPU of dropline, NATS and Postgres); then a SKU with a million decided
+# intents is claimed (claim time, processor memory growth, old keys answered as recorded).
+# `--only processor|gateway|idle|history`.
 # dropline's halves alone, then an idle stack with many drops, each on a fresh database.
 bench *args:
     cargo build --release --quiet -p loadtest -p dropline

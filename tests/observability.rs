@@ -244,6 +244,7 @@ async fn a_processor_alone_serves_health_readiness_and_metrics() {
         format!("dropline_processor_lag_seconds{{sku=\"{sku}\"}} 0"),
         "dropline_processor_partitions_owned 1".to_string(),
         "dropline_processor_lease_changes_total{change=\"claimed\"} 1".to_string(),
+        "dropline_processor_claim_duration_seconds_count 1".to_string(),
         "dropline_processor_commit_duration_seconds_bucket{le=\"+Inf\"}".to_string(),
         "dropline_processor_batch_entries_bucket{le=\"+Inf\"}".to_string(),
     ];

@@ -99,6 +99,8 @@ const METRICS: &[Metric] = &[
         "Entries of the line (purchases, closes, restocks) in each committed batch."),
     metric("dropline_processor_commit_duration_seconds", Histogram, Unit::Seconds, &[],
         "Time to complete, decide and commit one batch, retries included."),
+    metric("dropline_processor_claim_duration_seconds", Histogram, Unit::Seconds, &[],
+        "Time from a partition's lease granted to its owner ready to decide (ledger loaded, consumer made)."),
     metric("dropline_processor_commit_failures_total", Counter, Unit::Count, &[],
         "Batch commits that failed and were retried after reloading the ledger."),
     metric("dropline_processor_halts_total", Counter, Unit::Count, &[],

@@ -107,6 +107,12 @@ pub(crate) fn batch_committed(plan: &BatchPlan, entries: usize, commit_time: Dur
         .record(commit_time.as_secs_f64());
 }
 
+/// A claimed partition is ready to decide: its ledger loaded and its
+/// consumer made, `took` after its lease was granted.
+pub(crate) fn partition_ready(took: Duration) {
+    metrics::histogram!("dropline_processor_claim_duration_seconds").record(took.as_secs_f64());
+}
+
 pub(crate) fn halted() {
     metrics::counter!("dropline_processor_halts_total").increment(1);
 }

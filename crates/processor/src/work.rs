@@ -107,6 +107,7 @@ impl<'a> Worker<'a> {
             .map_err(bus_error)?;
         let gauges = SkuGauges::new(sku);
         gauges.remaining(ledger.remaining());
+        meters::partition_ready(loading.elapsed());
         Ok(Self {
             ctx,
             sku,

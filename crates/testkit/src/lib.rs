@@ -1,10 +1,10 @@
 //! The rig every test and tool stands on: one place that decides how a
 //! private `nats-server` or Postgres is started (which binary, which
 //! configuration), how dropline's own processes are found, started and
-//! signalled, how throwaway databases are made and dropped, how a
-//! database is made slow (the delaying proxy), how buyers' tokens are
-//! minted, and how a page is looked at in a real browser (headless
-//! Chromium, its screenshots judged by pixels).
+//! signalled, how throwaway databases are made and dropped (and filled
+//! with a long history), how a database is made slow (the delaying proxy),
+//! how buyers' tokens are minted, and how a page is looked at in a real
+//! browser (headless Chromium, its screenshots judged by pixels).
 //!
 //! Used by the end-to-end tests (`tests/`), `loadtest` and `compare` alike;
 //! nothing else writes these things. Must not hold product logic, and must
@@ -14,6 +14,7 @@
 pub mod binaries;
 pub mod browser;
 pub mod databases;
+pub mod history;
 pub mod nats;
 pub mod pixels;
 pub mod ports;

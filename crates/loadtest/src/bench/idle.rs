@@ -22,7 +22,7 @@ use dropline_testkit::stack::{Stack, StackOptions};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{json, Map, Value};
 
-use super::object;
+use super::{object, SERVICE_LEASE_MS};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -39,10 +39,6 @@ pub struct IdleBench {
 
 /// The processors of the stack, as in `loadtest`'s own.
 const PROCESSORS: usize = 2;
-
-/// `dropline`'s default lease (`DROPLINE_LEASE_MS`): idle cost depends on
-/// how often leases are renewed, so the bench runs the shipped setting.
-const SERVICE_LEASE_MS: u64 = 10_000;
 
 /// Drops created at once (each its own insert, as an operator's script
 /// would).

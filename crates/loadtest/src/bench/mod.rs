@@ -16,9 +16,14 @@
 //!   they are all owned, how evenly, with how many lease acquisitions, and
 //!   the CPU the idle stack (dropline, NATS, its Postgres backends) uses.
 //!
+//! - [`history`]: a SKU with a long history (a million decided intents)
+//!   claimed: how long the claim takes, how much the processor grows for
+//!   it, and old keys answered as recorded.
+//!
 //! Figures go to stdout (and the caller's JSON), progress to stderr.
 
 pub mod gateway;
+pub mod history;
 pub mod idle;
 pub mod processor;
 
@@ -26,6 +31,11 @@ use anyhow::Context as _;
 use dropline_core::{PerUserLimit, Sku, Stock};
 use dropline_store::{NewDrop, PoolOptions, Store};
 use serde_json::{Map, Value};
+
+/// `dropline`'s default lease (`DROPLINE_LEASE_MS`): the stacks of the idle
+/// and history parts run the shipped setting (idle cost depends on how
+/// often leases are renewed).
+const SERVICE_LEASE_MS: u64 = 10_000;
 
 /// A fresh SKU name for this run.
 fn bench_sku(run_id: &str) -> anyhow::Result<Sku> {

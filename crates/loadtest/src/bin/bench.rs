@@ -1,10 +1,11 @@
 //! `bench`: dropline's halves alone, then an idle stack with many open
-//! drops (see `loadtest::bench`). All run by default, in that order;
+//! drops, then a SKU with a long history claimed (see `loadtest::bench`). All run by default, in that order;
 //! `--only` picks one.
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use loadtest::bench::gateway::GatewayBench;
+use loadtest::bench::history::HistoryBench;
 use loadtest::bench::idle::IdleBench;
 use loadtest::bench::processor::ProcessorBench;
 use serde_json::{Map, Value};
@@ -17,10 +18,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     about = "dropline's halves alone: the processor draining a pre-filled partition \
              (decisions/s), then the gateway with no processor (accepted purchases/s); \
-             then many open drops and no buyers (time to own them all, idle CPU)"
+             then many open drops and no buyers (time to own them all, idle CPU); \
+             then a SKU with a long history claimed (claim time, memory, old repeats)"
 )]
 struct Args {
-    /// Run only this part [default: all three, in this order].
+    /// Run only this part [default: all four, in this order].
     #[arg(long, value_enum)]
     only: Option<Part>,
     /// Processor: intents to pre-fill.
@@ -64,6 +66,9 @@ struct Args {
     /// Idle: how long the drops may take to be owned before the bench fails.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     owned_wait_s: u64,
+    /// History: intents decided in the claimed SKU's history.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1_000..=100_000_000))]
+    history_decided: u32,
     /// Also write the result as JSON here: the processor's fields
     /// (`decisions_per_s`, …) and the gateway's (`gateway_accepted_per_s`, …).
     #[arg(long)]
@@ -75,6 +80,7 @@ enum Part {
     Processor,
     Gateway,
     Idle,
+    History,
 }
 
 #[tokio::main]
@@ -128,6 +134,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             postgres: args.postgres.clone(),
         };
         result.extend(loadtest::bench::idle::run(&bench).await.context("idle")?);
+    }
+    if runs(Part::History) {
+        let bench = HistoryBench {
+            decided: args.history_decided,
+            postgres: args.postgres.clone(),
+        };
+        result.extend(
+            loadtest::bench::history::run(&bench)
+                .await
+                .context("history")?,
+        );
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&Value::Object(result))?)
