@@ -22,12 +22,11 @@ use dropline_bus::{Bus, BusOptions, IntentMessage, StreamSettings};
 use dropline_core::ledger::order_id;
 use dropline_core::wire::IntentPayload;
 use dropline_core::{IdempotencyKey, Quantity, Sku, UserId};
-use dropline_testkit::databases::drop_database;
 use dropline_testkit::history::LongHistory;
-use dropline_testkit::stack::{Stack, StackOptions};
+use dropline_testkit::stack::Stack;
 use serde_json::{json, Map, Value};
 
-use super::{object, SERVICE_LEASE_MS};
+use super::{object, on_service_stack};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -47,19 +46,10 @@ const READY_WAIT: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(2);
 
 pub async fn run(bench: &HistoryBench) -> anyhow::Result<Map<String, Value>> {
-    let options = StackOptions {
-        private_nats: true,
-        lease_ms: SERVICE_LEASE_MS,
-        ..StackOptions::new(&bench.postgres, "", 1)
-    };
-    let mut stack = Stack::start(options).await?;
-    let measured = measure(bench, &stack).await;
-    stack.stop();
-    let dropped = drop_database(&bench.postgres, stack.database_name()).await;
-    drop(stack);
-    let figures = measured?;
-    dropped?;
-    Ok(figures)
+    on_service_stack(&bench.postgres, 1, async |stack| {
+        measure(bench, stack).await
+    })
+    .await
 }
 
 async fn measure(bench: &HistoryBench, stack: &Stack) -> anyhow::Result<Map<String, Value>> {

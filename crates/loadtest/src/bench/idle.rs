@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use dropline_core::{PerUserLimit, Sku, Stock};
 use dropline_store::{NewDrop, PoolOptions, Store};
-use dropline_testkit::databases::{backend_pids, drop_database};
-use dropline_testkit::stack::{Stack, StackOptions};
+use dropline_testkit::databases::backend_pids;
+use dropline_testkit::stack::Stack;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{json, Map, Value};
 
-use super::{object, SERVICE_LEASE_MS};
+use super::{object, on_service_stack};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -45,19 +45,10 @@ const PROCESSORS: usize = 2;
 const CREATE_CONCURRENCY: usize = 16;
 
 pub async fn run(bench: &IdleBench) -> anyhow::Result<Map<String, Value>> {
-    let options = StackOptions {
-        private_nats: true,
-        lease_ms: SERVICE_LEASE_MS,
-        ..StackOptions::new(&bench.postgres, "", PROCESSORS)
-    };
-    let mut stack = Stack::start(options).await?;
-    let measured = measure(bench, &stack).await;
-    stack.stop();
-    let dropped = drop_database(&bench.postgres, stack.database_name()).await;
-    drop(stack);
-    let figures = measured?;
-    dropped?;
-    Ok(figures)
+    on_service_stack(&bench.postgres, PROCESSORS, async |stack| {
+        measure(bench, stack).await
+    })
+    .await
 }
 
 async fn measure(bench: &IdleBench, stack: &Stack) -> anyhow::Result<Map<String, Value>> {

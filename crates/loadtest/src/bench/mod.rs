@@ -30,12 +30,37 @@ pub mod processor;
 use anyhow::Context as _;
 use dropline_core::{PerUserLimit, Sku, Stock};
 use dropline_store::{NewDrop, PoolOptions, Store};
+use dropline_testkit::databases::drop_database;
+use dropline_testkit::stack::{Stack, StackOptions};
 use serde_json::{Map, Value};
 
 /// `dropline`'s default lease (`DROPLINE_LEASE_MS`): the stacks of the idle
 /// and history parts run the shipped setting (idle cost depends on how
 /// often leases are renewed).
 const SERVICE_LEASE_MS: u64 = 10_000;
+
+/// Runs `measure` on a stack of a gateway and `processors` processors with
+/// the service's lease, on a private nats-server and a fresh database,
+/// which is dropped after.
+async fn on_service_stack(
+    postgres: &str,
+    processors: usize,
+    measure: impl AsyncFnOnce(&Stack) -> anyhow::Result<Map<String, Value>>,
+) -> anyhow::Result<Map<String, Value>> {
+    let options = StackOptions {
+        private_nats: true,
+        lease_ms: SERVICE_LEASE_MS,
+        ..StackOptions::new(postgres, "", processors)
+    };
+    let mut stack = Stack::start(options).await?;
+    let measured = measure(&stack).await;
+    stack.stop();
+    let dropped = drop_database(postgres, stack.database_name()).await;
+    drop(stack);
+    let figures = measured?;
+    dropped?;
+    Ok(figures)
+}
 
 /// A fresh SKU name for this run.
 fn bench_sku(run_id: &str) -> anyhow::Result<Sku> {
