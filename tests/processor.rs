@@ -273,14 +273,7 @@ async fn a_restarted_service_continues_from_the_applied_sequence() {
     .await;
     assert_eq!(app.buy("before-1", "u1", 10).await.status, 201);
     assert_eq!(app.buy("before-2", "u2", 10).await.status, 201);
-    let reuse = (app.database_url.clone(), app.sku.clone());
-    app.stop().await;
-
-    let app = spawn_app_with(AppOptions {
-        reuse: Some(reuse),
-        ..AppOptions::default()
-    })
-    .await;
+    let app = app.restarted().await;
     let replay = app.buy("before-1", "u1", 10).await;
     assert_eq!(
         replay.status, 201,

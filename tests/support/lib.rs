@@ -475,6 +475,18 @@ impl TestApp {
             finished.expect("app ran without error");
         }
     }
+
+    /// Stops the app and starts a new one (default options) on the same
+    /// database and SKU: a restart, the new processor claiming the SKU.
+    pub async fn restarted(self) -> TestApp {
+        let reuse = (self.database_url.clone(), self.sku.clone());
+        self.stop().await;
+        spawn_app_with(AppOptions {
+            reuse: Some(reuse),
+            ..AppOptions::default()
+        })
+        .await
+    }
 }
 
 impl TestApp {

@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use dropline_bus::{Bus, BusOptions, IntentMessage, StreamSettings};
+use dropline_bus::IntentMessage;
 use dropline_core::ledger::order_id;
 use dropline_core::wire::IntentPayload;
 use dropline_core::{IdempotencyKey, Quantity, Sku, UserId};
@@ -26,7 +26,7 @@ use dropline_testkit::history::LongHistory;
 use dropline_testkit::stack::Stack;
 use serde_json::{json, Map, Value};
 
-use super::{object, on_service_stack};
+use super::{intent_publisher, object, on_service_stack};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -114,12 +114,7 @@ async fn move_stream_past(
     history: &LongHistory,
     run_id: &str,
 ) -> anyhow::Result<()> {
-    let bus = Bus::connect(&stack.nats_url, &BusOptions::default(), true)
-        .await
-        .map_err(|e| anyhow::anyhow!("connect to NATS: {e}"))?;
-    bus.ensure_stream(&StreamSettings::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("stream: {e}"))?;
+    let bus = intent_publisher(&stack.nats_url).await?;
     // No drop of this name exists: nothing decides these.
     let filler = Sku::parse(format!("filler-{run_id}"))?;
     let mut last = 0;

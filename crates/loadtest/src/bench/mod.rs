@@ -28,6 +28,7 @@ pub mod idle;
 pub mod processor;
 
 use anyhow::Context as _;
+use dropline_bus::{Bus, BusOptions, StreamSettings};
 use dropline_core::{PerUserLimit, Sku, Stock};
 use dropline_store::{NewDrop, PoolOptions, Store};
 use dropline_testkit::databases::drop_database;
@@ -60,6 +61,17 @@ async fn on_service_stack(
     let figures = measured?;
     dropped?;
     Ok(figures)
+}
+
+/// A publisher of intents on the NATS at `url`, its stream made if missing.
+async fn intent_publisher(url: &str) -> anyhow::Result<Bus> {
+    let bus = Bus::connect(url, &BusOptions::default(), true)
+        .await
+        .map_err(|e| anyhow::anyhow!("connect to NATS: {e}"))?;
+    bus.ensure_stream(&StreamSettings::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("stream: {e}"))?;
+    Ok(bus)
 }
 
 /// A fresh SKU name for this run.

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use dropline_bus::{Bus, BusOptions, IntentMessage, StreamSettings};
+use dropline_bus::{Bus, IntentMessage};
 use dropline_core::wire::IntentPayload;
 use dropline_core::{IdempotencyKey, Quantity, Sku, UserId};
 use dropline_store::{PoolOptions, Store};
@@ -11,7 +11,7 @@ use dropline_testkit::databases::{create_database, drop_database};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Map, Value};
 
-use super::{bench_sku, create_drop, object};
+use super::{bench_sku, create_drop, intent_publisher, object};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -58,12 +58,7 @@ async fn drain(
     let sku = bench_sku(run_id)?;
     create_drop(database_url, &sku, bench.stock).await?;
 
-    let bus = Bus::connect(&bench.nats_url, &BusOptions::default(), true)
-        .await
-        .map_err(|e| anyhow::anyhow!("connect to NATS: {e}"))?;
-    bus.ensure_stream(&StreamSettings::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("stream: {e}"))?;
+    let bus = intent_publisher(&bench.nats_url).await?;
     let filled = Instant::now();
     prefill(&bus, &sku, bench.intents).await?;
     let fill_s = filled.elapsed().as_secs_f64();
