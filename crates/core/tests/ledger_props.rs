@@ -440,15 +440,7 @@ proptest! {
         // (in whatever order the store returns them).
         let mut decisions = all_decided(&before_plans);
         decisions.reverse();
-        let mut rebuilt = Ledger::new(LedgerState {
-            sku: sku(),
-            remaining: survivor.remaining(),
-            per_user_limit: survivor.per_user_limit(),
-            applied_seq: survivor.applied_seq(),
-            closed_seq: survivor.closed_seq(),
-            decisions,
-            operations: all_controls(&before_plans).into_iter().map(|c| c.op).collect(),
-        });
+        let mut rebuilt = Ledger::new(stored_state(&survivor, decisions, &before_plans));
         prop_assert_eq!(rebuilt.sku(), survivor.sku());
         prop_assert_eq!(rebuilt.remaining(), survivor.remaining());
         prop_assert_eq!(rebuilt.applied_seq(), survivor.applied_seq());
@@ -492,15 +484,8 @@ proptest! {
         // Rebuilt as a claim loads it (counters, operations, winners only),
         // remembering only the last few decisions after that.
         let winners = store.iter().filter(|d| d.outcome == Outcome::Won).cloned().collect();
-        let mut forgetful = Ledger::remembering(LedgerState {
-            sku: sku(),
-            remaining: survivor.remaining(),
-            per_user_limit: survivor.per_user_limit(),
-            applied_seq: survivor.applied_seq(),
-            closed_seq: survivor.closed_seq(),
-            decisions: winners,
-            operations: all_controls(&before_plans).into_iter().map(|c| c.op).collect(),
-        }, remembered);
+        let mut forgetful =
+            Ledger::remembering(stored_state(&survivor, winners, &before_plans), remembered);
 
         let survivor_plans = run(&mut survivor, after);
         let forgetful_plans = run_learning(&mut forgetful, after, &mut store);
@@ -510,6 +495,20 @@ proptest! {
         for u in (0..USERS_MAX).map(user) {
             prop_assert_eq!(forgetful.won_by(&u), survivor.won_by(&u));
         }
+    }
+}
+
+/// The state the store holds after `plans` were applied to `ledger`, with
+/// the recorded `decisions` a claim loads.
+fn stored_state(ledger: &Ledger, decisions: Vec<Decision>, plans: &[BatchPlan]) -> LedgerState {
+    LedgerState {
+        sku: sku(),
+        remaining: ledger.remaining(),
+        per_user_limit: ledger.per_user_limit(),
+        applied_seq: ledger.applied_seq(),
+        closed_seq: ledger.closed_seq(),
+        decisions,
+        operations: all_controls(plans).into_iter().map(|c| c.op).collect(),
     }
 }
 
