@@ -52,12 +52,16 @@ dropline_free_port() {
 
 DROPLINE_PRIVATE_PIDS=()
 DROPLINE_PRIVATE_PG=""
+DROPLINE_PRIVATE_DIRS=()
 
 dropline_stop_private_services() {
   for pid in "${DROPLINE_PRIVATE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [[ -n $DROPLINE_PRIVATE_PG ]]; then
     dropline_as_pg_owner "$(pg_config --bindir)/pg_ctl" -D "$DROPLINE_PRIVATE_PG" -m fast stop >/dev/null 2>&1 || true
   fi
+  # The servers must be gone before their stores are.
+  for pid in "${DROPLINE_PRIVATE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for store in "${DROPLINE_PRIVATE_DIRS[@]}"; do rm -rf "$store"; done
 }
 
 dropline_as_pg_owner() {
@@ -88,7 +92,7 @@ dropline_nats_can_sync_always() {
 }
 
 dropline_start_private_nats() {
-  local dir=$1 port here version
+  local dir=$1 port here version store
   here=$(dirname "${BASH_SOURCE[0]}")
   dropline_nats_server || return 1
   version=$("$DROPLINE_NATS_SERVER" --version)
@@ -99,8 +103,14 @@ dropline_start_private_nats() {
     echo "warning: $version cannot fsync before its PubAck; this NATS is not durable" >&2
   fi
   port=$(dropline_free_port)
-  mkdir -p "$dir/nats"
-  "$DROPLINE_NATS_SERVER" "${durable[@]}" -a 127.0.0.1 -p "$port" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
+  # Throwaway, like the databases: a store kept from run to run piled up
+  # every earlier run's streams and durable consumers until the server
+  # refused new consumers ("maximum consumers limit reached"); and two runs
+  # sharing one store directory would corrupt it.
+  mkdir -p "$dir"
+  store=$(mktemp -d "$dir/nats-store.XXXXXX") || return 1
+  DROPLINE_PRIVATE_DIRS+=("$store")
+  "$DROPLINE_NATS_SERVER" "${durable[@]}" -a 127.0.0.1 -p "$port" -js -sd "$store" >"$dir/nats.log" 2>&1 &
   DROPLINE_PRIVATE_PIDS+=($!)
   dropline_within_5s dropline_nats_has_jetstream 127.0.0.1 "$port" || return 1
   export NATS_URL="nats://127.0.0.1:$port"
