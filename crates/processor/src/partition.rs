@@ -1,13 +1,12 @@
-//! One partition's ownership: claim it with a new fencing epoch, keep the
-//! lease alive while working it, hand it back on shutdown or to a less
-//! loaded instance, and try again after losing it.
+//! One claimed partition's ownership: keep the lease alive while working
+//! it, hand it back on shutdown or to a less loaded instance, park it when
+//! halted, and claim it again after a failure.
 //!
 //! Must not pull, decide or commit (that is `work`) nor choose its pauses
 //! (that is `attempts`): this module only runs claims and hand-backs and
 //! says what happened.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use dropline_core::Sku;
 use dropline_store::PartitionClaim;
@@ -18,50 +17,39 @@ use crate::context::Context;
 use crate::meters::{lease_changed, LeaseChange, Owned};
 use crate::work::{work, Exit};
 
-/// Owns `sku`'s partition whenever it can, until `stop` turns true.
+/// Works `sku`'s partition, claimed by the supervisor as `claim` (its
+/// share slot taken), until the work ends; after a failure it claims the
+/// partition again itself, backing off, while it is still free or ours.
 #[tracing::instrument(skip_all, fields(sku = %sku))]
-pub(crate) async fn own_partition(ctx: Arc<Context>, sku: Sku, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn own_partition(
+    ctx: Arc<Context>,
+    sku: Sku,
+    claim: PartitionClaim,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut attempts = Attempts::default();
-    while !*stop.borrow() {
-        let pause = if ctx.share.try_take() {
-            match attempts.after(attempt(&ctx, &sku, &stop).await, &ctx.config) {
-                Next::Stop => return,
-                Next::RetryAfter(pause) => pause,
-                Next::LetGoAndRetryAfter(pause) => {
-                    tracing::warn!("the partition moved to another instance; letting it go");
-                    pause
-                }
-            }
-        } else {
-            // At the fair share: leave this partition to another instance,
-            // unless it is still free when we look again.
-            Duration::from_millis(ctx.config.lease_ms / 2)
+    let mut attempt = hold(&ctx, &sku, claim, stop.clone()).await;
+    loop {
+        let pause = match attempts.after(attempt, &ctx.config) {
+            Next::LetGo => return,
+            Next::RetryAfter(pause) => pause,
         };
         tokio::select! {
-            _ = tokio::time::sleep(spread(pause)) => {}
-            _ = stop.changed() => {}
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
         }
+        if *stop.borrow() || !ctx.share.try_take() {
+            // At the fair share: the partition is left to whoever has room.
+            return;
+        }
+        attempt = reclaim(&ctx, &sku, &stop).await;
     }
 }
 
-/// `pause`, shortened by a random part of up to half its length.
-///
-/// An instance's partition tasks start on the same discovery tick and
-/// their pauses are equal, so without this they wake in the same
-/// millisecond for good. Then the tasks of partitions another instance
-/// holds, each taking a share slot for the few milliseconds of its refused
-/// claim, fill the share at the very moment the tasks of the last free
-/// partitions look, every time: measured with 1,000 drops and two
-/// processors, a few drops stayed unowned for minutes in most runs.
-fn spread(pause: Duration) -> Duration {
-    use rand::Rng as _;
-    pause.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
-}
-
-/// Claims the partition with the share slot already taken and, if it is
-/// ours, holds it until the work ends. The slot is given back unless the
-/// partition is still ours to count.
-async fn attempt(ctx: &Context, sku: &Sku, stop: &watch::Receiver<bool>) -> Attempt {
+/// Claims the partition again with the share slot already taken and, if
+/// it is ours, holds it until the work ends. The slot is given back unless
+/// the partition is still ours to count.
+async fn reclaim(ctx: &Context, sku: &Sku, stop: &watch::Receiver<bool>) -> Attempt {
     let claim = ctx
         .store
         .claim_partition(sku, &ctx.config.instance_id, ctx.config.lease_ms)
@@ -71,6 +59,7 @@ async fn attempt(ctx: &Context, sku: &Sku, stop: &watch::Receiver<bool>) -> Atte
         // Someone else holds a live lease.
         Ok(None) => {
             ctx.share.give_back();
+            tracing::warn!("the partition moved to another instance; letting it go");
             Attempt::HeldElsewhere
         }
         Err(err) => {
@@ -109,21 +98,21 @@ async fn hold(
         Ok(Exit::Yielded) => {
             hand_back(ctx, sku, epoch).await;
             tracing::info!(epoch, "partition handed to a less loaded instance");
-            Attempt::Worked(Exit::Yielded)
+            Attempt::Worked
         }
         Ok(Exit::Stopped) => {
             hand_back(ctx, sku, epoch).await;
             tracing::info!(epoch, "partition handed back");
-            Attempt::Worked(Exit::Stopped)
+            Attempt::Worked
         }
         Ok(Exit::Halted) => {
-            // Handed back so that another (newer) instance may take it.
-            hand_back(ctx, sku, epoch).await;
-            Attempt::Worked(Exit::Halted)
+            // Not soon, and then by any instance: only a newer build helps.
+            park(ctx, sku, epoch).await;
+            Attempt::Worked
         }
         Ok(Exit::Fenced) => {
             tracing::warn!(epoch, "fenced: another instance owns the partition");
-            Attempt::Worked(Exit::Fenced)
+            Attempt::Worked
         }
         Err(err) => {
             tracing::warn!(
@@ -146,5 +135,23 @@ async fn hand_back(ctx: &Context, sku: &Sku, epoch: u64) {
         .await
     {
         tracing::warn!(%err, "hand partition back");
+    }
+}
+
+/// Keeps a halted partition from every instance for `halted_retry_ms`, so
+/// that it is not claimed and halted again at once; after that any
+/// instance (a newer one, after an upgrade) may try it.
+async fn park(ctx: &Context, sku: &Sku, epoch: u64) {
+    if let Err(err) = ctx
+        .store
+        .park_partition(
+            sku,
+            &ctx.config.instance_id,
+            epoch,
+            ctx.config.halted_retry_ms,
+        )
+        .await
+    {
+        tracing::warn!(%err, "park the halted partition");
     }
 }

@@ -21,10 +21,24 @@ impl Share {
         }
     }
 
-    pub fn set_fair(&self, live_skus: usize, live_instances: u64) {
-        let instances = (live_instances as usize).max(1);
+    pub fn set_fair(&self, live_skus: usize, live_instances: usize) {
+        let instances = live_instances.max(1);
         self.fair
             .store(live_skus.div_ceil(instances).max(1), Ordering::Relaxed);
+    }
+
+    /// Partitions this instance may still claim: its fair share less what
+    /// it owns.
+    pub fn free_slots(&self) -> usize {
+        let fair = self.fair.load(Ordering::Relaxed);
+        fair.saturating_sub(self.owned.load(Ordering::Acquire))
+    }
+
+    /// Counts `claimed` partitions as owned. Only the supervisor claims
+    /// several at once, so nothing else adds between its [`Self::free_slots`]
+    /// and this; what tasks give back meanwhile only leaves more room.
+    pub fn took(&self, claimed: usize) {
+        self.owned.fetch_add(claimed, Ordering::AcqRel);
     }
 
     /// Reserves a slot before claiming; `false` when at the fair share.
@@ -67,6 +81,7 @@ mod tests {
         share.set_fair(3, 1);
         assert!(share.try_take() && share.try_take() && share.try_take());
         assert!(!share.try_take(), "three SKUs, one instance: three at most");
+        assert_eq!(share.free_slots(), 0);
         share.set_fair(3, 2);
         assert!(
             share.should_yield(),
@@ -75,5 +90,22 @@ mod tests {
         assert!(!share.should_yield(), "only the excess is handed back");
         share.give_back();
         assert!(share.try_take());
+    }
+
+    #[test]
+    fn the_supervisor_claims_what_the_share_leaves_free() {
+        let share = Share::new();
+        share.set_fair(10, 2);
+        assert_eq!(share.free_slots(), 5);
+        share.took(3);
+        assert_eq!(share.free_slots(), 2);
+        share.give_back();
+        assert_eq!(
+            share.free_slots(),
+            3,
+            "a partition handed back frees its slot"
+        );
+        share.set_fair(10, 5);
+        assert_eq!(share.free_slots(), 0, "over the share: nothing to claim");
     }
 }

@@ -1,13 +1,18 @@
-//! Finds live drops and keeps one partition task running for each, and
-//! sets this instance's fair share from the processors alive.
+//! Claims free partitions of live drops, as many as this instance's fair
+//! share leaves room for, and starts one task to work each; sets the fair
+//! share from the live drops and the processors alive.
 //!
-//! Must not claim partitions itself: each partition task does, so that one
-//! slow claim never holds up the others.
+//! Claims in one statement per look (every discovery interval), never per
+//! partition: with a thousand open drops, a task per drop trying its own
+//! claim every few seconds cost CPU while idle, and new drops waited for
+//! those tasks' pauses (about 5 s for 1,000 drops created together). Must
+//! not work a partition itself: its task does, so that one slow start
+//! never holds up the others.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dropline_bus::Bus;
 use dropline_core::Sku;
@@ -51,34 +56,23 @@ pub async fn run(
     tracing::info!(instance = %ctx.config.instance_id, "processor started");
     tokio::pin!(shutdown);
 
+    // Written every third of a lease (an instance silent for a lease counts
+    // as gone); the count of instances is read at every look, so that
+    // instances started together see each other at once.
+    let mut last_heartbeat: Option<Instant> = None;
+    let heartbeat_every = Duration::from_millis((ctx.config.lease_ms / 3).max(1));
+
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             _ = tick.tick() => {}
         }
         partitions.retain(|_, task| !task.is_finished());
-        let live = match ctx.store.live_skus(ctx.config.closed_linger_s).await {
-            Ok(live) => live,
-            Err(err) => {
-                tracing::warn!(%err, "list live drops");
-                continue;
-            }
-        };
-        meters::live_drops(live.len());
-        // A lease's length without a heartbeat and an instance counts as gone.
-        match ctx
-            .store
-            .processor_heartbeat(&ctx.config.instance_id, ctx.config.lease_ms)
-            .await
+        if last_heartbeat.is_none_or(|at| at.elapsed() >= heartbeat_every) && heartbeat(&ctx).await
         {
-            Ok(instances) => ctx.share.set_fair(live.len(), instances),
-            Err(err) => tracing::warn!(%err, "processor heartbeat"),
+            last_heartbeat = Some(Instant::now());
         }
-        for sku in live {
-            partitions
-                .entry(sku.clone())
-                .or_insert_with(|| tokio::spawn(own_partition(ctx.clone(), sku, stop_rx.clone())));
-        }
+        look(&ctx, &mut partitions, &stop_rx).await;
     }
 
     tracing::info!(partitions = partitions.len(), "processor stopping");
@@ -91,4 +85,65 @@ pub async fn run(
         tracing::warn!(%err, "leave the processor list");
     }
     Ok(())
+}
+
+/// Says this instance is alive; `false` when the store did not hear it.
+async fn heartbeat(ctx: &Context) -> bool {
+    match ctx.store.processor_heartbeat(&ctx.config.instance_id).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(%err, "processor heartbeat");
+            false
+        }
+    }
+}
+
+/// Sets the fair share from the live drops and processors, then claims as
+/// many free partitions as it leaves room for, in one statement, and starts
+/// a task for each.
+async fn look(
+    ctx: &Arc<Context>,
+    partitions: &mut HashMap<Sku, JoinHandle<()>>,
+    stop: &watch::Receiver<bool>,
+) {
+    let sharing = match ctx
+        .store
+        .sharing(ctx.config.closed_linger_s, ctx.config.lease_ms)
+        .await
+    {
+        Ok(sharing) => sharing,
+        Err(err) => {
+            tracing::warn!(%err, "count live drops and processors");
+            return;
+        }
+    };
+    meters::live_drops(sharing.live_drops);
+    ctx.share.set_fair(sharing.live_drops, sharing.instances);
+    let free = ctx.share.free_slots();
+    if free == 0 {
+        return;
+    }
+    // A task still retrying after a failure keeps its partition.
+    let busy: Vec<Sku> = partitions.keys().cloned().collect();
+    let claimed = ctx
+        .store
+        .claim_free_partitions(
+            &ctx.config.instance_id,
+            free,
+            &busy,
+            ctx.config.lease_ms,
+            ctx.config.closed_linger_s,
+        )
+        .await;
+    match claimed {
+        Ok(claimed) => {
+            ctx.share.took(claimed.len());
+            for (sku, claim) in claimed {
+                let task =
+                    tokio::spawn(own_partition(ctx.clone(), sku.clone(), claim, stop.clone()));
+                partitions.insert(sku, task);
+            }
+        }
+        Err(err) => tracing::warn!(%err, "claim free partitions"),
+    }
 }

@@ -8,6 +8,13 @@ use sqlx::Row;
 use crate::error::corrupt;
 use crate::{Store, StoreError};
 
+/// A drop `d` whose line must be decided now: every drop not closed, and a
+/// closed one until its close is decided and `$1` seconds (the closed
+/// linger) have passed since: intents a late gateway admitted after the
+/// cutoff are decided `closed` meanwhile.
+pub(crate) const LIVE_DROP: &str = "(d.status <> 'closed' OR d.closed_at IS NULL \
+     OR d.closed_at > now() - $1 * interval '1 second')";
+
 /// What an operator asks for when creating a drop.
 #[derive(Debug, Clone)]
 pub struct NewDrop {
@@ -146,23 +153,6 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(drop_from_row).transpose()
-    }
-
-    /// SKUs whose lines must be decided now: every drop not closed, and a
-    /// closed one until its close is decided and `closed_linger_s` have
-    /// passed since (intents a late gateway admitted after the cutoff are
-    /// decided `closed` meanwhile).
-    pub async fn live_skus(&self, closed_linger_s: u64) -> Result<Vec<Sku>, StoreError> {
-        let skus: Vec<String> = sqlx::query_scalar(
-            "SELECT sku FROM drops WHERE status <> 'closed' OR closed_at IS NULL \
-                 OR closed_at > now() - $1 * interval '1 second' ORDER BY sku",
-        )
-        .bind(closed_linger_s as f64)
-        .fetch_all(&self.pool)
-        .await?;
-        skus.into_iter()
-            .map(|s| Sku::parse(s).map_err(corrupt))
-            .collect()
     }
 
     /// Drops with their partition progress; all of them, or one.

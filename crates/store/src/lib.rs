@@ -21,6 +21,6 @@ pub use connect::{PoolOptions, Store, DEFAULT_DATABASE_URL};
 pub use drops::{DropRow, DropStatusRow, NewDrop};
 pub use error::StoreError;
 pub use operations::OperationRow;
-pub use partitions::PartitionClaim;
+pub use partitions::{PartitionClaim, Sharing};
 pub use progress::PartitionProgress;
 pub use purchases::{DecisionSpan, OutcomeCounts, Winner};

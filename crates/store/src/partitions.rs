@@ -8,9 +8,17 @@ use dropline_core::ledger::order_id_range;
 use dropline_core::{LedgerState, OperationId, PerUserLimit, Sku};
 use sqlx::Row;
 
+use crate::drops::LIVE_DROP;
 use crate::error::corrupt;
 use crate::purchases::{decision_from_row, DECISION_COLUMNS};
 use crate::{Store, StoreError};
+
+/// What the processors share: the live drops, over the instances alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sharing {
+    pub live_drops: usize,
+    pub instances: usize,
+}
 
 /// A partition this instance now owns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,15 +49,48 @@ impl Store {
         .bind(lease_ms as f64)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            let epoch: i64 = row.try_get("epoch")?;
-            let applied_seq: i64 = row.try_get("applied_seq")?;
-            Ok(PartitionClaim {
-                epoch: epoch as u64,
-                applied_seq: applied_seq as u64,
+        row.as_ref().map(claim_from_row).transpose()
+    }
+
+    /// Claims up to `limit` partitions of live drops (see [`LIVE_DROP`])
+    /// that nobody holds, or whose lease ran out, leaving out `busy` (those
+    /// this instance still works); one statement, each claimed partition's
+    /// epoch bumped. Two instances claiming at once skip each other's rows
+    /// instead of waiting for them.
+    pub async fn claim_free_partitions(
+        &self,
+        owner: &str,
+        limit: usize,
+        busy: &[Sku],
+        lease_ms: u64,
+        closed_linger_s: u64,
+    ) -> Result<Vec<(Sku, PartitionClaim)>, StoreError> {
+        let busy: Vec<&str> = busy.iter().map(Sku::as_str).collect();
+        let rows = sqlx::query(&format!(
+            "UPDATE partitions p \
+                SET epoch = p.epoch + 1, owner = $2, \
+                    lease_until = now() + $3 * interval '1 millisecond', updated_at = now() \
+               FROM (SELECT q.sku FROM partitions q JOIN drops d USING (sku) \
+                      WHERE (q.owner IS NULL OR q.lease_until < now()) AND {LIVE_DROP} \
+                        AND q.sku <> ALL($5::text[]) \
+                      ORDER BY q.sku LIMIT $4 \
+                      FOR UPDATE OF q SKIP LOCKED) free \
+              WHERE p.sku = free.sku \
+          RETURNING p.sku, p.epoch, p.applied_seq"
+        ))
+        .bind(closed_linger_s as f64)
+        .bind(owner)
+        .bind(lease_ms as f64)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(&busy)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let sku: String = row.try_get("sku")?;
+                Ok((Sku::parse(sku).map_err(corrupt)?, claim_from_row(row)?))
             })
-        })
-        .transpose()
+            .collect()
     }
 
     /// Extends the lease; `false` when the partition has moved on.
@@ -120,6 +161,30 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps the partition at `epoch` from every instance for `pause_ms`:
+    /// its lease runs that long more and nobody renews it. For a halted
+    /// line, which only a newer build can decide; a claim after the pause
+    /// tries again.
+    pub async fn park_partition(
+        &self,
+        sku: &Sku,
+        owner: &str,
+        epoch: u64,
+        pause_ms: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE partitions SET lease_until = now() + $4 * interval '1 millisecond' \
+              WHERE sku = $1 AND owner = $2 AND epoch = $3",
+        )
+        .bind(sku.as_str())
+        .bind(owner)
+        .bind(epoch as i64)
+        .bind(pause_ms as f64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Reads what a ledger is rebuilt from, in one consistent snapshot:
     /// its counters, its operator actions and its winners (not the rest of
     /// its decisions, which the ledger learns when a key comes back).
@@ -177,13 +242,8 @@ impl Store {
 }
 
 impl Store {
-    /// Records that `instance` is alive and returns how many instances
-    /// (itself included) sent a heartbeat within `alive_ms`.
-    pub async fn processor_heartbeat(
-        &self,
-        instance: &str,
-        alive_ms: u64,
-    ) -> Result<u64, StoreError> {
+    /// Records that `instance` is alive.
+    pub async fn processor_heartbeat(&self, instance: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO processors (instance_id) VALUES ($1) \
              ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()",
@@ -191,13 +251,32 @@ impl Store {
         .bind(instance)
         .execute(&self.pool)
         .await?;
-        let alive: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM processors WHERE heartbeat_at > now() - $1 * interval '1 millisecond'",
-        )
+        Ok(())
+    }
+
+    /// What the processors share, in one read: the live drops (see
+    /// [`LIVE_DROP`]) and the instances with a heartbeat within
+    /// `alive_ms` (at least one: the asker).
+    pub async fn sharing(
+        &self,
+        closed_linger_s: u64,
+        alive_ms: u64,
+    ) -> Result<Sharing, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT (SELECT count(*) FROM drops d WHERE {LIVE_DROP}) AS live_drops, \
+                    (SELECT count(*) FROM processors \
+                      WHERE heartbeat_at > now() - $2 * interval '1 millisecond') AS instances"
+        ))
+        .bind(closed_linger_s as f64)
         .bind(alive_ms as f64)
         .fetch_one(&self.pool)
         .await?;
-        Ok(alive.max(1) as u64)
+        let live_drops: i64 = row.try_get("live_drops")?;
+        let instances: i64 = row.try_get("instances")?;
+        Ok(Sharing {
+            live_drops: usize::try_from(live_drops).unwrap_or_default(),
+            instances: usize::try_from(instances).unwrap_or_default().max(1),
+        })
     }
 
     /// Removes `instance` from the live ones (graceful shutdown), and
@@ -211,4 +290,13 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+fn claim_from_row(row: &sqlx::postgres::PgRow) -> Result<PartitionClaim, StoreError> {
+    let epoch: i64 = row.try_get("epoch")?;
+    let applied_seq: i64 = row.try_get("applied_seq")?;
+    Ok(PartitionClaim {
+        epoch: epoch as u64,
+        applied_seq: applied_seq as u64,
+    })
 }
