@@ -33,6 +33,12 @@ pub struct StreamSettings {
     /// recorded decision. Kept explicit so a stream's settings are all here.
     pub duplicate_window_s: u64,
     pub max_bytes: i64,
+    /// Most consumers the stream takes: one per live SKU, plus audits.
+    /// Explicit because nats-server 2.15 refuses a stream's 1,001st consumer
+    /// when none is set ("maximum consumers limit reached", although the
+    /// stream and the account both say unlimited): a thousand open drops
+    /// were all it took.
+    pub max_consumers: i32,
 }
 
 impl Default for StreamSettings {
@@ -42,6 +48,7 @@ impl Default for StreamSettings {
             max_age_s: 7 * 24 * 3600,
             duplicate_window_s: 120,
             max_bytes: 8 * 1024 * 1024 * 1024,
+            max_consumers: 100_000,
         }
     }
 }
@@ -99,6 +106,7 @@ impl Bus {
             max_bytes: settings.max_bytes,
             max_messages: -1,
             max_messages_per_subject: -1,
+            max_consumers: settings.max_consumers,
             duplicate_window: Duration::from_secs(settings.duplicate_window_s),
             // A gateway's message of intents (see `IntentMessage`); anything
             // larger is not dropline's.
@@ -117,8 +125,9 @@ impl Bus {
                     || current.duplicate_window != config.duplicate_window
                     || current.max_bytes != config.max_bytes
                     || current.max_message_size != config.max_message_size
+                    || current.max_consumers != config.max_consumers
                 {
-                    self.js.update_stream(&config).await?;
+                    self.update_stream(config, current.max_consumers).await?;
                 }
             }
             Err(_) => {
@@ -127,6 +136,31 @@ impl Bus {
                 self.js.get_or_create_stream(config).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Brings the stream's settings to `config`; where the server refuses to
+    /// change the consumer limit (nats-server 2.9 does), with the limit it
+    /// has (`current_max_consumers`) and the rest up to date.
+    async fn update_stream(
+        &self,
+        mut config: stream::Config,
+        current_max_consumers: i32,
+    ) -> Result<(), BusError> {
+        let Err(err) = self.js.update_stream(&config).await else {
+            return Ok(());
+        };
+        if config.max_consumers == current_max_consumers {
+            return Err(err.into());
+        }
+        tracing::warn!(
+            %err,
+            kept = current_max_consumers,
+            wanted = config.max_consumers,
+            "the server keeps the stream's consumer limit as it is"
+        );
+        config.max_consumers = current_max_consumers;
+        self.js.update_stream(&config).await?;
         Ok(())
     }
 
