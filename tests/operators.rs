@@ -4,32 +4,14 @@
 //! closes, decides everything queued and audits. Every command is the real
 //! `dropctl` binary.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dropline_core::names::{line_subject, Lane};
 use dropline_core::{IdempotencyKey, Outcome};
 use dropline_suite::{
-    dropctl, send_directly, spawn_app_with, start_processor, AppOptions, PrivateNats,
+    dropctl, eventually, send_directly, spawn_app_with, start_processor, AppOptions, PrivateNats,
     ProcessorSpec, Role, TestApp,
 };
-
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Waits until `check` holds, failing the test after [`PATIENCE`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "{what}: not within {PATIENCE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn outcome(app: &TestApp, key: &str) -> Option<Outcome> {
     let key = IdempotencyKey::parse(key).expect("key");

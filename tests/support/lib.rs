@@ -522,3 +522,20 @@ pub async fn read_answer(request: reqwest::RequestBuilder) -> Answer {
         body,
     }
 }
+
+/// Waits until `check` holds, failing the test after 30 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    const PATIENCE: Duration = Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{what}: not within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

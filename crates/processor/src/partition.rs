@@ -140,18 +140,19 @@ async fn hand_back(ctx: &Context, sku: &Sku, epoch: u64) {
 
 /// Keeps a halted partition from every instance for `halted_retry_ms`, so
 /// that it is not claimed and halted again at once; after that any
-/// instance (a newer one, after an upgrade) may try it.
+/// instance (a newer one, after an upgrade) may try it. One last renewal,
+/// that long, that nobody renews again.
 async fn park(ctx: &Context, sku: &Sku, epoch: u64) {
-    if let Err(err) = ctx
+    let parked = ctx
         .store
-        .park_partition(
+        .renew_partition(
             sku,
             &ctx.config.instance_id,
             epoch,
             ctx.config.halted_retry_ms,
         )
-        .await
-    {
+        .await;
+    if let Err(err) = parked {
         tracing::warn!(%err, "park the halted partition");
     }
 }

@@ -161,30 +161,6 @@ impl Store {
         Ok(())
     }
 
-    /// Keeps the partition at `epoch` from every instance for `pause_ms`:
-    /// its lease runs that long more and nobody renews it. For a halted
-    /// line, which only a newer build can decide; a claim after the pause
-    /// tries again.
-    pub async fn park_partition(
-        &self,
-        sku: &Sku,
-        owner: &str,
-        epoch: u64,
-        pause_ms: u64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE partitions SET lease_until = now() + $4 * interval '1 millisecond' \
-              WHERE sku = $1 AND owner = $2 AND epoch = $3",
-        )
-        .bind(sku.as_str())
-        .bind(owner)
-        .bind(epoch as i64)
-        .bind(pause_ms as f64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Reads what a ledger is rebuilt from, in one consistent snapshot:
     /// its counters, its operator actions and its winners (not the rest of
     /// its decisions, which the ledger learns when a key comes back).
