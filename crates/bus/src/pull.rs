@@ -37,11 +37,13 @@ impl Bus {
             // An idle owner's only traffic: a pull request per expiry and a
             // heartbeat per interval. With 5 s and 2 s, 1,000 idle drops cost
             // the nats-server 8.8% of a core; with 30 s and 10 s, 3.1%
-            // (`bench --only idle`). Deliveries do not wait for either, and
-            // the client renews its pull at once after a reconnect; a pull
-            // the server silently forgot is noticed after two heartbeats.
+            // (`bench --only idle`). Deliveries wait for neither, and the
+            // client renews its pull at once after a reconnect; but a pull
+            // whose consumer leader died with a cluster node is noticed only
+            // after two missed heartbeats, so the heartbeat stays at 5 s
+            // (10 s to recover), not 10 s.
             .expires(Duration::from_secs(30))
-            .heartbeat(Duration::from_secs(10))
+            .heartbeat(Duration::from_secs(5))
             .messages()
             .await?;
         Ok(IntentPuller {
