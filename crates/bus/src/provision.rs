@@ -119,15 +119,8 @@ impl Bus {
             Ok(_) if !bring_up_to_date => {}
             Ok(mut existing) => {
                 let current = existing.info().await?.config.clone();
-                if current.subjects != config.subjects
-                    || current.num_replicas != config.num_replicas
-                    || current.max_age != config.max_age
-                    || current.duplicate_window != config.duplicate_window
-                    || current.max_bytes != config.max_bytes
-                    || current.max_message_size != config.max_message_size
-                    || current.max_consumers != config.max_consumers
-                {
-                    self.update_stream(config, current.max_consumers).await?;
+                if differs(&current, &config) {
+                    self.update_stream(config, &current).await?;
                 }
             }
             Err(_) => {
@@ -139,28 +132,33 @@ impl Bus {
         Ok(())
     }
 
-    /// Brings the stream's settings to `config`; where the server refuses to
-    /// change the consumer limit (nats-server 2.9 does), with the limit it
-    /// has (`current_max_consumers`) and the rest up to date.
+    /// Brings the stream's settings from `current` to `config`; where the
+    /// server refuses to change the consumer limit (nats-server 2.9 does),
+    /// keeps the limit it has and brings the rest up to date, if anything
+    /// else differs.
     async fn update_stream(
         &self,
         mut config: stream::Config,
-        current_max_consumers: i32,
+        current: &stream::Config,
     ) -> Result<(), BusError> {
         let Err(err) = self.js.update_stream(&config).await else {
             return Ok(());
         };
-        if config.max_consumers == current_max_consumers {
+        if config.max_consumers == current.max_consumers {
             return Err(err.into());
         }
-        tracing::warn!(
+        // Not a fault: 2.9 does not refuse the 1,001st consumer this
+        // limit is for.
+        tracing::info!(
             %err,
-            kept = current_max_consumers,
+            kept = current.max_consumers,
             wanted = config.max_consumers,
             "the server keeps the stream's consumer limit as it is"
         );
-        config.max_consumers = current_max_consumers;
-        self.js.update_stream(&config).await?;
+        config.max_consumers = current.max_consumers;
+        if differs(current, &config) {
+            self.js.update_stream(&config).await?;
+        }
         Ok(())
     }
 
@@ -263,4 +261,16 @@ impl Bus {
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// Whether the stream's settings that dropline owns differ between
+/// `current` and `wanted`.
+fn differs(current: &stream::Config, wanted: &stream::Config) -> bool {
+    current.subjects != wanted.subjects
+        || current.num_replicas != wanted.num_replicas
+        || current.max_age != wanted.max_age
+        || current.duplicate_window != wanted.duplicate_window
+        || current.max_bytes != wanted.max_bytes
+        || current.max_message_size != wanted.max_message_size
+        || current.max_consumers != wanted.max_consumers
 }
