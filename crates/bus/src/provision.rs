@@ -210,6 +210,16 @@ impl Bus {
             max_ack_pending: settings.ack_pending_max,
             replay_policy: ReplayPolicy::Instant,
             inactive_threshold: Duration::from_secs(settings.inactive_threshold_s),
+            // The consumer's state (delivered, acked) lives in memory only.
+            // On disk the server rewrote and fsynced it at every ack: a
+            // burst over 200 SKUs cost about 3,600 renames and as many
+            // fsyncs more than its 1,900 message writes (`strace -c`).
+            // Nothing is lost with it: the applied place in line is the
+            // database's, and every claim makes the consumer afresh from
+            // there. A server restart loses it; the owner's pull then
+            // fails and the partition is claimed again, as after any
+            // failure.
+            memory_storage: true,
             ..Default::default()
         };
         Ok(stream.create_consumer(config).await?)

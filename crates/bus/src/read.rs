@@ -22,6 +22,11 @@ use crate::{Bus, BusError};
 /// Messages an audit fetches per request.
 const AUDIT_FETCH_LEN_MAX: usize = 1_000;
 
+/// How often an audit reads a SKU's line before it gives up, and the pause
+/// between two reads.
+const AUDIT_READ_ATTEMPTS: u32 = 3;
+const AUDIT_READ_PAUSE: Duration = Duration::from_secs(2);
+
 /// An audit consumer left behind (its reader died) is removed by the server
 /// after this long.
 const AUDIT_CONSUMER_INACTIVE_S: u64 = 60;
@@ -120,7 +125,25 @@ impl Bus {
     /// audits; the processor's durable consumer is not touched). Read through
     /// a throwaway consumer; if that cannot be placed (a cluster missing a
     /// node can refuse), message by message from the stream instead.
+    ///
+    /// A cluster that just lost a node can time out requests while it
+    /// elects new leaders, the more so on a busy machine: the whole read is
+    /// tried again a few times before the audit gives up.
     pub async fn read_all_intents(&self, sku: &Sku) -> Result<Vec<PulledEntry>, BusError> {
+        let mut attempt = 1;
+        loop {
+            match self.read_all_intents_once(sku).await {
+                Err(err) if attempt < AUDIT_READ_ATTEMPTS => {
+                    tracing::warn!(%sku, %err, attempt, "reading the line failed; trying again");
+                    tokio::time::sleep(AUDIT_READ_PAUSE).await;
+                    attempt += 1;
+                }
+                read => return read,
+            }
+        }
+    }
+
+    async fn read_all_intents_once(&self, sku: &Sku) -> Result<Vec<PulledEntry>, BusError> {
         match self.read_all_intents_by_consumer(sku).await {
             Ok(intents) => Ok(intents),
             Err(err) => {

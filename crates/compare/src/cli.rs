@@ -231,7 +231,7 @@ impl Args {
     /// The burst every design of a workload gets, against `url`.
     pub(crate) fn burst(&self, url: &str, sizes: &Sizes) -> BurstOptions {
         BurstOptions {
-            url: url.to_string(),
+            gateways: vec![url.to_string()],
             buyers: sizes.buyers,
             // Every design gets the same plain crowd: the reference designs
             // do not all keep a per-user limit.

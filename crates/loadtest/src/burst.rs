@@ -27,8 +27,9 @@ use crate::setup::DropUnderTest;
 /// One burst: who buys, and how they reach the gateway.
 #[derive(Debug, Clone)]
 pub struct BurstOptions {
-    /// The gateway's base URL.
-    pub url: String,
+    /// The gateways' base URLs: the connections are spread evenly over
+    /// them (one, unless the tool's own stack runs several).
+    pub gateways: Vec<String>,
     /// Simultaneous buyers.
     pub buyers: u32,
     pub crowd: Crowd,
@@ -209,7 +210,7 @@ impl Sale {
 /// seed picks for it, every buyer released at one instant.
 pub async fn fire(options: &BurstOptions, drops: &[DropUnderTest]) -> anyhow::Result<BurstResults> {
     anyhow::ensure!(!drops.is_empty(), "a burst needs at least one drop");
-    let pool = Pool::new(&options.url, options.connections as usize)?;
+    let pool = Pool::over(&options.gateways, options.connections as usize)?;
     pool.warm_up().await?;
     let seed = options.crowd.seed.unwrap_or_else(rand::random);
     let sale = Arc::new(Sale::new(options, drops, pool, seed)?);

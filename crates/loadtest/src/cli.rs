@@ -75,6 +75,17 @@ pub struct Args {
     /// i is line i (at least --buyers lines). Wins over --jwt-secret.
     #[arg(long)]
     pub tokens_file: Option<std::path::PathBuf>,
+    /// Gateways of the tool's own stack [default: 1]. The buyers'
+    /// connections are spread evenly over them, as a load balancer would.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub gateways: Option<u32>,
+    /// Processors of the tool's own stack [default: 2].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub processors: Option<u32>,
+    /// Run the tool's own stack on a private 3-node JetStream cluster, the
+    /// stream replicated on all three nodes (instead of the local NATS).
+    #[arg(long)]
+    pub nats_cluster: bool,
     /// Inject a fault mid-burst (own stack only); verification must still pass.
     #[arg(long, value_enum)]
     pub chaos: Option<Chaos>,

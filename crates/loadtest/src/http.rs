@@ -1,6 +1,6 @@
 //! The load generator's HTTP client: a fixed pool of HTTP/1.1 keep-alive
-//! connections to one gateway, each request written and its answer read
-//! directly on the socket.
+//! connections to one gateway or spread evenly over several, each request
+//! written and its answer read directly on the socket.
 //!
 //! Why not a general client: the generator shares two cores with everything
 //! it measures, and every microsecond it spends per request is taken from the
@@ -15,6 +15,7 @@
 //! gateway.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -51,8 +52,10 @@ impl Answer {
 }
 
 pub struct Pool {
-    /// `host:port` of the gateway.
-    authority: String,
+    /// `host:port` of each gateway.
+    authorities: Vec<String>,
+    /// The gateway the next new connection goes to (round robin).
+    next_authority: AtomicUsize,
     idle: Mutex<Vec<Connection>>,
     /// One permit per connection: at most that many requests in flight.
     slots: Semaphore,
@@ -61,16 +64,22 @@ pub struct Pool {
 impl Pool {
     /// A pool of `connections` to the gateway at `base_url` (`http://host:port`).
     pub fn new(base_url: &str, connections: usize) -> anyhow::Result<Self> {
-        let authority = base_url
-            .strip_prefix("http://")
-            .with_context(|| format!("the load generator speaks plain HTTP; got {base_url}"))?
-            .trim_end_matches('/');
-        anyhow::ensure!(
-            !authority.is_empty() && !authority.contains('/'),
-            "gateway URL {base_url}: expected http://host:port"
-        );
+        Self::over(&[base_url.to_string()], connections)
+    }
+
+    /// A pool of `connections` spread evenly over the gateways at
+    /// `base_urls`: a crowd that a load balancer in front of them would
+    /// send round robin. Any gateway answers any buyer (gateways share
+    /// nothing but NATS and the database).
+    pub fn over(base_urls: &[String], connections: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(!base_urls.is_empty(), "no gateway to load");
+        let authorities = base_urls
+            .iter()
+            .map(|url| authority_of(url))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
-            authority: authority.to_string(),
+            authorities,
+            next_authority: AtomicUsize::new(0),
             idle: Mutex::new(Vec::with_capacity(connections)),
             slots: Semaphore::new(connections),
         })
@@ -83,7 +92,7 @@ impl Pool {
         let opened = futures::future::join_all((0..wanted).map(|_| self.connect())).await;
         let mut idle = Vec::with_capacity(wanted);
         for connection in opened {
-            idle.push(connection.with_context(|| format!("connect to {}", self.authority))?);
+            idle.push(connection.context("connect to the gateway")?);
         }
         *self.lock_idle() = idle;
         Ok(())
@@ -117,7 +126,6 @@ impl Pool {
         let request = Request {
             method,
             path,
-            authority: &self.authority,
             headers,
             body,
         };
@@ -154,9 +162,14 @@ impl Pool {
     }
 
     async fn connect(&self) -> anyhow::Result<Connection> {
-        let stream = TcpStream::connect(&self.authority).await?;
+        let turn = self.next_authority.fetch_add(1, Ordering::Relaxed);
+        let authority = &self.authorities[turn % self.authorities.len()];
+        let stream = TcpStream::connect(authority)
+            .await
+            .with_context(|| format!("connect to {authority}"))?;
         stream.set_nodelay(true)?;
         Ok(Connection {
+            authority: authority.clone(),
             stream,
             written: Vec::with_capacity(512),
             read: Vec::with_capacity(4096),
@@ -164,16 +177,30 @@ impl Pool {
     }
 }
 
+/// `host:port` of a gateway's base URL (`http://host:port`).
+fn authority_of(base_url: &str) -> anyhow::Result<String> {
+    let authority = base_url
+        .strip_prefix("http://")
+        .with_context(|| format!("the load generator speaks plain HTTP; got {base_url}"))?
+        .trim_end_matches('/');
+    anyhow::ensure!(
+        !authority.is_empty() && !authority.contains('/'),
+        "gateway URL {base_url}: expected http://host:port"
+    );
+    Ok(authority.to_string())
+}
+
 struct Request<'a> {
     method: &'a str,
     path: &'a str,
-    authority: &'a str,
     headers: &'a [(&'a str, &'a str)],
     body: &'a [u8],
 }
 
 /// One keep-alive connection and its reused buffers.
 struct Connection {
+    /// `host:port` of the gateway it is connected to.
+    authority: String,
     stream: TcpStream,
     written: Vec<u8>,
     read: Vec<u8>,
@@ -195,7 +222,7 @@ impl Connection {
     /// cannot carry another request (the server said `Connection: close`).
     async fn exchange(&mut self, request: &Request<'_>) -> anyhow::Result<(Answer, bool)> {
         self.written.clear();
-        request.write_to(&mut self.written);
+        request.write_to(&self.authority, &mut self.written);
         self.stream.write_all(&self.written).await?;
 
         self.read.clear();
@@ -224,12 +251,12 @@ impl Connection {
 }
 
 impl Request<'_> {
-    fn write_to(&self, out: &mut Vec<u8>) {
+    fn write_to(&self, authority: &str, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail.
         let _ = write!(
             out,
-            "{} {} HTTP/1.1\r\nhost: {}\r\n",
-            self.method, self.path, self.authority
+            "{} {} HTTP/1.1\r\nhost: {authority}\r\n",
+            self.method, self.path
         );
         for (name, value) in self.headers {
             let _ = write!(out, "{name}: {value}\r\n");
@@ -348,17 +375,30 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
+    #[tokio::test]
+    async fn a_pool_over_several_gateways_spreads_its_connections_evenly() {
+        let (first, first_accepted) = tiny_server(100).await;
+        let (second, second_accepted) = tiny_server(100).await;
+        let pool = Pool::over(&[first, second], 4).unwrap();
+        pool.warm_up().await.unwrap();
+        for _ in 0..8 {
+            let answer = pool.post_json("/p", &[], Bytes::from_static(b"{}")).await;
+            assert_eq!(answer.status, 201);
+        }
+        assert_eq!(first_accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(second_accepted.load(Ordering::SeqCst), 2);
+    }
+
     #[test]
     fn a_request_is_laid_out_as_http_1_1_with_its_body_length() {
         let mut out = Vec::new();
         Request {
             method: "POST",
             path: "/v1/drops/a/purchases",
-            authority: "127.0.0.1:8080",
             headers: &[("idempotency-key", "k-1"), ("prefer", "wait=3")],
             body: br#"{"user_id":"u"}"#,
         }
-        .write_to(&mut out);
+        .write_to("127.0.0.1:8080", &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /v1/drops/a/purchases HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n\

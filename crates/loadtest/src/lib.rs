@@ -26,6 +26,8 @@ pub mod verify;
 
 use dropline_core::Sku;
 use dropline_testkit::stack::{Stack, StackOptions};
+use dropline_testkit::cpu::{pids_named, CpuWatch};
+use dropline_testkit::databases::backend_pids;
 use dropline_testkit::{drop_database, BuyerTokens};
 
 use crate::burst::BurstOptions;
@@ -34,8 +36,9 @@ use crate::credentials::Credentials;
 use crate::setup::{DropSource, DropUnderTest};
 use crate::verify::VerifyOptions;
 
-/// Processors of the tool's own stack: two, so that a fault can take one away.
-const STACK_PROCESSORS: usize = 2;
+/// Processors of the tool's own stack unless told: two, so that a fault can
+/// take one away.
+const STACK_PROCESSORS: u32 = 2;
 
 /// How long the processors may take to claim every new drop's partition;
 /// the burst then goes anyway (and measures the claims).
@@ -58,6 +61,9 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
             args.database_url.clone(),
         ),
     };
+    let gateways = stack
+        .as_ref()
+        .map_or_else(|| vec![url.clone()], |stack| stack.gateway_urls.clone());
     let client = burst::client(args.connections)?;
     let drops = setup::prepare_drops(&drop_source(&args, &url, &database_url)?, &client).await?;
     announce(&args, &drops);
@@ -66,14 +72,19 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
     }
     let credentials = credentials(&args, stack.as_ref())?;
     let burst = BurstOptions {
-        url: url.clone(),
+        gateways,
         buyers: args.buyers,
         crowd: (&args.crowd).into(),
         connections: args.connections,
         wait_s: args.wait_s,
         credentials: credentials.clone(),
     };
+    let watch = match &stack {
+        Some(stack) => Some(watch_cpu(stack).await?),
+        None => None,
+    };
     let (results, chaos) = fire_with_chaos(&args, &burst, &drops, stack.as_mut()).await?;
+    let cpu_during_burst_s = watch.map(|w| w.seconds()).transpose()?.unwrap_or_default();
     if let Some(done) = &chaos {
         eprintln!("chaos: {done}");
     }
@@ -85,7 +96,11 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         credentials,
     };
     let verdict = verify::verify(&client, &verify, &drops, &results).await?;
-    let report = report::Report::new(&drops, &results, &verdict, chaos);
+    let mut report = report::Report::new(&drops, &results, &verdict, chaos);
+    report.cpu_during_burst_s = cpu_during_burst_s
+        .into_iter()
+        .map(|(part, seconds)| (part.to_string(), seconds))
+        .collect();
     report.print();
     write_reports(&args, &report, &results, &url)?;
     if let Some(stack) = &mut stack {
@@ -168,19 +183,50 @@ async fn settle(database_url: &str, drops: &[DropUnderTest], settle_ms: u64) -> 
 /// The tool's own stack, unless a gateway was given.
 async fn start_stack(args: &Args) -> anyhow::Result<Option<Stack>> {
     if args.url.is_some() {
-        anyhow::ensure!(
-            args.chaos.is_none(),
-            "--chaos needs the tool's own stack: leave out --url"
-        );
+        let own_stack_only = [
+            ("--chaos", args.chaos.is_some()),
+            ("--gateways", args.gateways.is_some()),
+            ("--processors", args.processors.is_some()),
+            ("--nats-cluster", args.nats_cluster),
+        ];
+        if let Some((flag, _)) = own_stack_only.iter().find(|(_, given)| *given) {
+            anyhow::bail!("{flag} needs the tool's own stack: leave out --url");
+        }
         return Ok(None);
     }
+    let restarts_nats = args.chaos == Some(chaos::Chaos::NatsRestart);
+    anyhow::ensure!(
+        !(restarts_nats && args.nats_cluster),
+        "--chaos nats-restart restarts a private nats-server, not a cluster: leave out --nats-cluster"
+    );
     let mut options = StackOptions::new(
         &args.services.postgres,
         &args.services.nats_url,
-        STACK_PROCESSORS,
+        args.processors.unwrap_or(STACK_PROCESSORS) as usize,
     );
-    options.private_nats = args.chaos == Some(chaos::Chaos::NatsRestart);
+    options.private_nats = restarts_nats;
+    options.nats_cluster = args.nats_cluster;
+    options.gateways = args.gateways.unwrap_or(1) as usize;
     Ok(Some(Stack::start(options).await?))
+}
+
+/// Starts reading the CPU of each part of the tool's own stack: its
+/// gateways and processors, NATS (the stack's own servers, or else every
+/// nats-server on this machine), the Postgres backends of its database
+/// (not the server's shared background work) and this load generator.
+async fn watch_cpu(stack: &Stack) -> anyhow::Result<CpuWatch> {
+    let nats = match stack.nats_pids() {
+        own if !own.is_empty() => own,
+        _ => pids_named("nats-server"),
+    };
+    let postgres = backend_pids(&stack.options.postgres, stack.database_name()).await?;
+    Ok(CpuWatch::start(vec![
+        ("gateways", stack.gateway_pids()),
+        ("processors", stack.processor_pids()),
+        ("nats", nats),
+        ("postgres", postgres),
+        ("load generator", vec![std::process::id()]),
+    ]))
 }
 
 /// The burst, with the fault asked for injected into the stack meanwhile.
@@ -266,5 +312,25 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains('\n'), "one line: {message}");
+    }
+
+    #[tokio::test]
+    async fn the_own_stack_s_shape_is_refused_against_someone_else_s_gateway() {
+        for flags in [
+            &["--gateways", "2"][..],
+            &["--processors", "3"][..],
+            &["--nats-cluster"][..],
+        ] {
+            let mut line = vec!["loadtest", "--url", "http://127.0.0.1:1"];
+            line.extend_from_slice(flags);
+
+            let refused = run(Args::parse_from(line)).await.expect_err("refused");
+
+            let message = format!("{refused:#}");
+            assert_eq!(
+                message,
+                format!("{} needs the tool's own stack: leave out --url", flags[0])
+            );
+        }
     }
 }

@@ -46,6 +46,10 @@ pub struct Report {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub chaos: Option<String>,
+    /// Seconds of CPU each part of the tool's own stack used from the
+    /// release to the last answer (empty against someone else's gateway).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu_during_burst_s: BTreeMap<String, f64>,
     pub verified: bool,
     pub replays_checked: usize,
     pub violations: Vec<Violation>,
@@ -113,6 +117,7 @@ impl Report {
             p99_ms: decided.quantile_ms(0.99),
             max_ms: decided.max_ms(),
             chaos,
+            cpu_during_burst_s: BTreeMap::new(),
             verified: verdict.passed(),
             replays_checked: verdict.replays_checked,
             violations: verdict.violations.clone(),
@@ -154,6 +159,14 @@ impl Report {
         );
         if let Some(chaos) = &self.chaos {
             println!("  chaos: {chaos}");
+        }
+        if !self.cpu_during_burst_s.is_empty() {
+            let parts: Vec<String> = self
+                .cpu_during_burst_s
+                .iter()
+                .map(|(part, seconds)| format!("{part} {seconds:.2}"))
+                .collect();
+            println!("  CPU during the burst (s): {}", parts.join(", "));
         }
         for note in &self.notes {
             println!("  note: {note}");

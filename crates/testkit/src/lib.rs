@@ -13,6 +13,8 @@
 
 pub mod binaries;
 pub mod browser;
+pub mod ceiling;
+pub mod cpu;
 pub mod databases;
 pub mod history;
 pub mod nats;

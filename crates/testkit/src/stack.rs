@@ -1,7 +1,8 @@
 //! A dropline deployment on one machine for the tools: a fresh database,
-//! one `dropline gateway` and some `dropline processor` processes, and,
-//! when asked, a private nats-server the tool may stop without touching the
-//! machine's shared one.
+//! one or more `dropline gateway` processes and some `dropline processor`
+//! processes, and, when asked, a private nats-server the tool may stop
+//! without touching the machine's shared one, or a private 3-node JetStream
+//! cluster with the stream replicated on all three.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::databases::{create_database, database_name};
-use crate::nats::PrivateNats;
+use crate::nats::{PrivateCluster, PrivateNats};
 use crate::ports::free_port;
 use crate::processes::{DroplineProcess, Role};
 use crate::tokens::BuyerTokens;
@@ -26,6 +27,10 @@ pub struct StackOptions {
     pub nats_url: String,
     /// Start a private nats-server (that the tool may stop) instead.
     pub private_nats: bool,
+    /// Start a private 3-node JetStream cluster instead, and replicate the
+    /// stream on all three nodes.
+    pub nats_cluster: bool,
+    pub gateways: usize,
     pub processors: usize,
     /// The processors' partition lease.
     pub lease_ms: u64,
@@ -44,6 +49,8 @@ impl StackOptions {
             postgres: postgres.to_string(),
             nats_url: nats_url.to_string(),
             private_nats: false,
+            nats_cluster: false,
+            gateways: 1,
             processors,
             lease_ms: 1_000,
             ack_wait_ms: 5_000,
@@ -53,14 +60,17 @@ impl StackOptions {
 }
 
 pub struct Stack {
-    /// The gateway's base URL.
+    /// The (first) gateway's base URL.
     pub url: String,
+    /// Every gateway's base URL, the first one first.
+    pub gateway_urls: Vec<String>,
     pub database_url: String,
     pub nats_url: String,
     pub options: StackOptions,
     pub processors: Vec<DroplineProcess>,
-    gateway: DroplineProcess,
+    gateways: Vec<DroplineProcess>,
     nats: Option<PrivateNats>,
+    cluster: Option<PrivateCluster>,
     dir: PathBuf,
 }
 
@@ -69,22 +79,36 @@ impl Stack {
         let id = crate::unique_suffix();
         let dir = std::env::temp_dir().join(format!("dropline-stack-{id}"));
         std::fs::create_dir_all(&dir).context("create the stack's log directory")?;
+        anyhow::ensure!(
+            !(options.private_nats && options.nats_cluster),
+            "a stack runs on a private nats-server or on a private cluster, not both"
+        );
+        anyhow::ensure!(options.gateways >= 1, "a stack needs a gateway");
         let nats = match options.private_nats {
             true => Some(PrivateNats::start().await?),
             false => None,
         };
-        let nats_url = nats
-            .as_ref()
-            .map_or(options.nats_url.clone(), |n| n.url.clone());
+        let cluster = match options.nats_cluster {
+            true => Some(PrivateCluster::start().await?),
+            false => None,
+        };
+        let nats_url = match (&nats, &cluster) {
+            (Some(nats), _) => nats.url.clone(),
+            (_, Some(cluster)) => cluster.url(),
+            _ => options.nats_url.clone(),
+        };
+        let stream_replicas = if options.nats_cluster { "3" } else { "1" };
         let database_url =
             create_database(&options.postgres, &format!("dropline_load_{id}")).await?;
-        let port = free_port()?;
+        let ports = (0..options.gateways)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<Vec<_>>>()?;
         // The stack logs what an operator needs; RUST_LOG (e.g.
         // `dropline_processor=debug`, which logs every batch) asks for more.
         // `dropline=info` keeps the line naming each processor's ops address.
         let log_filter = std::env::var("RUST_LOG")
             .unwrap_or_else(|_| "warn,dropline=info,dropline_processor=info".to_string());
-        let start = |role: Role, name: &str| {
+        let start = |role: Role, name: &str, port: u16| {
             let env = [
                 (
                     "DROPLINE_JWT_SECRET",
@@ -96,6 +120,7 @@ impl Stack {
                 ("DROPLINE_LEASE_MS", options.lease_ms.to_string()),
                 ("DROPLINE_ACK_WAIT_MS", options.ack_wait_ms.to_string()),
                 ("DROPLINE_INSTANCE_ID", name.to_string()),
+                ("DROPLINE_STREAM_REPLICAS", stream_replicas.to_string()),
                 // A processor's /healthz, /readyz and /metrics: any free
                 // port, so the stack's processors never collide (the
                 // gateway answers them on its API address and ignores it).
@@ -104,24 +129,38 @@ impl Stack {
             ];
             DroplineProcess::start(role, name, &env, &dir.join(format!("{name}.log")))
         };
-        let gateway = start(Role::Gateway, "gateway")?;
-        let processors = (0..options.processors)
-            .map(|i| start(Role::Processor, &format!("processor-{i}")))
+        // The first gateway keeps its old name, so one-gateway logs read as before.
+        let gateways = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &port)| match i {
+                0 => start(Role::Gateway, "gateway", port),
+                _ => start(Role::Gateway, &format!("gateway-{i}"), port),
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let processors = (0..options.processors)
+            .map(|i| start(Role::Processor, &format!("processor-{i}"), ports[0]))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let gateway_urls: Vec<String> = ports
+            .iter()
+            .map(|port| format!("http://127.0.0.1:{port}"))
+            .collect();
         let stack = Self {
-            url: format!("http://127.0.0.1:{port}"),
+            url: gateway_urls[0].clone(),
+            gateway_urls,
             database_url,
             nats_url,
             options,
             processors,
-            gateway,
+            gateways,
             nats,
+            cluster,
             dir,
         };
         stack.wait_ready().await?;
         eprintln!(
             "stack up: gateway {} + {} processors on NATS {} (logs in {})",
-            stack.url,
+            stack.gateway_urls.join(", "),
             stack.processors.len(),
             stack.nats_url,
             stack.dir.display()
@@ -129,21 +168,26 @@ impl Stack {
         Ok(stack)
     }
 
+    /// Waits until every gateway answers `/readyz`.
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(READY_WAIT_MS_MAX);
-        while tokio::time::Instant::now() < deadline {
-            if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await {
-                if r.status().is_success() {
-                    return Ok(());
+        for url in &self.gateway_urls {
+            loop {
+                if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
+                    if r.status().is_success() {
+                        break;
+                    }
                 }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "the gateway at {url} did not become ready; see {}",
+                    self.dir.display()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        anyhow::bail!(
-            "the gateway did not become ready; see {}",
-            self.dir.display()
-        )
+        Ok(())
     }
 
     pub fn log_dir(&self) -> &Path {
@@ -160,17 +204,31 @@ impl Stack {
         self.processors.iter_mut().find(|p| p.name == name)
     }
 
-    /// The process ids of the gateway and every processor.
+    /// The process ids of every gateway and every processor.
     pub fn dropline_pids(&self) -> Vec<u32> {
-        std::iter::once(&self.gateway)
+        self.gateways
+            .iter()
             .chain(&self.processors)
             .map(DroplineProcess::pid)
             .collect()
     }
 
-    /// The private nats-server's process id, if the stack runs one.
-    pub fn nats_pid(&self) -> Option<u32> {
-        self.nats.as_ref().and_then(PrivateNats::pid)
+    /// The gateways' process ids.
+    pub fn gateway_pids(&self) -> Vec<u32> {
+        self.gateways.iter().map(DroplineProcess::pid).collect()
+    }
+
+    /// The processors' process ids.
+    pub fn processor_pids(&self) -> Vec<u32> {
+        self.processors.iter().map(DroplineProcess::pid).collect()
+    }
+
+    /// The private nats-server's or the private cluster's process ids; none
+    /// on a NATS the stack did not start.
+    pub fn nats_pids(&self) -> Vec<u32> {
+        let private = self.nats.iter();
+        let cluster = self.cluster.iter().flat_map(|cluster| &cluster.nodes);
+        private.chain(cluster).filter_map(PrivateNats::pid).collect()
     }
 
     /// Kills the private nats-server (SIGKILL; its store stays).
@@ -193,7 +251,9 @@ impl Stack {
     /// Kills the gateway and the processors and waits until they have
     /// exited, so that nothing reconnects to the database afterwards.
     pub fn stop(&mut self) {
-        self.gateway.kill();
+        for gateway in &mut self.gateways {
+            gateway.kill();
+        }
         for processor in &mut self.processors {
             processor.kill();
         }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use dropline_core::{PerUserLimit, Sku, Stock};
 use dropline_store::{NewDrop, PoolOptions, Store};
+use dropline_testkit::cpu::CpuWatch;
 use dropline_testkit::databases::backend_pids;
 use dropline_testkit::stack::Stack;
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -133,24 +134,22 @@ async fn create_drop(store: &Store, sku: &Sku) -> anyhow::Result<()> {
 /// CPU used by each part of the stack over the idle window, as a share of
 /// one core.
 async fn idle_cost(bench: &IdleBench, stack: &Stack) -> anyhow::Result<Map<String, Value>> {
-    let parts = [
+    let watch = CpuWatch::start(vec![
         ("dropline", stack.dropline_pids()),
-        ("nats", stack.nats_pid().into_iter().collect()),
+        ("nats", stack.nats_pids()),
         (
             "postgres",
             backend_pids(&bench.postgres, stack.database_name()).await?,
         ),
-    ];
-    let before: Vec<u64> = parts.iter().map(|(_, pids)| cpu_ticks(pids)).collect();
+    ]);
     let window = Duration::from_secs(bench.idle_s);
     eprintln!("idle for {} s ...", bench.idle_s);
     tokio::time::sleep(window).await;
-    let tick_s = 1.0 / clock_ticks_per_s()?;
     let mut figures = Map::new();
     let mut total = 0.0;
     let mut line = Vec::new();
-    for ((name, pids), before) in parts.iter().zip(before) {
-        let share = (cpu_ticks(pids) - before) as f64 * tick_s / window.as_secs_f64();
+    for (name, seconds) in watch.seconds()? {
+        let share = seconds / window.as_secs_f64();
         total += share;
         line.push(format!("{name} {:.2}%", share * 100.0));
         figures.insert(format!("idle_cpu_{name}_share"), json!(share));
@@ -165,32 +164,4 @@ async fn idle_cost(bench: &IdleBench, stack: &Stack) -> anyhow::Result<Map<Strin
         line.join(", ")
     );
     Ok(figures)
-}
-
-/// User and system CPU of `pids` so far, in clock ticks (a process gone
-/// counts nothing).
-fn cpu_ticks(pids: &[u32]) -> u64 {
-    pids.iter().filter_map(|&pid| process_ticks(pid)).sum()
-}
-
-fn process_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after it do not.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // utime and stime are the stat file's fields 14 and 15 (1-based), the
-    // 12th and 13th after the name.
-    let user: u64 = fields.get(11)?.parse().ok()?;
-    let system: u64 = fields.get(12)?.parse().ok()?;
-    Some(user + system)
-}
-
-fn clock_ticks_per_s() -> anyhow::Result<f64> {
-    let out = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .context("run getconf CLK_TCK")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .parse()
-        .with_context(|| format!("getconf CLK_TCK said {text:?}"))
 }

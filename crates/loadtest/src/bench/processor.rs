@@ -7,6 +7,7 @@ use dropline_bus::{Bus, IntentMessage};
 use dropline_core::wire::IntentPayload;
 use dropline_core::{IdempotencyKey, Quantity, Sku, UserId};
 use dropline_store::{PoolOptions, Store};
+use dropline_testkit::ceiling::{self, CeilingRows};
 use dropline_testkit::databases::{create_database, drop_database};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Map, Value};
@@ -92,9 +93,55 @@ async fn drain(
         "processor drained {} intents ({} won) in {drain_s:.3} s over {} batches: {rate:.0} decisions/s",
         bench.intents, span.won, span.batches
     );
-    Ok(object(json!({
+    let mut figures = object(json!({
         "intents": bench.intents, "stock": bench.stock, "won": span.won, "batches": span.batches,
         "drain_s": drain_s, "decisions_per_s": rate, "prefill_per_s": f64::from(bench.intents) / fill_s,
+    }));
+    let rows = CeilingRows {
+        sku,
+        rows: bench.intents,
+        won: u32::try_from(span.won)?,
+        batch_len: mean_batch_len(bench.intents, span.batches),
+    };
+    figures.extend(ceiling(bench, database_url, &rows, rate, f64::from(bench.intents) / fill_s).await?);
+    Ok(figures)
+}
+
+/// The processor's batches, on average (the ceiling writes batches of it).
+fn mean_batch_len(intents: u32, batches: u64) -> usize {
+    usize::try_from(u64::from(intents).div_ceil(batches.max(1))).unwrap_or(usize::MAX)
+}
+
+/// What the machine allows (see `dropline_testkit::ceiling`), measured
+/// right after the drain on the same database and the same messages, and
+/// the processor's rate as a share of the slower side.
+async fn ceiling(
+    bench: &ProcessorBench,
+    database_url: &str,
+    rows: &CeilingRows,
+    decisions_per_s: f64,
+    published_per_s: f64,
+) -> anyhow::Result<Map<String, Value>> {
+    let inserted_per_s = ceiling::postgres_rows_per_s(database_url, rows)
+        .await
+        .context("Postgres ceiling")?;
+    let pulled_per_s =
+        ceiling::jetstream_pulled_per_s(&bench.nats_url, &rows.sku, rows.rows.into(), rows.batch_len)
+            .await
+            .context("JetStream ceiling")?;
+    let ceiling_per_s = inserted_per_s.min(pulled_per_s);
+    let share = decisions_per_s / ceiling_per_s;
+    println!(
+        "ceiling, batches of {}: Postgres inserts {inserted_per_s:.0} rows/s (one transaction per batch), \
+         JetStream publishes {published_per_s:.0} and pulls and acks {pulled_per_s:.0} messages/s; \
+         the processor decides at {:.0}% of the slower",
+        rows.batch_len,
+        share * 100.0
+    );
+    Ok(object(json!({
+        "ceiling_batch_len": rows.batch_len, "ceiling_postgres_rows_per_s": inserted_per_s,
+        "ceiling_jetstream_publish_per_s": published_per_s, "ceiling_jetstream_pull_ack_per_s": pulled_per_s,
+        "ceiling_per_s": ceiling_per_s, "processor_share_of_ceiling": share,
     })))
 }
 
