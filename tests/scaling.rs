@@ -71,7 +71,11 @@ async fn many_sizes_on_three_processors_two_gateways_and_a_three_node_cluster_ea
     let verdict = verify::verify(&client, &verify, &drops, &results)
         .await
         .expect("the verification runs");
-    assert!(verdict.passed(), "promises broken: {:#?}", verdict.violations);
+    assert!(
+        verdict.passed(),
+        "promises broken: {:#?}",
+        verdict.violations
+    );
 
     assert_each_size_sold_exactly_its_stock(&store, &drops).await;
     assert_every_gateway_answers_every_decision(&stack, &client, &results).await;
@@ -89,20 +93,31 @@ fn postgres_base() -> String {
 
 /// Every processor owns sizes, the owners differ by at most one, and each
 /// partition was claimed exactly once (its epoch is 1).
-async fn assert_spread_over_every_processor_and_claimed_once(store: &Store, drops: &[DropUnderTest]) {
+async fn assert_spread_over_every_processor_and_claimed_once(
+    store: &Store,
+    drops: &[DropUnderTest],
+) {
     let statuses = store.drop_statuses(None).await.expect("statuses");
     let mut per_owner: HashMap<String, usize> = HashMap::new();
-    for status in statuses.iter().filter(|s| drops.iter().any(|d| d.sku == s.drop.sku)) {
+    for status in statuses
+        .iter()
+        .filter(|s| drops.iter().any(|d| d.sku == s.drop.sku))
+    {
         assert_eq!(status.epoch, 1, "{} was claimed once", status.drop.sku);
         *per_owner
             .entry(status.owner.clone().expect("an owner"))
             .or_default() += 1;
     }
     let counts: Vec<usize> = per_owner.values().copied().collect();
-    assert_eq!(counts.len(), PROCESSORS, "every processor owns sizes: {per_owner:?}");
+    assert_eq!(
+        counts.len(),
+        PROCESSORS,
+        "every processor owns sizes: {per_owner:?}"
+    );
     let (most, least) = (counts.iter().max(), counts.iter().min());
     assert!(
-        most.zip(least).is_some_and(|(most, least)| most - least <= 1),
+        most.zip(least)
+            .is_some_and(|(most, least)| most - least <= 1),
         "owners differ by at most one size: {per_owner:?}"
     );
 }
@@ -114,7 +129,11 @@ async fn assert_each_size_sold_exactly_its_stock(store: &Store, drops: &[DropUnd
             .iter()
             .find(|s| s.drop.sku == drop.sku)
             .expect("the size's status");
-        assert_eq!(status.drop.won_units, STOCK_PER_SIZE, "{} sold its stock", drop.sku);
+        assert_eq!(
+            status.drop.won_units, STOCK_PER_SIZE,
+            "{} sold its stock",
+            drop.sku
+        );
         assert_eq!(status.drop.remaining, 0, "{} has nothing left", drop.sku);
     }
 }

@@ -220,6 +220,13 @@ impl Bus {
             // fails and the partition is claimed again, as after any
             // failure.
             memory_storage: true,
+            // One replica, whatever the stream's: for the same reason, a
+            // replicated consumer buys nothing, and on a 3-node cluster
+            // every one is a raft group of its own. 1,000 drops claimed
+            // at once there made 1,000 groups; their creation timed out
+            // and every claim was retried over and over. A consumer lost
+            // with its node is made again by the next claim.
+            num_replicas: 1,
             ..Default::default()
         };
         Ok(stream.create_consumer(config).await?)

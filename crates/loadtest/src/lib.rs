@@ -25,9 +25,9 @@ pub mod setup;
 pub mod verify;
 
 use dropline_core::Sku;
-use dropline_testkit::stack::{Stack, StackOptions};
 use dropline_testkit::cpu::{pids_named, CpuWatch};
 use dropline_testkit::databases::backend_pids;
+use dropline_testkit::stack::{Stack, StackOptions};
 use dropline_testkit::{drop_database, BuyerTokens};
 
 use crate::burst::BurstOptions;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use dropline_bus::ConsumerSettings;
 use dropline_core::ledger::order_id;
 use dropline_core::names::{line_lanes_filter, INTENTS_STREAM};
 use dropline_core::Sku;
@@ -47,7 +48,10 @@ fn place(i: u32) -> i64 {
 /// database at `database_url`, one transaction and one statement per batch.
 /// The copy is dropped after.
 pub async fn postgres_rows_per_s(database_url: &str, rows: &CeilingRows) -> anyhow::Result<f64> {
-    anyhow::ensure!(rows.rows > 0 && rows.batch_len > 0, "the ceiling needs rows and a batch length");
+    anyhow::ensure!(
+        rows.rows > 0 && rows.batch_len > 0,
+        "the ceiling needs rows and a batch length"
+    );
     let mut conn = PgConnection::connect(database_url)
         .await
         .context("connect for the Postgres ceiling")?;
@@ -69,7 +73,11 @@ pub async fn postgres_rows_per_s(database_url: &str, rows: &CeilingRows) -> anyh
     Ok(per_second(rows.rows.into(), elapsed))
 }
 
-async fn insert_batch(conn: &mut PgConnection, rows: &CeilingRows, batch: &[u32]) -> anyhow::Result<()> {
+async fn insert_batch(
+    conn: &mut PgConnection,
+    rows: &CeilingRows,
+    batch: &[u32],
+) -> anyhow::Result<()> {
     let keys: Vec<String> = batch.iter().map(|i| format!("k{i}")).collect();
     let users: Vec<String> = batch.iter().map(|i| format!("u{i}")).collect();
     let won = |i: u32| i < rows.won;
@@ -110,11 +118,15 @@ pub async fn jetstream_pulled_per_s(
     messages: u64,
     batch_len: usize,
 ) -> anyhow::Result<f64> {
-    anyhow::ensure!(messages > 0 && batch_len > 0, "the ceiling needs messages and a batch length");
+    anyhow::ensure!(
+        messages > 0 && batch_len > 0,
+        "the ceiling needs messages and a batch length"
+    );
     let client = async_nats::connect(nats_url)
         .await
         .context("connect for the JetStream ceiling")?;
     let js = async_nats::jetstream::new(client);
+    let owner = ConsumerSettings::default();
     let stream = js.get_stream_no_info(INTENTS_STREAM).await?;
     let consumer = stream
         .create_consumer(pull::Config {
@@ -122,6 +134,11 @@ pub async fn jetstream_pulled_per_s(
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::All,
             memory_storage: true,
+            // The owner's own limits: acks come once per batch, so the
+            // server's default of 1,000 unacked messages would stall a
+            // batch of more.
+            ack_wait: Duration::from_millis(owner.ack_wait_ms),
+            max_ack_pending: owner.ack_pending_max,
             inactive_threshold: Duration::from_secs(30),
             ..Default::default()
         })
@@ -134,7 +151,10 @@ pub async fn jetstream_pulled_per_s(
         .messages()
         .await?;
     let mut received = 0u64;
-    while let Some(message) = pulled.next().await {
+    while let Some(message) = tokio::time::timeout(STALL_MAX, pulled.next())
+        .await
+        .with_context(|| format!("no message for {STALL_MAX:?} after {received}"))?
+    {
         let message = message.map_err(|e| anyhow::anyhow!("pull: {e}"))?;
         received += 1;
         if received == messages {
@@ -145,11 +165,17 @@ pub async fn jetstream_pulled_per_s(
             return Ok(per_second(messages, started.elapsed()));
         }
         if received % batch_len as u64 == 0 {
-            message.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+            message
+                .ack()
+                .await
+                .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
         }
     }
     anyhow::bail!("the line ended after {received} of {messages} messages")
 }
+
+/// The longest wait for the next message before the ceiling gives up.
+const STALL_MAX: Duration = Duration::from_secs(30);
 
 fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)

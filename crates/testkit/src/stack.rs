@@ -204,15 +204,6 @@ impl Stack {
         self.processors.iter_mut().find(|p| p.name == name)
     }
 
-    /// The process ids of every gateway and every processor.
-    pub fn dropline_pids(&self) -> Vec<u32> {
-        self.gateways
-            .iter()
-            .chain(&self.processors)
-            .map(DroplineProcess::pid)
-            .collect()
-    }
-
     /// The gateways' process ids.
     pub fn gateway_pids(&self) -> Vec<u32> {
         self.gateways.iter().map(DroplineProcess::pid).collect()
@@ -228,7 +219,10 @@ impl Stack {
     pub fn nats_pids(&self) -> Vec<u32> {
         let private = self.nats.iter();
         let cluster = self.cluster.iter().flat_map(|cluster| &cluster.nodes);
-        private.chain(cluster).filter_map(PrivateNats::pid).collect()
+        private
+            .chain(cluster)
+            .filter_map(PrivateNats::pid)
+            .collect()
     }
 
     /// Kills the private nats-server (SIGKILL; its store stays).

@@ -135,7 +135,8 @@ async fn create_drop(store: &Store, sku: &Sku) -> anyhow::Result<()> {
 /// one core.
 async fn idle_cost(bench: &IdleBench, stack: &Stack) -> anyhow::Result<Map<String, Value>> {
     let watch = CpuWatch::start(vec![
-        ("dropline", stack.dropline_pids()),
+        ("gateway", stack.gateway_pids()),
+        ("processors", stack.processor_pids()),
         ("nats", stack.nats_pids()),
         (
             "postgres",

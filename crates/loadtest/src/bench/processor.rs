@@ -103,7 +103,16 @@ async fn drain(
         won: u32::try_from(span.won)?,
         batch_len: mean_batch_len(bench.intents, span.batches),
     };
-    figures.extend(ceiling(bench, database_url, &rows, rate, f64::from(bench.intents) / fill_s).await?);
+    figures.extend(
+        ceiling(
+            bench,
+            database_url,
+            &rows,
+            rate,
+            f64::from(bench.intents) / fill_s,
+        )
+        .await?,
+    );
     Ok(figures)
 }
 
@@ -125,10 +134,14 @@ async fn ceiling(
     let inserted_per_s = ceiling::postgres_rows_per_s(database_url, rows)
         .await
         .context("Postgres ceiling")?;
-    let pulled_per_s =
-        ceiling::jetstream_pulled_per_s(&bench.nats_url, &rows.sku, rows.rows.into(), rows.batch_len)
-            .await
-            .context("JetStream ceiling")?;
+    let pulled_per_s = ceiling::jetstream_pulled_per_s(
+        &bench.nats_url,
+        &rows.sku,
+        rows.rows.into(),
+        rows.batch_len,
+    )
+    .await
+    .context("JetStream ceiling")?;
     let ceiling_per_s = inserted_per_s.min(pulled_per_s);
     let share = decisions_per_s / ceiling_per_s;
     println!(
