@@ -79,12 +79,8 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         wait_s: args.wait_s,
         credentials: credentials.clone(),
     };
-    let watch = match &stack {
-        Some(stack) => Some(watch_cpu(stack).await?),
-        None => None,
-    };
-    let (results, chaos) = fire_with_chaos(&args, &burst, &drops, stack.as_mut()).await?;
-    let cpu_during_burst_s = watch.map(|w| w.seconds()).transpose()?.unwrap_or_default();
+    let (results, chaos, cpu_during_burst_s) =
+        fire_watched(&args, &burst, &drops, stack.as_mut()).await?;
     if let Some(done) = &chaos {
         eprintln!("chaos: {done}");
     }
@@ -227,6 +223,27 @@ async fn watch_cpu(stack: &Stack) -> anyhow::Result<CpuWatch> {
         ("postgres", postgres),
         ("load generator", vec![std::process::id()]),
     ]))
+}
+
+/// The burst (see [`fire_with_chaos`]), and the CPU each part of the
+/// tool's own stack used meanwhile (none against someone else's gateway).
+async fn fire_watched(
+    args: &Args,
+    burst: &BurstOptions,
+    drops: &[DropUnderTest],
+    stack: Option<&mut Stack>,
+) -> anyhow::Result<(
+    burst::BurstResults,
+    Option<String>,
+    Vec<(&'static str, f64)>,
+)> {
+    let Some(stack) = stack else {
+        let (results, chaos) = fire_with_chaos(args, burst, drops, None).await?;
+        return Ok((results, chaos, Vec::new()));
+    };
+    let watch = watch_cpu(stack).await?;
+    let (results, chaos) = fire_with_chaos(args, burst, drops, Some(stack)).await?;
+    Ok((results, chaos, watch.seconds()?))
 }
 
 /// The burst, with the fault asked for injected into the stack meanwhile.

@@ -43,7 +43,26 @@ pub(crate) async fn complete_batch(
         return Ok(delivered);
     }
     tracing::warn!(%sku, applied_seq, last_seq, ?continuity, "rebuilding batch from the stream");
-    read_range(bus, sku, next_message, message_seq(last_seq)).await
+    let last_message = message_seq(last_seq);
+    let rebuilt = read_range(bus, sku, next_message, last_message).await?;
+    // The batch's last message was delivered, so the stream holds it. A
+    // read that does not reach it saw an older state of the stream (on a
+    // cluster under load a replica can answer behind the consumer that
+    // delivered; seen with 1,000 SKUs on 3 nodes, where such a batch was
+    // decided without its last message, which the ack then skipped). A
+    // store is a prefix of the stream, so a read that reaches the last
+    // message holds every one before it; one that does not must not be
+    // decided: the partition fails and is claimed again, its consumer made
+    // afresh from the applied place in line.
+    let reached = rebuilt.last().map(|entry| message_seq(entry.seq()));
+    if reached != Some(last_message) {
+        return Err(format!(
+            "the stream read of {sku}'s line stopped at message {reached:?} before message \
+             {last_message}, which was delivered: a stale read; not deciding the batch"
+        )
+        .into());
+    }
+    Ok(rebuilt)
 }
 
 /// Every intent of `sku` in the messages with a stream sequence in

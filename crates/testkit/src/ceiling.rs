@@ -67,9 +67,17 @@ pub async fn postgres_rows_per_s(database_url: &str, rows: &CeilingRows) -> anyh
         insert_batch(&mut conn, rows, batch).await?;
     }
     let elapsed = started.elapsed();
+    let inserted: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {CEILING_TABLE}"))
+        .fetch_one(&mut conn)
+        .await?;
     sqlx::query(&format!("DROP TABLE {CEILING_TABLE}"))
         .execute(&mut conn)
         .await?;
+    anyhow::ensure!(
+        inserted == i64::from(rows.rows),
+        "the ceiling inserted {inserted} rows of {}",
+        rows.rows
+    );
     Ok(per_second(rows.rows.into(), elapsed))
 }
 
@@ -164,7 +172,7 @@ pub async fn jetstream_pulled_per_s(
                 .map_err(|e| anyhow::anyhow!("ack the last message: {e}"))?;
             return Ok(per_second(messages, started.elapsed()));
         }
-        if received % batch_len as u64 == 0 {
+        if received.is_multiple_of(batch_len as u64) {
             message
                 .ack()
                 .await

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sqlx::Connection as _;
 
 use crate::databases::{create_database, database_name};
 use crate::nats::{PrivateCluster, PrivateNats};
@@ -79,35 +80,13 @@ impl Stack {
         let id = crate::unique_suffix();
         let dir = std::env::temp_dir().join(format!("dropline-stack-{id}"));
         std::fs::create_dir_all(&dir).context("create the stack's log directory")?;
-        anyhow::ensure!(
-            !(options.private_nats && options.nats_cluster),
-            "a stack runs on a private nats-server or on a private cluster, not both"
-        );
         anyhow::ensure!(options.gateways >= 1, "a stack needs a gateway");
-        let nats = match options.private_nats {
-            true => Some(PrivateNats::start().await?),
-            false => None,
-        };
-        let cluster = match options.nats_cluster {
-            true => Some(PrivateCluster::start().await?),
-            false => None,
-        };
-        let nats_url = match (&nats, &cluster) {
-            (Some(nats), _) => nats.url.clone(),
-            (_, Some(cluster)) => cluster.url(),
-            _ => options.nats_url.clone(),
-        };
-        let stream_replicas = if options.nats_cluster { "3" } else { "1" };
+        let (nats, cluster, nats_url) = start_nats(&options).await?;
+        let stream_replicas = stream_replicas(&options);
         let database_url =
             create_database(&options.postgres, &format!("dropline_load_{id}")).await?;
-        let ports = (0..options.gateways)
-            .map(|_| free_port())
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        // The stack logs what an operator needs; RUST_LOG (e.g.
-        // `dropline_processor=debug`, which logs every batch) asks for more.
-        // `dropline=info` keeps the line naming each processor's ops address.
-        let log_filter = std::env::var("RUST_LOG")
-            .unwrap_or_else(|_| "warn,dropline=info,dropline_processor=info".to_string());
+        let ports = free_ports(options.gateways)?;
+        let log_filter = log_filter();
         let start = |role: Role, name: &str, port: u16| {
             let env = [
                 (
@@ -129,10 +108,10 @@ impl Stack {
             ];
             DroplineProcess::start(role, name, &env, &dir.join(format!("{name}.log")))
         };
-        // The first gateway keeps its old name, so one-gateway logs read as before.
         let gateways = ports
             .iter()
             .enumerate()
+            // The first keeps its old name: one-gateway logs read as before.
             .map(|(i, &port)| match i {
                 0 => start(Role::Gateway, "gateway", port),
                 _ => start(Role::Gateway, &format!("gateway-{i}"), port),
@@ -143,7 +122,7 @@ impl Stack {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let gateway_urls: Vec<String> = ports
             .iter()
-            .map(|port| format!("http://127.0.0.1:{port}"))
+            .map(|p| format!("http://127.0.0.1:{p}"))
             .collect();
         let stack = Self {
             url: gateway_urls[0].clone(),
@@ -158,18 +137,53 @@ impl Stack {
             dir,
         };
         stack.wait_ready().await?;
-        eprintln!(
-            "stack up: gateway {} + {} processors on NATS {} (logs in {})",
-            stack.gateway_urls.join(", "),
-            stack.processors.len(),
-            stack.nats_url,
-            stack.dir.display()
-        );
+        stack.announce();
         Ok(stack)
     }
 
-    /// Waits until every gateway answers `/readyz`.
+    fn announce(&self) {
+        eprintln!(
+            "stack up: gateway {} + {} processors on NATS {} (logs in {})",
+            self.gateway_urls.join(", "),
+            self.processors.len(),
+            self.nats_url,
+            self.dir.display()
+        );
+    }
+
+    /// Waits until every gateway answers `/readyz` and every processor has
+    /// said it is alive: a processor that looks before the others do takes
+    /// every drop created meanwhile and hands most back one lease later, in
+    /// the middle of whatever the tool measures.
     async fn wait_ready(&self) -> anyhow::Result<()> {
+        self.wait_gateways_ready().await?;
+        self.wait_processors_alive().await
+    }
+
+    async fn wait_processors_alive(&self) -> anyhow::Result<()> {
+        let mut db = sqlx::PgConnection::connect(&self.database_url).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(READY_WAIT_MS_MAX);
+        let names: Vec<&str> = self.processors.iter().map(|p| p.name.as_str()).collect();
+        loop {
+            let alive: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM processors WHERE instance_id = ANY($1)")
+                    .bind(&names)
+                    .fetch_one(&mut db)
+                    .await?;
+            if alive == names.len() as i64 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{alive} of {} processors said they are alive; see {}",
+                names.len(),
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_gateways_ready(&self) -> anyhow::Result<()> {
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(READY_WAIT_MS_MAX);
         for url in &self.gateway_urls {
@@ -251,5 +265,48 @@ impl Stack {
         for processor in &mut self.processors {
             processor.kill();
         }
+    }
+}
+
+/// The private nats-server or cluster the options ask for, and the URL the
+/// stack's processes use (the given NATS when neither is asked for).
+async fn start_nats(
+    options: &StackOptions,
+) -> anyhow::Result<(Option<PrivateNats>, Option<PrivateCluster>, String)> {
+    anyhow::ensure!(
+        !(options.private_nats && options.nats_cluster),
+        "a stack runs on a private nats-server or on a private cluster, not both"
+    );
+    if options.private_nats {
+        let nats = PrivateNats::start().await?;
+        let url = nats.url.clone();
+        return Ok((Some(nats), None, url));
+    }
+    if options.nats_cluster {
+        let cluster = PrivateCluster::start().await?;
+        let url = cluster.url();
+        return Ok((None, Some(cluster), url));
+    }
+    Ok((None, None, options.nats_url.clone()))
+}
+
+/// The stack logs what an operator needs; RUST_LOG (e.g.
+/// `dropline_processor=debug`, which logs every batch) asks for more.
+/// `dropline=info` keeps the line naming each processor's ops address.
+fn log_filter() -> String {
+    std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| "warn,dropline=info,dropline_processor=info".to_string())
+}
+
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    (0..count).map(|_| free_port()).collect()
+}
+
+/// A stack on a cluster replicates its stream on every node.
+fn stream_replicas(options: &StackOptions) -> &'static str {
+    if options.nats_cluster {
+        "3"
+    } else {
+        "1"
     }
 }
