@@ -42,7 +42,8 @@ fn the_idle_part_reports_ownership_and_cpu_of_many_open_drops() {
         "one claim per drop at least: {figures}"
     );
     let share = |name: &str| figures[name].as_f64().unwrap_or(-1.0);
-    let parts = ["dropline", "nats", "postgres"].map(|p| share(&format!("idle_cpu_{p}_share")));
+    let parts = ["gateway", "processors", "nats", "postgres"]
+        .map(|p| share(&format!("idle_cpu_{p}_share")));
     assert!(parts.iter().all(|s| *s >= 0.0), "{figures}");
     assert!(
         (parts.iter().sum::<f64>() - share("idle_cpu_share")).abs() < 1e-9,
