@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use dropline_store::{PoolOptions, Store};
+use dropline_suite::postgres_base;
 use dropline_testkit::stack::{Stack, StackOptions};
 use loadtest::burst::{self, BurstOptions, BurstResults};
 use loadtest::credentials::Credentials;
@@ -84,11 +85,6 @@ async fn many_sizes_on_three_processors_two_gateways_and_a_three_node_cluster_ea
     dropline_testkit::drop_database(&postgres_base(), stack.database_name())
         .await
         .expect("drop the stack's database");
-}
-
-fn postgres_base() -> String {
-    std::env::var("DROPLINE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// Every processor owns sizes, the owners differ by at most one, and each

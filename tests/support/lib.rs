@@ -32,7 +32,8 @@ pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| dropline_bus::DEFAULT_NATS_URL.into())
 }
 
-fn postgres_base() -> String {
+/// The Postgres tests create their databases on (no database part).
+pub fn postgres_base() -> String {
     std::env::var("DROPLINE_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
