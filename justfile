@@ -49,9 +49,11 @@ compare *args:
     cargo build --release --quiet -p dropline-compare -p dropline
     deploy/local/with-services.sh target/release/compare {{args}}
 
-# The processor drains a pre-filled partition (decisions/s); the gateway, with no processor,
+# The processor drains a pre-filled partition (decisions/s), then what the machine allows for the
+# same work (Postgres inserting the same rows in the processor's batches, JetStream pulling and
+# acking the same messages) and the processor's share of it; the gateway, with no processor,
 # answers `Prefer: respond-async` purchases (202s/s); then 1,000 open drops and no buyers (time
-# until all are owned, idle CPU of dropline, NATS and Postgres); then a SKU with a million decided
+# until all are owned, idle CPU of the gateway, the processors, NATS and Postgres); then a SKU with a million decided
 # intents is claimed (claim time, processor memory growth, old keys answered as recorded).
 # `--only processor|gateway|idle|history`.
 # dropline's halves alone, then an idle stack with many drops, each on a fresh database.

@@ -17,7 +17,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(
     about = "dropline's halves alone: the processor draining a pre-filled partition \
-             (decisions/s), then the gateway with no processor (accepted purchases/s); \
+             (decisions/s, and its share of what Postgres and JetStream allow), then the gateway with no processor (accepted purchases/s); \
              then many open drops and no buyers (time to own them all, idle CPU); \
              then a SKU with a long history claimed (claim time, memory, old repeats)"
 )]
