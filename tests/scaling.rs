@@ -63,7 +63,7 @@ async fn many_sizes_on_three_processors_two_gateways_and_a_three_node_cluster_ea
     };
     let results = burst::fire(&burst, &drops).await.expect("the burst runs");
     let verify = VerifyOptions {
-        url: stack.url.clone(),
+        url: stack.url().to_string(),
         database_url: stack.database_url.clone(),
         per_user_limit: 1,
         faults_injected: false,

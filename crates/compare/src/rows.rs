@@ -163,7 +163,7 @@ async fn measure_dropline(
             wait_for_owner(&store, &drop.sku).await?;
         }
         tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
-        let burst = args.burst(&stack.url, sizes);
+        let burst = args.burst(stack.url(), sizes);
         let results = loadtest::burst::fire(&burst, &drops).await?;
         let mut orders = Vec::new();
         for drop in &drops {

@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
     );
     let mut stack = start_stack(&args).await?;
     let (url, database_url) = match &stack {
-        Some(stack) => (stack.url.clone(), stack.database_url.clone()),
+        Some(stack) => (stack.url().to_string(), stack.database_url.clone()),
         None => (
             args.url.clone().unwrap_or_default(),
             args.database_url.clone(),

@@ -46,14 +46,14 @@ pub(crate) async fn complete_batch(
     let last_message = message_seq(last_seq);
     let rebuilt = read_range(bus, sku, next_message, last_message).await?;
     // The batch's last message was delivered, so the stream holds it. A
-    // read that does not reach it saw an older state of the stream (on a
-    // cluster under load a replica can answer behind the consumer that
-    // delivered; seen with 1,000 SKUs on 3 nodes, where such a batch was
-    // decided without its last message, which the ack then skipped). A
-    // store is a prefix of the stream, so a read that reaches the last
-    // message holds every one before it; one that does not must not be
-    // decided: the partition fails and is claimed again, its consumer made
-    // afresh from the applied place in line.
+    // read that does not reach it answered from an older state of the
+    // stream than the consumer delivered from (seen with 1,000 SKUs on a
+    // loaded 3-node cluster: such a batch was decided without its last
+    // message, which the ack then skipped for good). A stream's state is a
+    // prefix of its messages, so a read that reaches the last message holds
+    // every one before it; one that does not must not be decided: the
+    // partition fails and is claimed again, its consumer made afresh from
+    // the applied place in line.
     let reached = rebuilt.last().map(|entry| message_seq(entry.seq()));
     if reached != Some(last_message) {
         return Err(format!(

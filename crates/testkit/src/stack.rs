@@ -61,8 +61,6 @@ impl StackOptions {
 }
 
 pub struct Stack {
-    /// The (first) gateway's base URL.
-    pub url: String,
     /// Every gateway's base URL, the first one first.
     pub gateway_urls: Vec<String>,
     pub database_url: String,
@@ -125,7 +123,6 @@ impl Stack {
             .map(|p| format!("http://127.0.0.1:{p}"))
             .collect();
         let stack = Self {
-            url: gateway_urls[0].clone(),
             gateway_urls,
             database_url,
             nats_url,
@@ -149,6 +146,11 @@ impl Stack {
             self.nats_url,
             self.dir.display()
         );
+    }
+
+    /// The first gateway's base URL (any gateway answers any request).
+    pub fn url(&self) -> &str {
+        &self.gateway_urls[0]
     }
 
     /// Waits until every gateway answers `/readyz` and every processor has

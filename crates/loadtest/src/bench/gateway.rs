@@ -50,7 +50,7 @@ async fn accept_purchases(
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let sku = bench_sku(&run_id)?;
     create_drop(&stack.database_url, &sku, bench.stock).await?;
-    let pool = Arc::new(Pool::new(&stack.url, bench.connections as usize)?);
+    let pool = Arc::new(Pool::new(stack.url(), bench.connections as usize)?);
     pool.warm_up().await?;
     // Every buyer's token minted before the clock starts: the bench times
     // the gateway (which verifies each), not the signing.

@@ -200,7 +200,8 @@ impl<'a> Buyer<'a> {
             .http
             .post(format!(
                 "{}/v1/drops/{}/purchases",
-                self.stack.url, self.sku
+                self.stack.url(),
+                self.sku
             ))
             .header(
                 "Authorization",
