@@ -6,9 +6,10 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use dropline_core::names::{consumer_name, line_lanes_filter, INTENTS_STREAM};
 use dropline_core::{
-    BatchPlan, Decision, IdempotencyKey, Outcome, PerUserLimit, Quantity, Sku, Stock, UserId,
+    Action, BatchPlan, Control, Decision, IdempotencyKey, OperationId, OperatorId, Outcome,
+    PerUserLimit, Quantity, Sku, Stock, UserId,
 };
-use dropline_store::{NewDrop, Store, StoreError};
+use dropline_store::{AppliedBatch, NewDrop, PartitionBatch, Store, StoreError};
 use dropline_suite::{
     db, eventually, spawn_app_with, start_processor, AppOptions, ProcessorSpec, Role,
 };
@@ -487,4 +488,133 @@ async fn owners(store: &Store) -> HashMap<String, (String, u64)> {
             (s.drop.sku.to_string(), (owner, s.epoch))
         })
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_fence_on_one_sku_in_a_shared_commit_leaves_the_others_committed() {
+    let app = spawn_app_with(AppOptions {
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
+    let store = &app.store;
+    let (sizes, epochs, taken_over) = four_sizes_the_third_taken_over(&app).await;
+
+    let restocked = with_control(plan_of_one_win(7, 0), 8, Action::Restock(stock(3)));
+    let closed = with_control(plan_of_one_win(7, 0), 8, Action::Close);
+    let stale_ledger = plan_of_one_win(7, 3);
+    let fenced = plan_of_one_win(7, 0);
+    let plans = [&restocked, &stale_ledger, &fenced, &closed];
+    let batches: Vec<PartitionBatch<'_>> = sizes
+        .iter()
+        .zip(&epochs)
+        .zip(plans)
+        .map(|((sku, &epoch), plan)| PartitionBatch { sku, epoch, plan })
+        .collect();
+    let outcomes = store
+        .apply_batches(&batches)
+        .await
+        .expect("the shared commit goes through");
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [
+                Ok(AppliedBatch { remaining: 12 }),
+                Err(StoreError::StaleLedger),
+                Err(StoreError::Fenced),
+                Ok(AppliedBatch { remaining: 9 }),
+            ]
+        ),
+        "{outcomes:?}"
+    );
+
+    // The two held batches are in, with their operator actions; the
+    // refused two wrote nothing.
+    assert_eq!(
+        recorded(store, &sizes).await,
+        [
+            (12, 8, None, 1, 1),
+            (10, 0, None, 0, 0),
+            (10, 0, None, 0, 0),
+            (9, 8, Some(8), 1, 1)
+        ]
+    );
+    let closed_drop = store.drop(&sizes[3]).await.expect("read").expect("drop");
+    assert_eq!(closed_drop.status.as_str(), "closed");
+    // The new owner of the fenced size commits as if nothing happened.
+    let applied = store
+        .apply_batch(&sizes[2], taken_over.epoch, &plan_of_one_win(7, 0))
+        .await
+        .expect("the new owner applies");
+    assert_eq!(applied.remaining, 9);
+}
+
+fn stock(units: u32) -> Stock {
+    Stock::parse(units.into()).expect("stock")
+}
+
+/// `plan` with an operator action at `seq`, its place in line after it.
+fn with_control(mut plan: BatchPlan, seq: u64, action: Action) -> BatchPlan {
+    plan.controls.push(Control {
+        seq,
+        op: OperationId::parse(format!("op-{seq}")).expect("valid operation id"),
+        by: OperatorId::parse("ops-lead").expect("valid operator"),
+        action,
+    });
+    plan.applied_seq_after = seq;
+    if let Action::Restock(units) = action {
+        plan.restocked_units += units.get();
+    }
+    if action == Action::Close {
+        plan.closed_seq = Some(seq);
+    }
+    plan
+}
+
+/// Four sizes of `app`'s drop claimed by "owner" (epochs in order), the
+/// third then taken over by "new-owner" (its claim).
+async fn four_sizes_the_third_taken_over(
+    app: &dropline_suite::TestApp,
+) -> (Vec<Sku>, Vec<u64>, dropline_store::PartitionClaim) {
+    let store = &app.store;
+    create_sizes(app, 4).await;
+    let sizes: Vec<Sku> = (0..4)
+        .map(|i| Sku::parse(format!("{}-size-{i}", app.sku)).expect("valid sku"))
+        .collect();
+    let mut epochs = Vec::new();
+    for sku in &sizes {
+        let claim = store.claim_partition(sku, "owner", 60_000).await;
+        epochs.push(claim.expect("claim").expect("free partition").epoch);
+    }
+    store
+        .release_partition(&sizes[2], "owner", epochs[2])
+        .await
+        .expect("release");
+    let taken_over = store
+        .claim_partition(&sizes[2], "new-owner", 60_000)
+        .await
+        .expect("claim")
+        .expect("free partition");
+    (sizes, epochs, taken_over)
+}
+
+/// Per size: units left, applied place in line, where the close stands,
+/// operator actions recorded, and whether the key `zombie-7` was decided.
+async fn recorded(store: &Store, sizes: &[Sku]) -> Vec<(u32, u64, Option<u64>, usize, usize)> {
+    let mut seen = Vec::new();
+    for sku in sizes {
+        let state = store.load_ledger_state(sku).await.expect("ledger state");
+        let decided = store
+            .purchases_of_keys(sku, &["zombie-7"])
+            .await
+            .expect("recorded decisions");
+        seen.push((
+            state.remaining,
+            state.applied_seq,
+            state.closed_seq,
+            state.operations.len(),
+            decided.len(),
+        ));
+    }
+    seen
 }

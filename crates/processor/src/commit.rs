@@ -9,6 +9,7 @@
 //! returns its committed plan. Must not trust the in-memory ledger after a
 //! failed commit: only the store knows what was applied.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dropline_bus::IntentBatch;
@@ -32,9 +33,10 @@ pub(crate) async fn commit(
 ) -> anyhow::Result<Option<BatchPlan>> {
     let mut failures = 0u32;
     loop {
-        let plan = ledger.decide(entries);
+        // Shared with the committer, which may commit it with other SKUs'.
+        let plan = Arc::new(ledger.decide(entries));
         if plan.is_noop() {
-            return Ok(Some(plan));
+            return Ok(Some(unshared(plan)));
         }
         let failure = match apply_keeping_messages(ctx, sku, epoch, &plan, batch).await {
             Ok(applied) => {
@@ -48,7 +50,7 @@ pub(crate) async fn commit(
                     );
                     *ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
                 }
-                return Ok(Some(plan));
+                return Ok(Some(unshared(plan)));
             }
             Err(StoreError::Fenced) => return Ok(None),
             // Not a failure: the ledger had forgotten (or never loaded) a
@@ -80,6 +82,12 @@ pub(crate) async fn commit(
     }
 }
 
+/// The plan back from the committer, which has let go of it by the time
+/// the answer came (a copy only if it still had not).
+fn unshared(plan: Arc<BatchPlan>) -> BatchPlan {
+    Arc::try_unwrap(plan).unwrap_or_else(|shared| (*shared).clone())
+}
+
 /// Teaches the ledger the recorded decisions of the plan's new keys; false
 /// when the store has none of them (then something else refused the batch).
 async fn learn_recorded(
@@ -106,10 +114,10 @@ async fn apply_keeping_messages(
     ctx: &Context,
     sku: &Sku,
     epoch: u64,
-    plan: &BatchPlan,
+    plan: &Arc<BatchPlan>,
     batch: &IntentBatch,
 ) -> Result<dropline_store::AppliedBatch, StoreError> {
-    let apply = ctx.store.apply_batch(sku, epoch, plan);
+    let apply = ctx.commits.apply(sku, epoch, plan.clone());
     tokio::pin!(apply);
     let every = Duration::from_millis((ctx.config.consumer.ack_wait_ms / 3).max(1));
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);

@@ -10,8 +10,11 @@ use dropline_bus::ConsumerSettings;
 pub struct ProcessorConfig {
     /// Names this instance in partition leases; unique per process.
     pub instance_id: String,
-    /// Most intents decided and committed together.
+    /// Most intents of one partition decided and committed together.
     pub batch_len_max: usize,
+    /// Transactions committing batches at once. Batches ready while all
+    /// are busy wait and go together in the next (several SKUs' in one).
+    pub committers: usize,
     /// How long a claimed partition stays ours without renewal. Only decides
     /// who works; correctness rests on the epoch.
     pub lease_ms: u64,
@@ -33,6 +36,7 @@ impl Default for ProcessorConfig {
         Self {
             instance_id: format!("processor-{}", uuid::Uuid::new_v4().simple()),
             batch_len_max: 5_000,
+            committers: 2,
             lease_ms: 10_000,
             discovery_interval_ms: 250,
             retry_backoff_max_ms: 2_000,

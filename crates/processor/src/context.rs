@@ -1,6 +1,7 @@
 //! What every partition loop of an instance shares: its store and bus
-//! handles, its settings, its share of the partitions and the leases it
-//! holds (renewed together).
+//! handles, its settings, its share of the partitions, the leases it
+//! holds (renewed together) and where its batches are committed (together
+//! when several are ready).
 //!
 //! Must hold handles, settings and what instance-wide bookkeeping needs
 //! (slots counted, epochs held), no partition's work state, and must not
@@ -14,6 +15,7 @@ use dropline_store::Store;
 
 use crate::lease::Leases;
 use crate::share::Share;
+use crate::shared_commit::SharedCommits;
 use crate::ProcessorConfig;
 
 pub(crate) struct Context {
@@ -22,4 +24,5 @@ pub(crate) struct Context {
     pub config: ProcessorConfig,
     pub share: Share,
     pub leases: Arc<Leases>,
+    pub commits: SharedCommits,
 }

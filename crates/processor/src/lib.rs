@@ -20,6 +20,7 @@ mod meters;
 mod partition;
 mod progress;
 mod share;
+mod shared_commit;
 mod supervisor;
 mod work;
 

@@ -25,6 +25,7 @@ use crate::lease::renew_all;
 use crate::meters;
 use crate::partition::own_partition;
 use crate::share::Share;
+use crate::shared_commit::SharedCommits;
 use crate::ProcessorConfig;
 
 /// Runs until `shutdown` completes, then stops every partition loop and
@@ -35,12 +36,14 @@ pub async fn run(
     config: ProcessorConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let commits = SharedCommits::start(store.clone(), config.committers);
     let ctx = Arc::new(Context {
         store,
         bus,
         config,
         share: Share::new(),
         leases: Arc::default(),
+        commits,
     });
     let renewer = renew_all(
         ctx.leases.clone(),

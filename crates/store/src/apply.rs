@@ -60,63 +60,65 @@ impl Store {
     }
 }
 
-/// A plan's decisions, column by column, as the batch statement takes them.
-struct DecidedColumns<'a> {
-    keys: Vec<&'a str>,
-    users: Vec<&'a str>,
-    quantities: Vec<i32>,
-    outcomes: Vec<&'static str>,
-    order_ids: Vec<Option<Uuid>>,
-    seqs: Vec<i64>,
+/// Plans' decisions, column by column, as the batch statements take them.
+#[derive(Default)]
+pub(crate) struct DecidedColumns<'a> {
+    pub keys: Vec<&'a str>,
+    pub users: Vec<&'a str>,
+    pub quantities: Vec<i32>,
+    pub outcomes: Vec<&'static str>,
+    pub order_ids: Vec<Option<Uuid>>,
+    pub seqs: Vec<i64>,
 }
 
 impl<'a> DecidedColumns<'a> {
     fn of(plan: &'a BatchPlan) -> Self {
-        let n = plan.decided.len();
-        let mut columns = Self {
-            keys: Vec::with_capacity(n),
-            users: Vec::with_capacity(n),
-            quantities: Vec::with_capacity(n),
-            outcomes: Vec::with_capacity(n),
-            order_ids: Vec::with_capacity(n),
-            seqs: Vec::with_capacity(n),
-        };
-        for d in &plan.decided {
-            columns.keys.push(d.key.as_str());
-            columns.users.push(d.user_id.as_str());
-            columns.quantities.push(d.quantity.get() as i32);
-            columns.outcomes.push(d.outcome.as_str());
-            columns.order_ids.push(d.order_id);
-            columns.seqs.push(d.seq as i64);
-        }
+        let mut columns = Self::default();
+        columns.extend(plan);
         columns
+    }
+
+    /// Appends the plan's decisions.
+    pub(crate) fn extend(&mut self, plan: &'a BatchPlan) {
+        for d in &plan.decided {
+            self.keys.push(d.key.as_str());
+            self.users.push(d.user_id.as_str());
+            self.quantities.push(d.quantity.get() as i32);
+            self.outcomes.push(d.outcome.as_str());
+            self.order_ids.push(d.order_id);
+            self.seqs.push(d.seq as i64);
+        }
     }
 }
 
-/// A plan's operator actions, column by column.
-struct ControlColumns<'a> {
-    ids: Vec<&'a str>,
-    kinds: Vec<&'static str>,
-    units: Vec<Option<i32>>,
-    operators: Vec<&'a str>,
-    seqs: Vec<i64>,
+/// Plans' operator actions, column by column.
+#[derive(Default)]
+pub(crate) struct ControlColumns<'a> {
+    pub ids: Vec<&'a str>,
+    pub kinds: Vec<&'static str>,
+    pub units: Vec<Option<i32>>,
+    pub operators: Vec<&'a str>,
+    pub seqs: Vec<i64>,
 }
 
 impl<'a> ControlColumns<'a> {
     fn of(plan: &'a BatchPlan) -> Self {
-        let controls = &plan.controls;
-        Self {
-            ids: controls.iter().map(|c| c.op.as_str()).collect(),
-            kinds: controls.iter().map(|c| c.action.kind()).collect(),
-            units: controls
-                .iter()
-                .map(|c| match c.action {
-                    Action::Close => None,
-                    Action::Restock(units) => Some(units.get() as i32),
-                })
-                .collect(),
-            operators: controls.iter().map(|c| c.by.as_str()).collect(),
-            seqs: controls.iter().map(|c| c.seq as i64).collect(),
+        let mut columns = Self::default();
+        columns.extend(plan);
+        columns
+    }
+
+    /// Appends the plan's operator actions.
+    pub(crate) fn extend(&mut self, plan: &'a BatchPlan) {
+        for c in &plan.controls {
+            self.ids.push(c.op.as_str());
+            self.kinds.push(c.action.kind());
+            self.units.push(match c.action {
+                Action::Close => None,
+                Action::Restock(units) => Some(units.get() as i32),
+            });
+            self.operators.push(c.by.as_str());
+            self.seqs.push(c.seq as i64);
         }
     }
 }

@@ -55,6 +55,12 @@ impl StoreError {
         )
     }
 
+    /// The store was closed (the process is shutting down) before the
+    /// outcome was known: as unknown as after a lost connection.
+    pub fn closed() -> Self {
+        StoreError::Database(sqlx::Error::PoolClosed)
+    }
+
     /// Classifies a database error by the SQLSTATEs `dropline_apply_batch` raises.
     pub(crate) fn from_db(err: sqlx::Error) -> Self {
         if let Some(db) = err.as_database_error() {

@@ -1,8 +1,9 @@
 //! Postgres: the single source of truth for what has been applied.
 //!
 //! Owns the schema (`migrations/`), the one-statement batch apply with its
-//! fencing check, partition leases, and the read models the gateway and the
-//! operator tools show. Must not decide anything: decisions come from
+//! fencing check (one SKU's, or several SKUs' in one shared commit),
+//! partition leases, and the read models the gateway and the operator
+//! tools show. Must not decide anything: decisions come from
 //! `dropline-core` and are only recorded here.
 
 mod admission;
@@ -14,6 +15,7 @@ mod operations;
 mod partitions;
 mod progress;
 mod purchases;
+mod shared_apply;
 
 pub use admission::{Admission, AdmissionChange, AdmissionView};
 pub use apply::AppliedBatch;
@@ -24,3 +26,4 @@ pub use operations::OperationRow;
 pub use partitions::{PartitionClaim, Sharing};
 pub use progress::PartitionProgress;
 pub use purchases::{DecisionSpan, OutcomeCounts, Winner};
+pub use shared_apply::PartitionBatch;
