@@ -3,7 +3,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use dropline_suite::{spawn_app, Answer, TestApp};
+use dropline_core::{PerUserLimit, Sku, Stock};
+use dropline_store::NewDrop;
+use dropline_suite::{read_answer, spawn_app, spawn_app_with, Answer, AppOptions, TestApp};
 use tokio::sync::Barrier;
 
 const BUYERS: usize = 2_000;
@@ -146,4 +148,69 @@ async fn assert_store_and_stream_agree(app: &TestApp, answers: &[Told]) {
         messages < BUYERS as u64 / 2,
         "{messages} messages for {BUYERS} simultaneous buyers"
     );
+}
+
+/// Twenty sizes selling at once through a gateway with a single publish
+/// slot for all of them: every lane waits its turn (gathering what arrives
+/// meanwhile), none is starved, and each size sells exactly its stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sizes_sharing_one_publish_slot_each_sell_exactly_their_stock() {
+    const SIZES: usize = 20;
+    const BUYERS_PER_SIZE: usize = 15;
+    const STOCK_PER_SIZE: i64 = 5;
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            tune: Box::new(|settings| settings.gateway.publishes_in_flight_max = 1),
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    let sizes: Vec<Sku> = (0..SIZES)
+        .map(|i| Sku::parse(format!("{}-size-{i}", app.sku)).expect("valid sku"))
+        .collect();
+    for sku in &sizes {
+        let new = NewDrop {
+            sku: sku.clone(),
+            name: "a size".into(),
+            stock: Stock::parse(STOCK_PER_SIZE).expect("stock"),
+            per_user_limit: PerUserLimit::parse(1).expect("limit"),
+            opens_at: None,
+        };
+        app.store.create_drop(&new).await.expect("create a size");
+    }
+    let barrier = Arc::new(Barrier::new(SIZES * BUYERS_PER_SIZE));
+    let buyers: Vec<_> = (0..SIZES * BUYERS_PER_SIZE)
+        .map(|i| {
+            let (app, barrier) = (app.clone(), barrier.clone());
+            let sku = sizes[i % SIZES].clone();
+            tokio::spawn(async move {
+                let user = format!("user-{i}");
+                let request = app
+                    .http
+                    .post(format!("{}/v1/drops/{sku}/purchases", app.base_url))
+                    .header("Idempotency-Key", format!("key-{i}"))
+                    .header("Prefer", "wait=30")
+                    .header("Authorization", app.tokens.bearer(&user))
+                    .json(&serde_json::json!({ "user_id": user }));
+                barrier.wait().await;
+                (sku, read_answer(request).await.status)
+            })
+        })
+        .collect();
+    let mut statuses: HashMap<(Sku, u16), usize> = HashMap::new();
+    for buyer in buyers {
+        *statuses
+            .entry(buyer.await.expect("buyer task"))
+            .or_default() += 1;
+    }
+    for sku in &sizes {
+        let won = statuses.get(&(sku.clone(), 201)).copied();
+        let refused = statuses.get(&(sku.clone(), 409)).copied();
+        assert_eq!(
+            (won, refused),
+            (Some(5), Some(BUYERS_PER_SIZE - 5)),
+            "{sku}: every buyer answered, exactly its stock won: {statuses:?}"
+        );
+    }
+    app.assert_invariants().await;
 }

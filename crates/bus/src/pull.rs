@@ -62,7 +62,9 @@ pub enum Continuity {
     /// Consumer delivery sequences run on without a hole from the previous
     /// batch: nothing was delivered elsewhere or lost in flight.
     Contiguous,
-    /// The first batch of a pull: nothing to compare its first message with.
+    /// The first batch of a pull, whose first message is not the consumer's
+    /// first delivery (an earlier one went astray): nothing to compare it
+    /// with but the stream.
     FirstOfPull,
     /// Delivery sequences jumped: some delivery went elsewhere (another
     /// puller) or was lost; the batch may have holes.
@@ -184,11 +186,14 @@ impl IntentPuller {
         let info = message.info()?;
         // Every delivery, redeliveries included, takes the consumer's next
         // delivery sequence: a jump means a delivery we never saw.
-        if self
-            .next_delivery
-            .is_some_and(|next| next != info.consumer_sequence)
-        {
-            batch.continuity = Continuity::Broken;
+        match self.next_delivery {
+            Some(next) if next != info.consumer_sequence => batch.continuity = Continuity::Broken,
+            // The consumer's very first delivery: the consumer was made for
+            // this pull (see `fresh_consumer`), from the message after the
+            // applied one, so this is the subject's first message from
+            // there, as a stream read would show at the cost of a request.
+            None if info.consumer_sequence == 1 => batch.continuity = Continuity::Contiguous,
+            _ => {}
         }
         self.next_delivery = Some(info.consumer_sequence + 1);
         if batch.first_stored_unix_ms.is_none() {

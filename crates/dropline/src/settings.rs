@@ -59,6 +59,11 @@ pub struct SettingsArgs {
     /// gateway; purchases arriving meanwhile travel together in the next one.
     #[arg(long, env = "DROPLINE_PUBLISHES_IN_FLIGHT_PER_SKU", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
     pub publishes_in_flight_per_sku: u32,
+    /// Messages of all SKUs' purchases awaiting their PubAck at once per
+    /// gateway. A drop of many sizes has many lanes: while the broker is
+    /// busy, each size's purchases gather into fewer, fuller messages.
+    #[arg(long, env = "DROPLINE_PUBLISHES_IN_FLIGHT_MAX", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096), global = true)]
+    pub publishes_in_flight_max: u32,
     /// Names this processor in partition leases, and its gateway (as
     /// `<id>-gateway`) where gateways report the admission they applied
     /// (default: random, unique).
@@ -157,6 +162,7 @@ impl From<SettingsArgs> for Settings {
         settings.gateway.wait_default_ms = args.wait_default_s * 1_000;
         settings.gateway.requests_in_flight_max = args.requests_in_flight_max as usize;
         settings.gateway.publishes_in_flight_per_sku = args.publishes_in_flight_per_sku as usize;
+        settings.gateway.publishes_in_flight_max = args.publishes_in_flight_max as usize;
         settings.gateway.admission_refresh_ms = args.admission_refresh_ms;
         settings.gateway.header_read_timeout_ms = args.header_read_timeout_ms;
         settings.gateway.cors_origins = args.cors_origins;

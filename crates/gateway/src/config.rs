@@ -39,6 +39,11 @@ pub struct GatewayConfig {
     /// Messages of one SKU's purchases awaiting their PubAck at once; the
     /// purchases arriving meanwhile travel together in the next message.
     pub publishes_in_flight_per_sku: usize,
+    /// Messages of all SKUs' purchases awaiting their PubAck at once. The
+    /// broker stores (and, synced, fsyncs) a stream's messages one by one,
+    /// so more in flight buys no speed; fewer make every message fuller
+    /// when many SKUs sell at once.
+    pub publishes_in_flight_max: usize,
     /// How buyers are known. Off in this default; `dropline serve` and
     /// `dropline gateway` refuse to start without a key unless told
     /// `--insecure-no-auth`.
@@ -77,6 +82,7 @@ impl Default for GatewayConfig {
             requests_in_flight_max: 10_000,
             request_slack_ms: 15_000,
             publishes_in_flight_per_sku: 2,
+            publishes_in_flight_max: 8,
             auth: BuyerAuth::Off,
             operators: OperatorAccess::LoopbackOnly,
             cors_origins: Vec::new(),

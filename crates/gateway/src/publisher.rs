@@ -10,6 +10,12 @@
 //! is no timer: a lone purchase is sent at once, and a message grows only
 //! while the broker is busy with the previous ones (group commit).
 //!
+//! A drop of 200 sizes spreads the same crowd over 200 lanes, each with a
+//! purchase or two waiting at a time: one message each would cost the
+//! broker 20 times what one hot SKU's crowd costs. So the lanes also share
+//! `publishes_in_flight_max` slots: a lane waits for a free one, and what
+//! arrives for it meanwhile travels in the same message.
+//!
 //! A purchase is accepted when its message's PubAck is back, never earlier:
 //! sharing a message with others must not weaken what acceptance promises.
 //! Its place in line is the message's stream sequence and its slot. Must
@@ -24,7 +30,7 @@ use dropline_core::wire::{intent_seq, IntentPayload};
 use dropline_core::Sku;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// What a purchase gets back once accepted: its intent (handed over to the
 /// lane, so it is never copied) and its place in line.
@@ -38,14 +44,17 @@ struct Queued {
 pub struct Publisher {
     bus: Bus,
     in_flight_per_sku: usize,
+    /// A slot per message awaiting its PubAck, whatever its SKU.
+    slots: Arc<Semaphore>,
     lanes: Mutex<HashMap<Sku, mpsc::UnboundedSender<Queued>>>,
 }
 
 impl Publisher {
-    pub fn new(bus: Bus, in_flight_per_sku: usize) -> Arc<Self> {
+    pub fn new(bus: Bus, in_flight_per_sku: usize, in_flight_max: usize) -> Arc<Self> {
         Arc::new(Self {
             bus,
             in_flight_per_sku: in_flight_per_sku.max(1),
+            slots: Arc::new(Semaphore::new(in_flight_max.max(1))),
             lanes: Mutex::default(),
         })
     }
@@ -78,10 +87,13 @@ impl Publisher {
         // The receiver is alive until the lane task ends: this send succeeds.
         let _ = sender.send(queued);
         tokio::spawn(run_lane(
-            self.bus.clone(),
-            sku.clone(),
+            Lane {
+                bus: self.bus.clone(),
+                sku: sku.clone(),
+                in_flight_max: self.in_flight_per_sku,
+                slots: self.slots.clone(),
+            },
             queue,
-            self.in_flight_per_sku,
         ));
         lanes.insert(sku.clone(), sender);
     }
@@ -95,19 +107,27 @@ impl Publisher {
     }
 }
 
-/// One SKU's lane: sends what is queued as one message whenever fewer than
-/// `in_flight_max` messages await their PubAck, and answers each purchase
-/// when its message's PubAck is back. Ends when the publisher is dropped;
-/// until then an idle lane is one parked task per SKU this gateway has sold.
-async fn run_lane(
+/// What a lane task needs: where and for which SKU it publishes, and how
+/// many messages it and all lanes together may have awaiting PubAcks.
+struct Lane {
     bus: Bus,
     sku: Sku,
-    mut queue: mpsc::UnboundedReceiver<Queued>,
     in_flight_max: usize,
-) {
-    let mut awaiting_ack = FuturesUnordered::new();
+    slots: Arc<Semaphore>,
+}
+
+/// A message awaiting its PubAck, settled by being driven to the end.
+type AwaitingAck = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// One SKU's lane: sends what is queued as one message whenever fewer than
+/// `in_flight_max` of its messages await their PubAck and a slot is free,
+/// and answers each purchase when its message's PubAck is back. Ends when
+/// the publisher is dropped; until then an idle lane is one parked task per
+/// SKU this gateway has sold.
+async fn run_lane(lane: Lane, mut queue: mpsc::UnboundedReceiver<Queued>) {
+    let mut awaiting_ack = FuturesUnordered::<AwaitingAck>::new();
     loop {
-        if awaiting_ack.len() >= in_flight_max {
+        if awaiting_ack.len() >= lane.in_flight_max {
             awaiting_ack.next().await;
             continue;
         }
@@ -115,26 +135,58 @@ async fn run_lane(
             Some(()) = awaiting_ack.next(), if !awaiting_ack.is_empty() => {}
             first = queue.recv() => {
                 let Some(first) = first else { break };
+                let slot = free_slot(&lane.slots, &mut awaiting_ack).await;
+                // Gathered only now: what arrived while the lane waited rides along.
                 let (message, aboard) = gather(first, &mut queue);
-                metrics::histogram!("dropline_gateway_intents_per_message")
-                    .record(aboard.len() as f64);
-                match bus.send_intents(&sku, message).await {
-                    Ok(pending) => awaiting_ack.push(async move {
-                        let accepted = pending.accepted().await;
-                        if let Err(err) = &accepted {
-                            tracing::warn!(purchases = aboard.len(), %err, "no PubAck for intents");
-                        }
-                        answer(aboard, |slot| accepted.clone().map(|seq| intent_seq(seq, slot)));
-                    }),
-                    Err(err) => {
-                        tracing::warn!(%sku, purchases = aboard.len(), %err, "send intents");
-                        answer(aboard, |_| Err(err.clone()));
-                    }
-                }
+                let sent = send(&lane, message, aboard, slot).await;
+                awaiting_ack.push(Box::pin(sent));
             }
         }
     }
     while awaiting_ack.next().await.is_some() {}
+}
+
+/// Waits for a free slot, settling this lane's PubAcks meanwhile (they give
+/// slots back). `None` only if the slots were closed, which nothing does.
+async fn free_slot(
+    slots: &Arc<Semaphore>,
+    awaiting_ack: &mut FuturesUnordered<AwaitingAck>,
+) -> Option<OwnedSemaphorePermit> {
+    // Made once, so the lane keeps its place in the slots' queue.
+    let acquire = slots.clone().acquire_owned();
+    tokio::pin!(acquire);
+    loop {
+        tokio::select! {
+            slot = &mut acquire => return slot.ok(),
+            Some(()) = awaiting_ack.next(), if !awaiting_ack.is_empty() => {}
+        }
+    }
+}
+
+/// Sends `message`; the returned future awaits its PubAck, answers the
+/// purchases aboard and then frees `slot`.
+async fn send(
+    lane: &Lane,
+    message: IntentMessage,
+    aboard: Vec<Queued>,
+    slot: Option<OwnedSemaphorePermit>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    metrics::histogram!("dropline_gateway_intents_per_message").record(aboard.len() as f64);
+    let sent = lane.bus.send_intents(&lane.sku, message).await;
+    let sku = lane.sku.clone();
+    async move {
+        let accepted = match sent {
+            Ok(pending) => pending.accepted().await,
+            Err(err) => Err(err),
+        };
+        drop(slot);
+        if let Err(err) = &accepted {
+            tracing::warn!(%sku, purchases = aboard.len(), %err, "no PubAck for intents");
+        }
+        answer(aboard, |slot| {
+            accepted.clone().map(|seq| intent_seq(seq, slot))
+        });
+    }
 }
 
 /// `first` and every purchase already queued after it, up to a full

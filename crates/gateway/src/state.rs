@@ -104,7 +104,11 @@ impl AppState {
             background.0.push(sweep.abort_handle());
         }
         let in_flight = Arc::new(InFlight::new(config.requests_in_flight_max));
-        let publisher = Publisher::new(bus.clone(), config.publishes_in_flight_per_sku);
+        let publisher = Publisher::new(
+            bus.clone(),
+            config.publishes_in_flight_per_sku,
+            config.publishes_in_flight_max,
+        );
         Ok(Self(Arc::new(Shared {
             in_flight,
             publisher,

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use dropline_core::{BatchPlan, Sku};
-use dropline_store::{AppliedBatch, PartitionBatch, Store, StoreError};
+use dropline_store::{AppliedBatch, BatchConnection, PartitionBatch, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// Most decisions one shared transaction takes: a few full batches, so a
@@ -83,8 +83,11 @@ fn stopped() -> StoreError {
 }
 
 /// One committer: takes the first batch waiting and everything queued
-/// behind it, up to the limit, and commits them; until the queue closes.
+/// behind it, up to the limit, and commits them on a connection of its
+/// own (where Postgres keeps the batch functions' plans); until the queue
+/// closes.
 async fn commit_groups(store: Store, handed: Arc<Mutex<mpsc::UnboundedReceiver<Handed>>>) {
+    let mut connection = store.batch_connection();
     loop {
         let group = {
             let mut handed = handed.lock().await;
@@ -100,11 +103,11 @@ async fn commit_groups(store: Store, handed: Arc<Mutex<mpsc::UnboundedReceiver<H
             }
             group
         };
-        commit_group(&store, group).await;
+        commit_group(&mut connection, group).await;
     }
 }
 
-async fn commit_group(store: &Store, group: Vec<Handed>) {
+async fn commit_group(store: &mut BatchConnection, group: Vec<Handed>) {
     if group.len() > 1 {
         let batches: Vec<PartitionBatch<'_>> = group
             .iter()

@@ -1,6 +1,7 @@
 //! The batch transaction: one statement, one round trip, one commit.
 
 use dropline_core::{Action, BatchPlan, Sku};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::{Store, StoreError};
@@ -28,36 +29,47 @@ impl Store {
         epoch: u64,
         plan: &BatchPlan,
     ) -> Result<AppliedBatch, StoreError> {
-        let decided = DecidedColumns::of(plan);
-        let controls = ControlColumns::of(plan);
-        let remaining: i32 = sqlx::query_scalar(
-            "SELECT dropline_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                                         $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(sku.as_str())
-        .bind(epoch as i64)
-        .bind(plan.applied_seq_before as i64)
-        .bind(plan.applied_seq_after as i64)
-        .bind(&decided.keys)
-        .bind(&decided.users)
-        .bind(&decided.quantities)
-        .bind(&decided.outcomes)
-        .bind(&decided.order_ids)
-        .bind(&decided.seqs)
-        .bind(&controls.ids)
-        .bind(&controls.kinds)
-        .bind(&controls.units)
-        .bind(&controls.operators)
-        .bind(&controls.seqs)
-        .bind(plan.closed_seq.map(|seq| seq as i64))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(StoreError::from_db)?;
-        Ok(AppliedBatch {
-            // The CHECK constraint guarantees remaining >= 0.
-            remaining: remaining.max(0) as u32,
-        })
+        apply_batch_on(&self.pool, sku, epoch, plan).await
     }
+}
+
+/// [`Store::apply_batch`] on `executor`: the pool, or a connection kept for
+/// committing (see [`crate::BatchConnection`]).
+pub(crate) async fn apply_batch_on<'e>(
+    executor: impl PgExecutor<'e>,
+    sku: &Sku,
+    epoch: u64,
+    plan: &BatchPlan,
+) -> Result<AppliedBatch, StoreError> {
+    let decided = DecidedColumns::of(plan);
+    let controls = ControlColumns::of(plan);
+    let remaining: i32 = sqlx::query_scalar(
+        "SELECT dropline_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                                         $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(sku.as_str())
+    .bind(epoch as i64)
+    .bind(plan.applied_seq_before as i64)
+    .bind(plan.applied_seq_after as i64)
+    .bind(&decided.keys)
+    .bind(&decided.users)
+    .bind(&decided.quantities)
+    .bind(&decided.outcomes)
+    .bind(&decided.order_ids)
+    .bind(&decided.seqs)
+    .bind(&controls.ids)
+    .bind(&controls.kinds)
+    .bind(&controls.units)
+    .bind(&controls.operators)
+    .bind(&controls.seqs)
+    .bind(plan.closed_seq.map(|seq| seq as i64))
+    .fetch_one(executor)
+    .await
+    .map_err(StoreError::from_db)?;
+    Ok(AppliedBatch {
+        // The CHECK constraint guarantees remaining >= 0.
+        remaining: remaining.max(0) as u32,
+    })
 }
 
 /// Plans' decisions, column by column, as the batch statements take them.

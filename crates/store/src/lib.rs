@@ -8,6 +8,7 @@
 
 mod admission;
 mod apply;
+mod batch_connection;
 mod connect;
 mod drops;
 mod error;
@@ -19,6 +20,7 @@ mod shared_apply;
 
 pub use admission::{Admission, AdmissionChange, AdmissionView};
 pub use apply::AppliedBatch;
+pub use batch_connection::BatchConnection;
 pub use connect::{PoolOptions, Store, DEFAULT_DATABASE_URL};
 pub use drops::{DropRow, DropStatusRow, NewDrop};
 pub use error::StoreError;

@@ -2,6 +2,7 @@
 //! each still fenced on its own.
 
 use dropline_core::{BatchPlan, Sku};
+use sqlx::PgExecutor;
 
 use crate::apply::{ControlColumns, DecidedColumns};
 use crate::error::corrupt;
@@ -33,41 +34,50 @@ impl Store {
         &self,
         batches: &[PartitionBatch<'_>],
     ) -> Result<Vec<Result<AppliedBatch, StoreError>>, StoreError> {
-        let columns = SharedColumns::of(batches);
-        let rows: Vec<(i32, String, Option<i32>)> = sqlx::query_as(
-            "SELECT batch, outcome, remaining FROM dropline_apply_batches(\
-                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-        )
-        .bind(&columns.skus)
-        .bind(&columns.epochs)
-        .bind(&columns.seqs_before)
-        .bind(&columns.seqs_after)
-        .bind(&columns.closed_seqs)
-        .bind(&columns.decided_batches)
-        .bind(&columns.decided.keys)
-        .bind(&columns.decided.users)
-        .bind(&columns.decided.quantities)
-        .bind(&columns.decided.outcomes)
-        .bind(&columns.decided.order_ids)
-        .bind(&columns.decided.seqs)
-        .bind(&columns.control_batches)
-        .bind(&columns.controls.ids)
-        .bind(&columns.controls.kinds)
-        .bind(&columns.controls.units)
-        .bind(&columns.controls.operators)
-        .bind(&columns.controls.seqs)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::from_db)?;
-        if rows.len() != batches.len() {
-            return Err(corrupt(format!(
-                "a shared commit of {} batches answered for {}",
-                batches.len(),
-                rows.len()
-            )));
-        }
-        rows.into_iter().map(|row| Ok(outcome_of(row))).collect()
+        apply_batches_on(&self.pool, batches).await
     }
+}
+
+/// [`Store::apply_batches`] on `executor`: the pool, or a connection kept
+/// for committing (see [`crate::BatchConnection`]).
+pub(crate) async fn apply_batches_on<'e>(
+    executor: impl PgExecutor<'e>,
+    batches: &[PartitionBatch<'_>],
+) -> Result<Vec<Result<AppliedBatch, StoreError>>, StoreError> {
+    let columns = SharedColumns::of(batches);
+    let rows: Vec<(i32, String, Option<i32>)> = sqlx::query_as(
+        "SELECT batch, outcome, remaining FROM dropline_apply_batches(\
+                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    )
+    .bind(&columns.skus)
+    .bind(&columns.epochs)
+    .bind(&columns.seqs_before)
+    .bind(&columns.seqs_after)
+    .bind(&columns.closed_seqs)
+    .bind(&columns.decided_batches)
+    .bind(&columns.decided.keys)
+    .bind(&columns.decided.users)
+    .bind(&columns.decided.quantities)
+    .bind(&columns.decided.outcomes)
+    .bind(&columns.decided.order_ids)
+    .bind(&columns.decided.seqs)
+    .bind(&columns.control_batches)
+    .bind(&columns.controls.ids)
+    .bind(&columns.controls.kinds)
+    .bind(&columns.controls.units)
+    .bind(&columns.controls.operators)
+    .bind(&columns.controls.seqs)
+    .fetch_all(executor)
+    .await
+    .map_err(StoreError::from_db)?;
+    if rows.len() != batches.len() {
+        return Err(corrupt(format!(
+            "a shared commit of {} batches answered for {}",
+            batches.len(),
+            rows.len()
+        )));
+    }
+    rows.into_iter().map(|row| Ok(outcome_of(row))).collect()
 }
 
 fn outcome_of(
