@@ -618,3 +618,56 @@ async fn recorded(store: &Store, sizes: &[Sku]) -> Vec<(u32, u64, Option<u64>, u
     }
     seen
 }
+
+/// What the processor's fallback rests on: a key decided before aborts a
+/// shared commit as a whole (the others' batches are not written either),
+/// so its batches are applied again one by one and each gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_decided_before_aborts_a_shared_commit_and_writes_none_of_it() {
+    let app = spawn_app_with(AppOptions {
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
+    let store = &app.store;
+    let (sizes, epochs, _) = four_sizes_the_third_taken_over(&app).await;
+    store
+        .apply_batch(&sizes[0], epochs[0], &plan_of_one_win(7, 0))
+        .await
+        .expect("the first batch of size 0");
+    // Size 0's key `zombie-7` again, at a later place in line, beside a
+    // fresh batch of size 1.
+    let mut repeated = plan_of_one_win(9, 7);
+    repeated.decided[0].key = IdempotencyKey::parse("zombie-7").expect("valid key");
+    let fresh = plan_of_one_win(7, 0);
+    let batches = [
+        PartitionBatch {
+            sku: &sizes[0],
+            epoch: epochs[0],
+            plan: &repeated,
+        },
+        PartitionBatch {
+            sku: &sizes[1],
+            epoch: epochs[1],
+            plan: &fresh,
+        },
+    ];
+    let shared = store.apply_batches(&batches).await;
+    assert!(
+        matches!(shared, Err(StoreError::KeyDecidedBefore)),
+        "{shared:?}"
+    );
+    assert_eq!(
+        recorded(store, &sizes[..2]).await,
+        [(9, 7, None, 0, 1), (10, 0, None, 0, 0)],
+        "size 0 as after its first batch, size 1 untouched"
+    );
+    // One by one, the fresh batch goes in and the repeat is refused alone.
+    let alone = store.apply_batch(&sizes[1], epochs[1], &fresh).await;
+    assert_eq!(alone.expect("size 1 alone").remaining, 9);
+    let again = store.apply_batch(&sizes[0], epochs[0], &repeated).await;
+    assert!(
+        matches!(again, Err(StoreError::KeyDecidedBefore)),
+        "{again:?}"
+    );
+}
