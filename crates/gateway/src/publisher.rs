@@ -90,7 +90,7 @@ impl Publisher {
             Lane {
                 bus: self.bus.clone(),
                 sku: sku.clone(),
-                in_flight_max: self.in_flight_per_sku,
+                in_flight_per_sku: self.in_flight_per_sku,
                 slots: self.slots.clone(),
             },
             queue,
@@ -112,7 +112,7 @@ impl Publisher {
 struct Lane {
     bus: Bus,
     sku: Sku,
-    in_flight_max: usize,
+    in_flight_per_sku: usize,
     slots: Arc<Semaphore>,
 }
 
@@ -120,14 +120,14 @@ struct Lane {
 type AwaitingAck = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// One SKU's lane: sends what is queued as one message whenever fewer than
-/// `in_flight_max` of its messages await their PubAck and a slot is free,
+/// `in_flight_per_sku` of its messages await their PubAck and a slot is free,
 /// and answers each purchase when its message's PubAck is back. Ends when
 /// the publisher is dropped; until then an idle lane is one parked task per
 /// SKU this gateway has sold.
 async fn run_lane(lane: Lane, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut awaiting_ack = FuturesUnordered::<AwaitingAck>::new();
     loop {
-        if awaiting_ack.len() >= lane.in_flight_max {
+        if awaiting_ack.len() >= lane.in_flight_per_sku {
             awaiting_ack.next().await;
             continue;
         }
