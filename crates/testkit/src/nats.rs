@@ -211,9 +211,23 @@ impl PrivateNats {
     }
 
     /// SIGSTOP: the server keeps its connections open and answers nothing.
+    /// Returns once every thread of it is stopped: `kill` only queues the
+    /// signal, and a thread still running could store and ack one more
+    /// message (the lost-PubAck fault test saw a PubAck come back from a
+    /// server it had just frozen).
     pub fn freeze(&self) -> anyhow::Result<()> {
         let child = self.child.as_ref().context("the server is not running")?;
-        send_signal(child.id(), Signal::Stop)
+        send_signal(child.id(), Signal::Stop)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(child.id()) {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "nats-server {} did not stop within 5 s of SIGSTOP",
+                child.id()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 
     /// Starts it again on the same port and store.
@@ -296,6 +310,23 @@ impl PrivateCluster {
         }
         anyhow::bail!("the 3-node cluster never became ready for replicated streams")
     }
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in its
+/// `/proc/<pid>/task/<tid>/stat`, the field after the parenthesised name).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(") ")?.1.chars().next()?;
+                Some(state == 'T' || state == 't')
+            })
+            .unwrap_or(false)
+    })
 }
 
 #[cfg(test)]
