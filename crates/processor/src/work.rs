@@ -67,8 +67,8 @@ struct Worker<'a> {
     pace: Pace,
     stop: watch::Receiver<bool>,
     lost: watch::Receiver<bool>,
-    /// How often this instance checks whether it owns more than its share.
-    rebalance: tokio::time::Interval,
+    /// Changes when this instance owns more than its share.
+    excess: watch::Receiver<u64>,
     progress: ProgressMeter,
     /// The SKU's series, released when the work ends (dropped with this).
     gauges: SkuGauges,
@@ -93,8 +93,7 @@ impl<'a> Worker<'a> {
         if let Err(err) = ctx.store.record_halt(sku, epoch, None).await {
             tracing::warn!(%err, "clear the partition's halt");
         }
-        let rebalance =
-            tokio::time::interval(Duration::from_millis((ctx.config.lease_ms / 3).max(1)));
+        let excess = ctx.share.excess_signal();
         let puller = ctx
             .bus
             .pull_intents(
@@ -118,7 +117,7 @@ impl<'a> Worker<'a> {
             pace,
             stop,
             lost,
-            rebalance,
+            excess,
             progress: ProgressMeter::new(Instant::now()),
             gauges,
         })
@@ -133,7 +132,8 @@ impl<'a> Worker<'a> {
                 biased;
                 _ = self.stop.changed() => return Ok(ControlFlow::Break(Exit::Stopped)),
                 _ = self.lost.changed() => return Ok(ControlFlow::Break(Exit::Fenced)),
-                _ = self.rebalance.tick() => {
+                // The sender lives in the context, which outlives this.
+                Ok(()) = self.excess.changed() => {
                     if self.ctx.share.should_yield() {
                         return Ok(ControlFlow::Break(Exit::Yielded));
                     }

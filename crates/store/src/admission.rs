@@ -90,11 +90,10 @@ impl Store {
 
     /// Every drop's admission, in one read.
     pub async fn admission_view(&self) -> Result<AdmissionView, StoreError> {
-        let rows = sqlx::query(
-            "SELECT sku, status, opens_at, remaining, admission_version FROM drops ORDER BY sku",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT sku, status, opens_at, remaining, admission_version FROM drops")
+                .fetch_all(&self.pool)
+                .await?;
         let mut view = AdmissionView::default();
         for row in &rows {
             let version: i64 = row.try_get("admission_version")?;
