@@ -13,7 +13,7 @@ use dropline_bus::{IntentBatch, IntentPuller};
 use dropline_core::{BatchPlan, Ledger, Sku};
 use tokio::sync::watch;
 
-use crate::announce::{announce, announce_in_stock, announce_sell_out, reannounce_last_batch};
+use crate::announce::{announce, reannounce_last_batch, DropAnnouncer};
 use crate::commit::commit;
 use crate::context::Context;
 use crate::gaps::complete_batch;
@@ -70,6 +70,7 @@ struct Worker<'a> {
     /// Changes when this instance owns more than its share.
     excess: watch::Receiver<u64>,
     progress: ProgressMeter,
+    drop_announcer: DropAnnouncer,
     /// The SKU's series, released when the work ends (dropped with this).
     gauges: SkuGauges,
 }
@@ -86,9 +87,10 @@ impl<'a> Worker<'a> {
         let ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
         let pace = Pace::new(loading.elapsed());
         reannounce_last_batch(ctx, sku).await;
+        let drop_announcer = DropAnnouncer::start(ctx, sku);
         if ledger.is_finally_sold_out() {
             // Gateways that missed the last owner's announcement hear it now.
-            announce_sell_out(ctx, sku).await;
+            drop_announcer.sold_out();
         }
         if let Err(err) = ctx.store.record_halt(sku, epoch, None).await {
             tracing::warn!(%err, "clear the partition's halt");
@@ -119,6 +121,7 @@ impl<'a> Worker<'a> {
             lost,
             excess,
             progress: ProgressMeter::new(Instant::now()),
+            drop_announcer,
             gauges,
         })
     }
@@ -197,7 +200,7 @@ impl<'a> Worker<'a> {
         self.gauges.remaining(self.ledger.remaining());
         // Buyers wait for the announcement, nobody for the ack: announce first.
         announce(self.ctx, self.sku, &plan).await;
-        announce_drop_changes(self.ctx, &self.ledger, was_sold_out).await;
+        announce_drop_changes(&self.drop_announcer, &self.ledger, was_sold_out);
         if let Some(halt) = line.halt {
             record_halt(self.ctx, self.sku, self.epoch, &halt).await;
             return Ok(ControlFlow::Break(Exit::Halted));
@@ -242,18 +245,18 @@ impl<'a> Worker<'a> {
 }
 
 /// Announces a final sell-out, or units coming back, if the batch made
-/// either happen. (Free functions, not methods: a `&Worker` held across an
-/// await would not be `Send`, its pull stream being `Send` only.)
-async fn announce_drop_changes(ctx: &Context, ledger: &Ledger, was_sold_out: bool) {
+/// either happen.
+fn announce_drop_changes(announcer: &DropAnnouncer, ledger: &Ledger, was_sold_out: bool) {
     match (was_sold_out, ledger.is_finally_sold_out()) {
-        (false, true) => announce_sell_out(ctx, ledger.sku()).await,
-        (true, false) => announce_in_stock(ctx, ledger.sku()).await,
+        (false, true) => announcer.sold_out(),
+        (true, false) => announcer.in_stock(),
         _ => {}
     }
 }
 
 /// Stops deciding, loudly: the log, the store (for `dropctl status`) and a
-/// metric all say why.
+/// metric all say why. (A free function, not a method: a `&Worker` held
+/// across an await would not be `Send`, its pull stream being `Send` only.)
 async fn record_halt(ctx: &Context, sku: &Sku, epoch: u64, halt: &Halt) {
     let reason = halt.reason();
     tracing::error!(seq = halt.seq, kind = %halt.kind, version = halt.version, "partition halted: {reason}");
