@@ -7,13 +7,14 @@ use clap::Parser;
 use dropline_compare::cli::Args;
 use dropline_compare::{run, tally};
 
-/// The load generator shares the machine with what it measures: mimalloc
-/// keeps its allocations cheap (as in the `dropline` binary).
+/// The load generator, and the reference designs it serves in this process,
+/// allocate as cheaply as the `dropline` binary does.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: dropline_memory::Allocator = dropline_memory::Allocator;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    dropline_memory::use_small_pages();
     match run(Args::parse()).await {
         Ok(rows) => match tally::verdict(&rows) {
             Ok(verdict) => {

@@ -7,12 +7,9 @@ use clap::{Parser, Subcommand};
 use dropline::{Settings, SettingsArgs, Shutdown};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc rather than the system allocator: a purchase allocates a few
-/// dozen short-lived buffers across worker threads, and glibc's malloc/free
-/// took about a sixth of the gateway's CPU in profiles of a 50,000-buyer
-/// burst (`perf record` on the gateway process).
+/// mimalloc on small pages (see `dropline_memory`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: dropline_memory::Allocator = dropline_memory::Allocator;
 
 /// dropline sells limited stock without a lock: HTTP gateway, per-SKU
 /// JetStream partitions, one batched processor per partition, Postgres.
@@ -42,6 +39,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    dropline_memory::use_small_pages();
     let cli = Cli::parse();
     init_tracing(cli.log_json);
     match run(cli).await {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 /// The bench shares the machine with what it measures (see `loadtest`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: dropline_memory::Allocator = dropline_memory::Allocator;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,6 +85,7 @@ enum Part {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    dropline_memory::use_small_pages();
     match run(Args::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
