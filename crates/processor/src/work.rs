@@ -84,16 +84,23 @@ impl<'a> Worker<'a> {
         lost: watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {
         let loading = Instant::now();
-        let ledger = Ledger::new(ctx.store.load_ledger_state(sku).await?);
-        let pace = Pace::new(loading.elapsed());
-        reannounce_last_batch(ctx, sku).await;
+        // Three round trips that need nothing of each other, run together:
+        // the claim waits for the slowest of them, not for their sum.
+        let (ledger_state, (), halt_cleared) = tokio::join!(
+            ctx.store.load_ledger_state(sku),
+            reannounce_last_batch(ctx, sku),
+            ctx.store.record_halt(sku, epoch, None),
+        );
+        let ledger = Ledger::new(ledger_state?);
+        let loaded = loading.elapsed();
+        let pace = Pace::new(loaded);
+        if let Err(err) = halt_cleared {
+            tracing::warn!(%err, "clear the partition's halt");
+        }
         let drop_announcer = DropAnnouncer::start(ctx, sku);
         if ledger.is_finally_sold_out() {
             // Gateways that missed the last owner's announcement hear it now.
             drop_announcer.sold_out();
-        }
-        if let Err(err) = ctx.store.record_halt(sku, epoch, None).await {
-            tracing::warn!(%err, "clear the partition's halt");
         }
         let excess = ctx.share.excess_signal();
         let puller = ctx
@@ -108,7 +115,13 @@ impl<'a> Worker<'a> {
             .map_err(bus_error)?;
         let gauges = SkuGauges::new(sku);
         gauges.remaining(ledger.remaining());
-        meters::partition_ready(loading.elapsed());
+        let ready = loading.elapsed();
+        meters::partition_ready(ready);
+        tracing::debug!(
+            loaded_ms = loaded.as_millis(),
+            consumer_ms = (ready - loaded).as_millis(),
+            "partition ready"
+        );
         Ok(Self {
             ctx,
             sku,

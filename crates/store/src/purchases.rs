@@ -78,26 +78,41 @@ impl Store {
 
 impl Store {
     /// The decisions of the last committed batch of `sku` (rows sharing the
-    /// newest row's commit time and epoch). A new owner re-announces them:
-    /// the previous owner may have died between its commit and its announce.
+    /// newest row's commit time and epoch), in line order. A new owner
+    /// re-announces them: the previous owner may have died between its
+    /// commit and its announce.
     pub async fn last_batch(
         &self,
         sku: &Sku,
         batch_len_max: usize,
     ) -> Result<Vec<Decision>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Only a walk back along the (sku, seq) index reads just the newest
+        // rows. A SKU newer than the table's statistics (a hot drop in a
+        // table analyzed before it) looks small to the planner, which then
+        // sorts every row of it instead: 0.44 s for a SKU of a million
+        // decisions (`just bench --only history`), against 3 ms.
+        sqlx::query("SET LOCAL enable_sort = off")
+            .execute(&mut *tx)
+            .await?;
         let rows = sqlx::query(&format!(
             "SELECT {DECISION_COLUMNS} FROM ( \
                  SELECT {DECISION_COLUMNS}, decided_at, epoch FROM purchases \
                   WHERE sku = $1 ORDER BY seq DESC LIMIT $2) recent \
               WHERE (decided_at, epoch) = ( \
-                 SELECT decided_at, epoch FROM purchases WHERE sku = $1 ORDER BY seq DESC LIMIT 1) \
-              ORDER BY seq"
+                 SELECT decided_at, epoch FROM purchases WHERE sku = $1 ORDER BY seq DESC LIMIT 1)"
         ))
         .bind(sku.as_str())
         .bind(batch_len_max as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        rows.iter().map(decision_from_row).collect()
+        tx.commit().await?;
+        let mut decisions = rows
+            .iter()
+            .map(decision_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        decisions.sort_unstable_by_key(|decision| decision.seq);
+        Ok(decisions)
     }
 }
 
