@@ -7,9 +7,10 @@
 
 use dropline_bus::Bus;
 use dropline_core::wire::DropEvent;
-use dropline_core::{BatchPlan, Decision, Sku};
-use dropline_store::Store;
+use dropline_core::{BatchPlan, Decision, Outcome, Sku};
+use dropline_store::{Store, StoreError};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::context::Context;
@@ -48,10 +49,65 @@ pub(crate) struct DropAnnouncer {
     changes: mpsc::UnboundedSender<DropChange>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum DropChange {
-    SoldOut,
+    /// With the answers when they were read while the selling batch committed.
+    SoldOut(Option<AnswersAhead>),
     InStock,
+}
+
+/// A drop's answers other than `sold_out` as of a batch that may sell it
+/// out: those committed before it, read while it commits, and its own. A
+/// sell-out is then announced as its batch commits, not a read later (on
+/// `just compare`'s slow-db, 200 ms in which every new buyer went to the
+/// line instead of being answered at the gateway).
+#[derive(Debug)]
+pub(crate) struct AnswersAhead {
+    committed_before: JoinHandle<Result<Vec<Decision>, StoreError>>,
+    of_the_batch: Vec<Decision>,
+}
+
+impl AnswersAhead {
+    /// Starts reading the answers committed so far. Every earlier batch of
+    /// the partition is committed: its loop commits one batch at a time.
+    pub fn read(ctx: &Context, sku: &Sku) -> Self {
+        let (store, sku) = (ctx.store.clone(), sku.clone());
+        Self {
+            committed_before: tokio::spawn(
+                async move { store.answers_other_than_sold_out(&sku).await },
+            ),
+            of_the_batch: Vec::new(),
+        }
+    }
+
+    /// Adds the answers of the batch, once committed.
+    pub fn with_batch(mut self, plan: &BatchPlan) -> Self {
+        self.of_the_batch = plan.decided.clone();
+        self
+    }
+
+    /// Both together, in line order. The read may have begun after the
+    /// commit and hold the batch's rows too: each place in line once.
+    async fn answers(self) -> anyhow::Result<Vec<Decision>> {
+        Ok(merge_answers(
+            self.committed_before.await??,
+            self.of_the_batch,
+        ))
+    }
+}
+
+fn merge_answers(
+    mut committed_before: Vec<Decision>,
+    of_the_batch: Vec<Decision>,
+) -> Vec<Decision> {
+    committed_before.extend(
+        of_the_batch
+            .into_iter()
+            .filter(|decision| decision.outcome != Outcome::SoldOut),
+    );
+    committed_before.sort_unstable_by_key(|decision| decision.seq);
+    committed_before.dedup_by_key(|decision| decision.seq);
+    committed_before
 }
 
 impl DropAnnouncer {
@@ -62,7 +118,9 @@ impl DropAnnouncer {
             async move {
                 while let Some(change) = pending.recv().await {
                     match change {
-                        DropChange::SoldOut => announce_sell_out(&store, &bus, &sku).await,
+                        DropChange::SoldOut(ahead) => {
+                            announce_sell_out(&store, &bus, &sku, ahead).await;
+                        }
                         DropChange::InStock => {
                             publish_event(&bus, &DropEvent::InStock { sku: sku.clone() }).await;
                         }
@@ -75,9 +133,10 @@ impl DropAnnouncer {
     }
 
     /// The drop is finally sold out: gateways answer `sold_out` themselves.
-    pub fn sold_out(&self) {
+    /// Its answers are read now unless they were `ahead`.
+    pub fn sold_out(&self, ahead: Option<AnswersAhead>) {
         // The task ends only when this sender is dropped.
-        let _ = self.changes.send(DropChange::SoldOut);
+        let _ = self.changes.send(DropChange::SoldOut(ahead));
     }
 
     /// Units came back: purchases go to the line again.
@@ -90,11 +149,23 @@ impl DropAnnouncer {
 /// answers a repeated key must still get (read from the store: the ledger
 /// does not remember every decision): they answer every other purchase
 /// `sold_out` from then on without sending it to the line.
-async fn announce_sell_out(store: &Store, bus: &Bus, sku: &Sku) {
-    let answers = match store.answers_other_than_sold_out(sku).await {
+async fn announce_sell_out(store: &Store, bus: &Bus, sku: &Sku, ahead: Option<AnswersAhead>) {
+    let answers = match ahead {
+        Some(ahead) => ahead.answers().await,
+        None => store
+            .answers_other_than_sold_out(sku)
+            .await
+            .map_err(anyhow::Error::from),
+    };
+    let answers = match answers {
         Ok(answers) => answers,
         // Gateways learn the sell-out from the store at their next refresh.
-        Err(err) => return tracing::warn!(%err, "read the answers to announce a sell-out"),
+        Err(err) => {
+            return tracing::warn!(
+                err = format!("{err:#}"),
+                "read the answers to announce a sell-out"
+            )
+        }
     };
     for event in DropEvent::sold_out(sku, &answers) {
         publish_event(bus, &event).await;
@@ -106,5 +177,43 @@ async fn publish_event(bus: &Bus, event: &DropEvent) {
     if let Err(err) = bus.publish_drop_event(event).await {
         // Gateways learn the same from the store at their next refresh.
         tracing::warn!(%err, "announce a drop event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dropline_core::{IdempotencyKey, Quantity, UserId};
+
+    fn decision(seq: u64, outcome: Outcome) -> Decision {
+        Decision {
+            seq,
+            key: IdempotencyKey::parse(format!("k{seq}")).expect("key"),
+            user_id: UserId::parse(format!("u{seq}")).expect("user"),
+            quantity: Quantity::ONE,
+            outcome,
+            order_id: None,
+        }
+    }
+
+    #[test]
+    fn a_sell_out_carries_every_answer_but_sold_out_once_in_line_order() {
+        // The read began after the commit: it holds the batch's winner too.
+        let before = vec![decision(1, Outcome::Won), decision(5, Outcome::Won)];
+        let batch = vec![
+            decision(3, Outcome::LimitReached),
+            decision(5, Outcome::Won),
+            decision(6, Outcome::SoldOut),
+        ];
+        let answers = merge_answers(before, batch);
+        let seqs: Vec<(u64, Outcome)> = answers.iter().map(|d| (d.seq, d.outcome)).collect();
+        assert_eq!(
+            seqs,
+            [
+                (1, Outcome::Won),
+                (3, Outcome::LimitReached),
+                (5, Outcome::Won)
+            ]
+        );
     }
 }

@@ -10,10 +10,10 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use dropline_bus::{IntentBatch, IntentPuller};
-use dropline_core::{BatchPlan, Ledger, Sku};
+use dropline_core::{BatchPlan, Entry, Ledger, Sku};
 use tokio::sync::watch;
 
-use crate::announce::{announce, reannounce_last_batch, DropAnnouncer};
+use crate::announce::{announce, reannounce_last_batch, AnswersAhead, DropAnnouncer};
 use crate::commit::commit;
 use crate::context::Context;
 use crate::gaps::complete_batch;
@@ -100,7 +100,7 @@ impl<'a> Worker<'a> {
         let drop_announcer = DropAnnouncer::start(ctx, sku);
         if ledger.is_finally_sold_out() {
             // Gateways that missed the last owner's announcement hear it now.
-            drop_announcer.sold_out();
+            drop_announcer.sold_out(None);
         }
         let excess = ctx.share.excess_signal();
         let puller = ctx
@@ -189,6 +189,8 @@ impl<'a> Worker<'a> {
         .map_err(bus_error)?;
         let line = line_of(pulled);
         let was_sold_out = self.ledger.is_finally_sold_out();
+        let answers_ahead = may_sell_out(&self.ledger, &line.entries)
+            .then(|| AnswersAhead::read(self.ctx, self.sku));
         // The commit is the slow step: the next batch is pulled meanwhile.
         let committed = while_pulling(
             commit(
@@ -213,7 +215,13 @@ impl<'a> Worker<'a> {
         self.gauges.remaining(self.ledger.remaining());
         // Buyers wait for the announcement, nobody for the ack: announce first.
         announce(self.ctx, self.sku, &plan).await;
-        announce_drop_changes(&self.drop_announcer, &self.ledger, was_sold_out);
+        let answers_ahead = answers_ahead.map(|ahead| ahead.with_batch(&plan));
+        announce_drop_changes(
+            &self.drop_announcer,
+            &self.ledger,
+            was_sold_out,
+            answers_ahead,
+        );
         if let Some(halt) = line.halt {
             record_halt(self.ctx, self.sku, self.epoch, &halt).await;
             return Ok(ControlFlow::Break(Exit::Halted));
@@ -257,11 +265,30 @@ impl<'a> Worker<'a> {
     }
 }
 
+/// Whether deciding `entries` could sell out what is left: they ask for
+/// at least as many units (a guess on the safe side; a sell-out it misses
+/// is announced after a read of its own).
+fn may_sell_out(ledger: &Ledger, entries: &[Entry]) -> bool {
+    let asked: u64 = entries
+        .iter()
+        .map(|entry| match entry {
+            Entry::Purchase(intent) => u64::from(intent.quantity.get()),
+            Entry::Control(_) => 0,
+        })
+        .sum();
+    !ledger.is_finally_sold_out() && asked >= u64::from(ledger.remaining())
+}
+
 /// Announces a final sell-out, or units coming back, if the batch made
 /// either happen.
-fn announce_drop_changes(announcer: &DropAnnouncer, ledger: &Ledger, was_sold_out: bool) {
+fn announce_drop_changes(
+    announcer: &DropAnnouncer,
+    ledger: &Ledger,
+    was_sold_out: bool,
+    answers_ahead: Option<AnswersAhead>,
+) {
     match (was_sold_out, ledger.is_finally_sold_out()) {
-        (false, true) => announcer.sold_out(),
+        (false, true) => announcer.sold_out(answers_ahead),
         (true, false) => announcer.in_stock(),
         _ => {}
     }
