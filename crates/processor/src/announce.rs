@@ -47,96 +47,103 @@ async fn publish_decisions(ctx: &Context, sku: &Sku, decisions: &[Decision]) {
 /// work ends and what it was handed is announced.
 pub(crate) struct DropAnnouncer {
     changes: mpsc::UnboundedSender<DropChange>,
+    store: Store,
+    sku: Sku,
 }
 
 #[derive(Debug)]
 enum DropChange {
-    /// With the answers when they were read while the selling batch committed.
-    SoldOut(Option<AnswersAhead>),
+    SoldOut(DropAnswers),
     InStock,
 }
 
-/// A drop's answers other than `sold_out` as of a batch that may sell it
-/// out: those committed before it, read while it commits, and its own. A
-/// sell-out is then announced as its batch commits, not a read later (on
-/// `just compare`'s slow-db, 200 ms in which every new buyer went to the
-/// line instead of being answered at the gateway).
+/// A drop's answers other than `sold_out`, which a sell-out carries: those
+/// committed, being read, and those of the selling batch when the read
+/// began before its commit. Begun while a batch that may sell the drop out
+/// commits, the sell-out is announced as the batch commits, not a read
+/// later (on `just compare`'s slow-db, 200 ms in which every new buyer went
+/// to the line instead of being answered at the gateway).
 #[derive(Debug)]
-pub(crate) struct AnswersAhead {
-    committed_before: JoinHandle<Result<Vec<Decision>, StoreError>>,
+pub(crate) struct DropAnswers {
+    committed: JoinHandle<Result<Vec<Decision>, StoreError>>,
     of_the_batch: Vec<Decision>,
 }
 
-impl AnswersAhead {
-    /// Starts reading the answers committed so far. Every earlier batch of
-    /// the partition is committed: its loop commits one batch at a time.
-    pub fn read(ctx: &Context, sku: &Sku) -> Self {
-        let (store, sku) = (ctx.store.clone(), sku.clone());
+impl DropAnswers {
+    /// Starts reading the answers committed so far. Before a batch's commit
+    /// that is every earlier batch: a partition commits one at a time.
+    pub fn read(store: &Store, sku: &Sku) -> Self {
+        let (store, sku) = (store.clone(), sku.clone());
         Self {
-            committed_before: tokio::spawn(
-                async move { store.answers_other_than_sold_out(&sku).await },
-            ),
+            committed: tokio::spawn(async move { store.answers_other_than_sold_out(&sku).await }),
             of_the_batch: Vec::new(),
         }
     }
 
-    /// Adds the answers of the batch, once committed.
+    /// Adds the answers of the batch the read began before, once committed.
     pub fn with_batch(mut self, plan: &BatchPlan) -> Self {
-        self.of_the_batch = plan.decided.clone();
+        self.of_the_batch = answers_of(&plan.decided);
         self
     }
 
-    /// Both together, in line order. The read may have begun after the
-    /// commit and hold the batch's rows too: each place in line once.
-    async fn answers(self) -> anyhow::Result<Vec<Decision>> {
-        Ok(merge_answers(
-            self.committed_before.await??,
-            self.of_the_batch,
-        ))
+    async fn collect(self) -> anyhow::Result<Vec<Decision>> {
+        Ok(merge_answers(self.committed.await??, self.of_the_batch))
     }
 }
 
-fn merge_answers(
-    mut committed_before: Vec<Decision>,
-    of_the_batch: Vec<Decision>,
-) -> Vec<Decision> {
-    committed_before.extend(
-        of_the_batch
-            .into_iter()
-            .filter(|decision| decision.outcome != Outcome::SoldOut),
-    );
-    committed_before.sort_unstable_by_key(|decision| decision.seq);
-    committed_before.dedup_by_key(|decision| decision.seq);
-    committed_before
+/// What a sell-out carries of a batch's decisions.
+fn answers_of(decided: &[Decision]) -> Vec<Decision> {
+    decided
+        .iter()
+        .filter(|decision| decision.outcome != Outcome::SoldOut)
+        .cloned()
+        .collect()
+}
+
+/// Both together, in line order. The read may have begun after the commit
+/// and hold the batch's rows too: each place in line once.
+fn merge_answers(mut committed: Vec<Decision>, of_the_batch: Vec<Decision>) -> Vec<Decision> {
+    committed.extend(of_the_batch);
+    committed.sort_unstable_by_key(|decision| decision.seq);
+    committed.dedup_by_key(|decision| decision.seq);
+    committed
 }
 
 impl DropAnnouncer {
     pub fn start(ctx: &Context, sku: &Sku) -> Self {
         let (changes, mut pending) = mpsc::unbounded_channel();
-        let (store, bus, sku) = (ctx.store.clone(), ctx.bus.clone(), sku.clone());
+        let (bus, task_sku) = (ctx.bus.clone(), sku.clone());
         tokio::spawn(
             async move {
                 while let Some(change) = pending.recv().await {
                     match change {
-                        DropChange::SoldOut(ahead) => {
-                            announce_sell_out(&store, &bus, &sku, ahead).await;
+                        DropChange::SoldOut(answers) => {
+                            announce_sell_out(&bus, &task_sku, answers).await;
                         }
                         DropChange::InStock => {
-                            publish_event(&bus, &DropEvent::InStock { sku: sku.clone() }).await;
+                            let event = DropEvent::InStock {
+                                sku: task_sku.clone(),
+                            };
+                            publish_event(&bus, &event).await;
                         }
                     }
                 }
             }
             .instrument(tracing::Span::current()),
         );
-        Self { changes }
+        Self {
+            changes,
+            store: ctx.store.clone(),
+            sku: sku.clone(),
+        }
     }
 
     /// The drop is finally sold out: gateways answer `sold_out` themselves.
-    /// Its answers are read now unless they were `ahead`.
-    pub fn sold_out(&self, ahead: Option<AnswersAhead>) {
+    /// Its answers are read now unless their read began `ahead`.
+    pub fn sold_out(&self, ahead: Option<DropAnswers>) {
+        let answers = ahead.unwrap_or_else(|| DropAnswers::read(&self.store, &self.sku));
         // The task ends only when this sender is dropped.
-        let _ = self.changes.send(DropChange::SoldOut(ahead));
+        let _ = self.changes.send(DropChange::SoldOut(answers));
     }
 
     /// Units came back: purchases go to the line again.
@@ -149,15 +156,8 @@ impl DropAnnouncer {
 /// answers a repeated key must still get (read from the store: the ledger
 /// does not remember every decision): they answer every other purchase
 /// `sold_out` from then on without sending it to the line.
-async fn announce_sell_out(store: &Store, bus: &Bus, sku: &Sku, ahead: Option<AnswersAhead>) {
-    let answers = match ahead {
-        Some(ahead) => ahead.answers().await,
-        None => store
-            .answers_other_than_sold_out(sku)
-            .await
-            .map_err(anyhow::Error::from),
-    };
-    let answers = match answers {
+async fn announce_sell_out(bus: &Bus, sku: &Sku, answers: DropAnswers) {
+    let answers = match answers.collect().await {
         Ok(answers) => answers,
         // Gateways learn the sell-out from the store at their next refresh.
         Err(err) => {
@@ -205,7 +205,7 @@ mod tests {
             decision(5, Outcome::Won),
             decision(6, Outcome::SoldOut),
         ];
-        let answers = merge_answers(before, batch);
+        let answers = merge_answers(before, answers_of(&batch));
         let seqs: Vec<(u64, Outcome)> = answers.iter().map(|d| (d.seq, d.outcome)).collect();
         assert_eq!(
             seqs,

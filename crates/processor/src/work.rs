@@ -13,7 +13,7 @@ use dropline_bus::{IntentBatch, IntentPuller};
 use dropline_core::{BatchPlan, Entry, Ledger, Sku};
 use tokio::sync::watch;
 
-use crate::announce::{announce, reannounce_last_batch, AnswersAhead, DropAnnouncer};
+use crate::announce::{announce, reannounce_last_batch, DropAnnouncer, DropAnswers};
 use crate::commit::commit;
 use crate::context::Context;
 use crate::gaps::complete_batch;
@@ -190,7 +190,7 @@ impl<'a> Worker<'a> {
         let line = line_of(pulled);
         let was_sold_out = self.ledger.is_finally_sold_out();
         let answers_ahead = may_sell_out(&self.ledger, &line.entries)
-            .then(|| AnswersAhead::read(self.ctx, self.sku));
+            .then(|| DropAnswers::read(&self.ctx.store, self.sku));
         // The commit is the slow step: the next batch is pulled meanwhile.
         let committed = while_pulling(
             commit(
@@ -285,7 +285,7 @@ fn announce_drop_changes(
     announcer: &DropAnnouncer,
     ledger: &Ledger,
     was_sold_out: bool,
-    answers_ahead: Option<AnswersAhead>,
+    answers_ahead: Option<DropAnswers>,
 ) {
     match (was_sold_out, ledger.is_finally_sold_out()) {
         (false, true) => announcer.sold_out(answers_ahead),
