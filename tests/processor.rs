@@ -1,18 +1,15 @@
 //! The processor's guarantees that do not need a fault injected from outside.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use dropline_core::names::{consumer_name, line_lanes_filter, INTENTS_STREAM};
 use dropline_core::{
     Action, BatchPlan, Control, Decision, IdempotencyKey, OperationId, OperatorId, Outcome,
-    PerUserLimit, Quantity, Sku, Stock, UserId,
+    Quantity, Sku, Stock, UserId,
 };
-use dropline_store::{AppliedBatch, NewDrop, PartitionBatch, Store, StoreError};
-use dropline_suite::{
-    db, eventually, spawn_app_with, start_processor, AppOptions, ProcessorSpec, Role,
-};
+use dropline_store::{AppliedBatch, PartitionBatch, Store, StoreError};
+use dropline_suite::{db, spawn_app_with, AppOptions, Role};
 use futures::StreamExt;
 
 fn plan_of_one_win(seq: u64, applied_seq_before: u64) -> BatchPlan {
@@ -391,105 +388,6 @@ async fn a_batch_too_big_for_one_message_is_announced_whole() {
     assert_eq!(heard, decisions, "every decision, once, in order");
 }
 
-/// Drops created together are spread evenly over the processors alive,
-/// each claimed once, and stay where they are while both processors live.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partitions_spread_evenly_over_the_processors_and_stay_put() {
-    const NEW_DROPS: usize = 40;
-    let app = spawn_app_with(AppOptions {
-        role: Role::GatewayOnly,
-        ..AppOptions::default()
-    })
-    .await;
-    let spec = ProcessorSpec {
-        database_url: &app.database_url,
-        nats_url: &app.nats_url,
-        lease_ms: 1_000,
-        ack_wait_ms: 5_000,
-        batch_len_max: 100,
-    };
-    let _processors = [start_processor(&spec), start_processor(&spec)];
-    let pool = db(&app.database_url).await;
-    eventually("both processors are alive", || async {
-        let alive: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM processors WHERE heartbeat_at > now() - interval '1 second'",
-        )
-        .fetch_one(&pool)
-        .await
-        .expect("count processors");
-        alive == 2
-    })
-    .await;
-
-    create_sizes(&app, NEW_DROPS).await;
-    let partitions = NEW_DROPS + 1;
-    eventually("every drop is owned", || async {
-        let statuses = app.store.drop_statuses(None).await.expect("statuses");
-        statuses.len() == partitions && statuses.iter().all(|s| s.lease_live)
-    })
-    .await;
-
-    let owned = owners(&app.store).await;
-    assert_spread_evenly(&owned);
-    let acquisitions: u64 = owned.values().map(|(_, epoch)| epoch).sum();
-    assert_eq!(
-        acquisitions, partitions as u64,
-        "each partition was claimed exactly once"
-    );
-
-    // Three leases later nothing moved: no hand-over between live processors.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        owners(&app.store).await,
-        owned,
-        "every partition stayed put"
-    );
-}
-
-/// `count` more open drops of 10 units, named after the app's SKU.
-async fn create_sizes(app: &dropline_suite::TestApp, count: usize) {
-    let new_drops: Vec<NewDrop> = (0..count)
-        .map(|i| NewDrop {
-            sku: Sku::parse(format!("{}-size-{i}", app.sku)).expect("valid sku"),
-            name: "a size".into(),
-            stock: Stock::parse(10).expect("stock"),
-            per_user_limit: PerUserLimit::parse(1).expect("limit"),
-            opens_at: None,
-        })
-        .collect();
-    futures::future::try_join_all(new_drops.iter().map(|new| app.store.create_drop(new)))
-        .await
-        .expect("create the drops");
-}
-
-/// Two owners, whose partition counts differ by at most one.
-fn assert_spread_evenly(owned: &HashMap<String, (String, u64)>) {
-    let mut per_owner: HashMap<&str, usize> = HashMap::new();
-    for (owner, _) in owned.values() {
-        *per_owner.entry(owner.as_str()).or_default() += 1;
-    }
-    let counts: Vec<usize> = per_owner.values().copied().collect();
-    assert_eq!(counts.len(), 2, "both processors own some: {per_owner:?}");
-    assert!(
-        counts.iter().max().expect("two") - counts.iter().min().expect("two") <= 1,
-        "owners differ by at most one partition: {per_owner:?}"
-    );
-}
-
-/// Each drop's owner and epoch.
-async fn owners(store: &Store) -> HashMap<String, (String, u64)> {
-    store
-        .drop_statuses(None)
-        .await
-        .expect("statuses")
-        .into_iter()
-        .map(|s| {
-            let owner = s.owner.expect("an owner");
-            (s.drop.sku.to_string(), (owner, s.epoch))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_fence_on_one_sku_in_a_shared_commit_leaves_the_others_committed() {
     let app = spawn_app_with(AppOptions {
@@ -577,7 +475,7 @@ async fn four_sizes_the_third_taken_over(
     app: &dropline_suite::TestApp,
 ) -> (Vec<Sku>, Vec<u64>, dropline_store::PartitionClaim) {
     let store = &app.store;
-    create_sizes(app, 4).await;
+    dropline_suite::create_sizes(app, 4).await;
     let sizes: Vec<Sku> = (0..4)
         .map(|i| Sku::parse(format!("{}-size-{i}", app.sku)).expect("valid sku"))
         .collect();

@@ -247,6 +247,23 @@ async fn create_test_drop(
     sku
 }
 
+/// `count` more open drops of 10 units, named after the app's SKU, created
+/// together.
+pub async fn create_sizes(app: &TestApp, count: usize) {
+    let new_drops: Vec<NewDrop> = (0..count)
+        .map(|i| NewDrop {
+            sku: Sku::parse(format!("{}-size-{i}", app.sku)).expect("valid sku"),
+            name: "a size".into(),
+            stock: Stock::parse(10).expect("stock"),
+            per_user_limit: PerUserLimit::parse(1).expect("limit"),
+            opens_at: None,
+        })
+        .collect();
+    futures::future::try_join_all(new_drops.iter().map(|new| app.store.create_drop(new)))
+        .await
+        .expect("create the drops");
+}
+
 /// A client that keeps enough idle connections for a test's burst.
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -176,6 +176,12 @@ impl Bus {
         ServerVersion::parse(&self.client.server_info().version).ok()
     }
 
+    /// Whether the server the client is connected to is part of a cluster
+    /// (its INFO names one).
+    pub fn in_cluster(&self) -> bool {
+        self.client.server_info().cluster.is_some()
+    }
+
     /// True while the connection to the server is up.
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == State::Connected

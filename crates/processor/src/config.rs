@@ -18,7 +18,10 @@ pub struct ProcessorConfig {
     /// How long a claimed partition stays ours without renewal. Only decides
     /// who works; correctness rests on the epoch.
     pub lease_ms: u64,
-    /// How often new drops are looked for.
+    /// Shortest pause between two looks for partitions to claim. Looks
+    /// happen when Postgres says the sharing changed (a new drop, a
+    /// processor joining or leaving, a partition handed back) and every
+    /// third of a lease.
     pub discovery_interval_ms: u64,
     /// Longest pause between retries of a failing batch.
     pub retry_backoff_max_ms: u64,

@@ -17,6 +17,7 @@ mod partitions;
 mod progress;
 mod purchases;
 mod shared_apply;
+mod sharing_changes;
 
 pub use admission::{Admission, AdmissionChange, AdmissionView};
 pub use apply::AppliedBatch;
@@ -29,3 +30,4 @@ pub use partitions::{PartitionClaim, Sharing};
 pub use progress::PartitionProgress;
 pub use purchases::{DecisionSpan, OutcomeCounts, Winner};
 pub use shared_apply::PartitionBatch;
+pub use sharing_changes::SharingChanges;
