@@ -79,6 +79,8 @@ async fn many_sizes_on_three_processors_two_gateways_and_a_three_node_cluster_ea
     );
 
     assert_each_size_sold_exactly_its_stock(&store, &drops).await;
+    // Still each claimed once: nothing failed and was claimed again meanwhile.
+    assert_spread_over_every_processor_and_claimed_once(&store, &drops).await;
     assert_every_gateway_answers_every_decision(&stack, &client, &results).await;
     store.close().await;
     stack.stop();

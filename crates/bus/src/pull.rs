@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::AckKind;
 use dropline_core::wire::{parse_line_message, PulledEntry};
@@ -60,6 +60,21 @@ impl Bus {
             next_delivery: None,
             ended: false,
         })
+    }
+}
+
+/// The pull's first request found no responder, before anything was
+/// delivered: in a cluster, a consumer just made is not known to every
+/// node at once. Starting the pull again (a fresh consumer, from the same
+/// place in line) is the remedy; nothing of it was handed out.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the pull found no responder before its first delivery")]
+pub struct PullNotAnswered;
+
+impl PullNotAnswered {
+    /// Whether `err` is this.
+    pub fn is(err: &BusError) -> bool {
+        err.downcast_ref::<Self>().is_some()
     }
 }
 
@@ -168,11 +183,21 @@ impl IntentPuller {
     /// `batch` holds the batch limit of intents (a message is never split).
     /// `Ok(false)` when the pull ended.
     async fn receive_into(&mut self, batch: &mut IntentBatch) -> Result<bool, BusError> {
-        let Some(first) = self.messages.next().await else {
-            self.ended = true;
-            return Ok(false);
+        let first = match self.messages.next().await {
+            Some(Ok(first)) => first,
+            Some(Err(err))
+                if err.kind() == MessagesErrorKind::NoResponders
+                    && self.next_delivery.is_none() =>
+            {
+                return Err(Box::new(PullNotAnswered));
+            }
+            Some(Err(err)) => return Err(err.into()),
+            None => {
+                self.ended = true;
+                return Ok(false);
+            }
         };
-        self.take(batch, first?)?;
+        self.take(batch, first)?;
         // Take everything already delivered, up to the limit. Unconstrained:
         // tokio's cooperative budget would otherwise cut every batch at ~128
         // messages, however many are waiting.

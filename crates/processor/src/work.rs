@@ -9,7 +9,7 @@
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use dropline_bus::{IntentBatch, IntentPuller};
+use dropline_bus::{IntentBatch, IntentPuller, PullNotAnswered};
 use dropline_core::{BatchPlan, Entry, Ledger, Sku};
 use tokio::sync::watch;
 
@@ -63,6 +63,8 @@ struct Worker<'a> {
     epoch: u64,
     ledger: Ledger,
     puller: IntentPuller,
+    /// Times the pull was started again after finding no responder.
+    restarts: u32,
     prefetched: Prefetched,
     pace: Pace,
     stop: watch::Receiver<bool>,
@@ -103,16 +105,7 @@ impl<'a> Worker<'a> {
             drop_announcer.sold_out(None);
         }
         let excess = ctx.share.excess_signal();
-        let puller = ctx
-            .bus
-            .pull_intents(
-                sku,
-                ledger.applied_seq(),
-                &ctx.config.consumer,
-                ctx.config.batch_len_max,
-            )
-            .await
-            .map_err(bus_error)?;
+        let puller = start_pull(ctx, sku, ledger.applied_seq()).await?;
         let gauges = SkuGauges::new(sku);
         gauges.remaining(ledger.remaining());
         let ready = loading.elapsed();
@@ -128,6 +121,7 @@ impl<'a> Worker<'a> {
             epoch,
             ledger,
             puller,
+            restarts: 0,
             prefetched: None,
             pace,
             stop,
@@ -157,7 +151,14 @@ impl<'a> Worker<'a> {
                 }
                 batch = take_or_pull(&mut self.puller, &mut self.prefetched) => batch,
             };
-            let Some(mut batch) = batch.map_err(bus_error)? else {
+            let batch = match batch {
+                Err(err) if PullNotAnswered::is(&err) && self.restarts + 1 < PULL_ATTEMPTS => {
+                    self.restart_pull().await?;
+                    continue;
+                }
+                batch => batch.map_err(bus_error)?,
+            };
+            let Some(mut batch) = batch else {
                 anyhow::bail!("pull of {} ended", self.sku);
             };
             if self.pace.is_lull(was_idle, batch.intents.len()) {
@@ -169,6 +170,21 @@ impl<'a> Worker<'a> {
                 return Ok(ControlFlow::Continue(batch));
             }
         }
+    }
+
+    /// Starts the pull again, from the ledger's place in line (nothing was
+    /// delivered by the one it replaces, see [`PullNotAnswered`]), within
+    /// the claim: a new claim would only add a lease acquisition.
+    async fn restart_pull(&mut self) -> anyhow::Result<()> {
+        self.restarts += 1;
+        tracing::info!(
+            restarts = self.restarts,
+            "the pull found no responder: starting it again within the claim"
+        );
+        tokio::time::sleep(self.ctx.config.retry_backoff(self.restarts)).await;
+        self.prefetched = None;
+        self.puller = start_pull(self.ctx, self.sku, self.ledger.applied_seq()).await?;
+        Ok(())
     }
 
     /// Completes, decides and commits `batch`, then announces and acks it.
@@ -303,6 +319,37 @@ async fn record_halt(ctx: &Context, sku: &Sku, epoch: u64, halt: &Halt) {
     meters::halted();
     if let Err(err) = ctx.store.record_halt(sku, epoch, Some(&reason)).await {
         tracing::warn!(%err, "record the partition's halt");
+    }
+}
+
+/// Attempts at starting the claim's pull before the claim counts as failed.
+const PULL_ATTEMPTS: u32 = 5;
+
+/// Starts the pull of the claimed line (a fresh consumer), retried a few
+/// times within the claim: a JetStream cluster that has just formed
+/// answers "no responders" for a moment, and a new claim (a new epoch, a
+/// lease acquisition more) would not make it answer any sooner.
+async fn start_pull(ctx: &Context, sku: &Sku, applied_seq: u64) -> anyhow::Result<IntentPuller> {
+    let mut failures = 0;
+    loop {
+        let started = ctx
+            .bus
+            .pull_intents(
+                sku,
+                applied_seq,
+                &ctx.config.consumer,
+                ctx.config.batch_len_max,
+            )
+            .await;
+        match started {
+            Ok(puller) => return Ok(puller),
+            Err(err) if failures + 1 < PULL_ATTEMPTS => {
+                failures += 1;
+                tracing::info!(%err, failures, "start the pull: trying again within the claim");
+                tokio::time::sleep(ctx.config.retry_backoff(failures)).await;
+            }
+            Err(err) => return Err(bus_error(err)),
+        }
     }
 }
 
