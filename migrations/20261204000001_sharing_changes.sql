@@ -2,9 +2,11 @@
 -- by a notification on `dropline_sharing`, instead of asking every 250 ms:
 -- with 1,000 open drops and nothing to do, that count of the live drops
 -- was the largest share of Postgres's idle work (`bench --only idle`).
--- What changes the sharing at once: a new drop, a processor joining or
--- leaving, a partition handed back. What changes it with time (a lease
--- running out, a closed drop's linger ending) each processor still finds
+-- What changes the sharing at once: a new drop, a processor leaving
+-- gracefully, a partition handed back (here), and a processor joining
+-- (its first heartbeat of a run sends the same notification, see the
+-- store). What changes it with time (a lease running out, a processor
+-- gone silent, a closed drop's linger ending) each processor still finds
 -- by looking every third of a lease.
 CREATE FUNCTION dropline_notify_sharing() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -17,11 +19,6 @@ $$;
 
 CREATE TRIGGER drops_sharing AFTER INSERT OR DELETE ON drops
     FOR EACH STATEMENT EXECUTE FUNCTION dropline_notify_sharing();
-
--- Row-level: a heartbeat (INSERT … ON CONFLICT DO UPDATE) of a processor
--- already known fires no row INSERT trigger, only a new processor does.
-CREATE TRIGGER processors_joined AFTER INSERT ON processors
-    FOR EACH ROW EXECUTE FUNCTION dropline_notify_sharing();
 
 CREATE TRIGGER processors_left AFTER DELETE ON processors
     FOR EACH STATEMENT EXECUTE FUNCTION dropline_notify_sharing();

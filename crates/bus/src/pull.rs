@@ -47,11 +47,11 @@ impl Bus {
         // long a pull request the server lost would go unnoticed: 1,000
         // idle drops cost it 0.9% of a core with a 30 s expiry
         // (`bench --only idle`).
-        let pull = match self.in_cluster() {
-            true => pull
-                .expires(Duration::from_secs(30))
-                .heartbeat(Duration::from_secs(5)),
-            false => pull.expires(Duration::from_secs(120)),
+        let pull = if self.in_cluster() {
+            pull.expires(Duration::from_secs(30))
+                .heartbeat(Duration::from_secs(5))
+        } else {
+            pull.expires(Duration::from_secs(120))
         };
         let messages = pull.messages().await?;
         Ok(IntentPuller {
@@ -63,12 +63,12 @@ impl Bus {
     }
 }
 
-/// The pull's first request found no responder, before anything was
-/// delivered: in a cluster, a consumer just made is not known to every
-/// node at once. Starting the pull again (a fresh consumer, from the same
-/// place in line) is the remedy; nothing of it was handed out.
+/// A pull request found no responder before the pull delivered anything:
+/// in a cluster, a consumer just made is not known to every node at once
+/// (or its node is gone). Starting the pull again (a fresh consumer, from
+/// the same place in line) is the remedy; nothing of it was handed out.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the pull found no responder before its first delivery")]
+#[error("the pull found no responder before delivering anything")]
 pub struct PullNotAnswered;
 
 impl PullNotAnswered {

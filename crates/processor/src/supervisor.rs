@@ -64,14 +64,12 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     // Written every third of a lease (an instance silent for a lease counts
-    // as gone); a new instance's first one tells the others to look, so
-    // that instances started together see each other at once. Partitions
-    // are looked for as often, and whenever the sharing changed.
+    // as gone); the first one of a run tells the others to look, so that
+    // instances started together see each other at once.
     let mut last_heartbeat: Option<Instant> = None;
-    let mut last_look: Option<Instant> = None;
     let every_third_of_lease = Duration::from_millis((ctx.config.lease_ms / 3).max(1));
-    let changed = Arc::new(AtomicBool::new(true));
-    let listener = listen_for_changes(ctx.store.clone(), changed.clone());
+    let mut looks = Looks::new(every_third_of_lease);
+    let listener = listen_for_changes(ctx.store.clone(), looks.changed.clone());
 
     loop {
         tokio::select! {
@@ -80,14 +78,12 @@ pub async fn run(
         }
         partitions.retain(|_, task| !task.is_finished());
         if last_heartbeat.is_none_or(|at| at.elapsed() >= every_third_of_lease)
-            && heartbeat(&ctx).await
+            && heartbeat(&ctx, last_heartbeat.is_none()).await
         {
             last_heartbeat = Some(Instant::now());
         }
-        let look_due = last_look.is_none_or(|at| at.elapsed() >= every_third_of_lease);
-        if changed.swap(false, Ordering::AcqRel) || look_due {
-            last_look = Some(Instant::now());
-            look(&ctx, &mut partitions, &stop_rx).await;
+        if looks.due() {
+            looks.looked(look(&ctx, &mut partitions, &stop_rx).await);
         }
     }
     listener.abort();
@@ -104,15 +100,53 @@ pub async fn run(
     Ok(())
 }
 
+/// When to look for partitions: when the sharing changed (told by
+/// Postgres), again at the next tick after a look that failed, and every
+/// third of a lease for what changes with time (a lease running out, a
+/// processor gone silent).
+struct Looks {
+    changed: Arc<AtomicBool>,
+    last: Option<Instant>,
+    every: Duration,
+}
+
+impl Looks {
+    fn new(every: Duration) -> Self {
+        Self {
+            // The first look is due at once.
+            changed: Arc::new(AtomicBool::new(true)),
+            last: None,
+            every,
+        }
+    }
+
+    /// Whether to look now. Clears the change first, so a change told
+    /// during the look makes the next one due.
+    fn due(&mut self) -> bool {
+        self.changed.swap(false, Ordering::AcqRel)
+            || self.last.is_none_or(|at| at.elapsed() >= self.every)
+    }
+
+    /// Records a look; one that failed is due again at the next tick.
+    fn looked(&mut self, succeeded: bool) {
+        if succeeded {
+            self.last = Some(Instant::now());
+        } else {
+            self.changed.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// Sets `changed` whenever the sharing may have changed: at each of
-/// Postgres's notifications, and whenever the listening connection is
-/// (re)made, as notifications sent meanwhile are lost.
+/// Postgres's notifications, and once listening (again), as notifications
+/// sent while it was not are lost.
 fn listen_for_changes(store: Store, changed: Arc<AtomicBool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            changed.store(true, Ordering::Release);
             match store.sharing_changes().await {
                 Ok(mut changes) => loop {
+                    // Listening from here on: what changed before is looked at.
+                    changed.store(true, Ordering::Release);
                     if let Err(err) = changes.next().await {
                         tracing::warn!(%err, "listen for changes of the sharing");
                         break;
@@ -128,8 +162,14 @@ fn listen_for_changes(store: Store, changed: Arc<AtomicBool>) -> JoinHandle<()> 
 }
 
 /// Says this instance is alive; `false` when the store did not hear it.
-async fn heartbeat(ctx: &Context) -> bool {
-    match ctx.store.processor_heartbeat(&ctx.config.instance_id).await {
+/// The first heartbeat of a run (`joining`) also tells the other
+/// processors to look: a new instance, or one back under its old name.
+async fn heartbeat(ctx: &Context, joining: bool) -> bool {
+    match ctx
+        .store
+        .processor_heartbeat(&ctx.config.instance_id, joining)
+        .await
+    {
         Ok(()) => true,
         Err(err) => {
             tracing::warn!(%err, "processor heartbeat");
@@ -140,12 +180,12 @@ async fn heartbeat(ctx: &Context) -> bool {
 
 /// Sets the fair share from the live drops and processors, then claims as
 /// many free partitions as it leaves room for, in one statement, and starts
-/// a task for each.
+/// a task for each. `false` when the store did not answer.
 async fn look(
     ctx: &Arc<Context>,
     partitions: &mut HashMap<Sku, JoinHandle<()>>,
     stop: &watch::Receiver<bool>,
-) {
+) -> bool {
     let sharing = match ctx
         .store
         .sharing(ctx.config.closed_linger_s, ctx.config.lease_ms)
@@ -154,14 +194,14 @@ async fn look(
         Ok(sharing) => sharing,
         Err(err) => {
             tracing::warn!(%err, "count live drops and processors");
-            return;
+            return false;
         }
     };
     meters::live_drops(sharing.live_drops);
     ctx.share.set_fair(sharing.live_drops, sharing.instances);
     let free = ctx.share.free_slots();
     if free == 0 {
-        return;
+        return true;
     }
     // A task still retrying after a failure keeps its partition.
     let busy: Vec<Sku> = partitions.keys().cloned().collect();
@@ -183,7 +223,11 @@ async fn look(
                     tokio::spawn(own_partition(ctx.clone(), sku.clone(), claim, stop.clone()));
                 partitions.insert(sku, task);
             }
+            true
         }
-        Err(err) => tracing::warn!(%err, "claim free partitions"),
+        Err(err) => {
+            tracing::warn!(%err, "claim free partitions");
+            false
+        }
     }
 }

@@ -63,7 +63,8 @@ struct Worker<'a> {
     epoch: u64,
     ledger: Ledger,
     puller: IntentPuller,
-    /// Times the pull was started again after finding no responder.
+    /// Times in a row the pull was started again after finding no
+    /// responder (reset by a delivery).
     restarts: u32,
     prefetched: Prefetched,
     pace: Pace,
@@ -105,7 +106,7 @@ impl<'a> Worker<'a> {
             drop_announcer.sold_out(None);
         }
         let excess = ctx.share.excess_signal();
-        let puller = start_pull(ctx, sku, ledger.applied_seq()).await?;
+        let puller = start_pull(ctx, sku, ledger.applied_seq(), &lost).await?;
         let gauges = SkuGauges::new(sku);
         gauges.remaining(ledger.remaining());
         let ready = loading.elapsed();
@@ -152,7 +153,7 @@ impl<'a> Worker<'a> {
                 batch = take_or_pull(&mut self.puller, &mut self.prefetched) => batch,
             };
             let batch = match batch {
-                Err(err) if PullNotAnswered::is(&err) && self.restarts + 1 < PULL_ATTEMPTS => {
+                Err(err) if PullNotAnswered::is(&err) && self.restarts < PULL_RESTARTS_MAX => {
                     self.restart_pull().await?;
                     continue;
                 }
@@ -161,6 +162,8 @@ impl<'a> Worker<'a> {
             let Some(mut batch) = batch else {
                 anyhow::bail!("pull of {} ended", self.sku);
             };
+            // The pull answers: a later silence is a new one.
+            self.restarts = 0;
             if self.pace.is_lull(was_idle, batch.intents.len()) {
                 linger(&mut self.puller, &mut batch, self.pace.linger())
                     .await
@@ -183,7 +186,8 @@ impl<'a> Worker<'a> {
         );
         tokio::time::sleep(self.ctx.config.retry_backoff(self.restarts)).await;
         self.prefetched = None;
-        self.puller = start_pull(self.ctx, self.sku, self.ledger.applied_seq()).await?;
+        let applied_seq = self.ledger.applied_seq();
+        self.puller = start_pull(self.ctx, self.sku, applied_seq, &self.lost).await?;
         Ok(())
     }
 
@@ -325,13 +329,27 @@ async fn record_halt(ctx: &Context, sku: &Sku, epoch: u64, halt: &Halt) {
 /// Attempts at starting the claim's pull before the claim counts as failed.
 const PULL_ATTEMPTS: u32 = 5;
 
+/// Restarts of a pull that found no responder before it delivered anything,
+/// in a row, before the claim counts as failed.
+const PULL_RESTARTS_MAX: u32 = 4;
+
 /// Starts the pull of the claimed line (a fresh consumer), retried a few
 /// times within the claim: a JetStream cluster that has just formed
 /// answers "no responders" for a moment, and a new claim (a new epoch, a
-/// lease acquisition more) would not make it answer any sooner.
-async fn start_pull(ctx: &Context, sku: &Sku, applied_seq: u64) -> anyhow::Result<IntentPuller> {
+/// lease acquisition more) would not make it answer any sooner. Not once
+/// the lease is lost: the fresh consumer would replace the next owner's.
+/// (A stop is seen by the batch loop, which then hands the partition back.)
+async fn start_pull(
+    ctx: &Context,
+    sku: &Sku,
+    applied_seq: u64,
+    lost: &watch::Receiver<bool>,
+) -> anyhow::Result<IntentPuller> {
     let mut failures = 0;
     loop {
+        if *lost.borrow() {
+            anyhow::bail!("the lease of {sku} was lost while its pull was starting");
+        }
         let started = ctx
             .bus
             .pull_intents(

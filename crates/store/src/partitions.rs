@@ -11,6 +11,7 @@ use sqlx::Row;
 use crate::drops::LIVE_DROP;
 use crate::error::corrupt;
 use crate::purchases::{decision_from_row, DECISION_COLUMNS};
+use crate::sharing_changes::SHARING_CHANNEL;
 use crate::{Store, StoreError};
 
 /// What the processors share: the live drops, over the instances alive.
@@ -218,15 +219,29 @@ impl Store {
 }
 
 impl Store {
-    /// Records that `instance` is alive.
-    pub async fn processor_heartbeat(&self, instance: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO processors (instance_id) VALUES ($1) \
-             ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()",
-        )
-        .bind(instance)
-        .execute(&self.pool)
-        .await?;
+    /// Records that `instance` is alive; when `joining` (its first heartbeat
+    /// of a run), also tells the processors listening that the sharing
+    /// changed, whether the name is new or back after a crash.
+    pub async fn processor_heartbeat(
+        &self,
+        instance: &str,
+        joining: bool,
+    ) -> Result<(), StoreError> {
+        let upsert = "INSERT INTO processors (instance_id) VALUES ($1) \
+                      ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()";
+        // One statement either way: the notification leaves at its commit.
+        let statement = if joining {
+            format!(
+                "WITH beat AS ({upsert} RETURNING 1) \
+                 SELECT pg_notify('{SHARING_CHANNEL}', '') FROM beat"
+            )
+        } else {
+            upsert.to_string()
+        };
+        sqlx::query(&statement)
+            .bind(instance)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

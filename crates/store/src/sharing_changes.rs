@@ -11,7 +11,9 @@ use sqlx::postgres::PgListener;
 
 use crate::{Store, StoreError};
 
-const CHANNEL: &str = "dropline_sharing";
+/// The channel of the notifications (the migration `sharing_changes` and
+/// a processor's first heartbeat send on it).
+pub(crate) const SHARING_CHANNEL: &str = "dropline_sharing";
 
 /// A listening connection of its own, reconnected when lost.
 pub struct SharingChanges {
@@ -23,15 +25,16 @@ impl Store {
     /// the pool for as long as it lives.
     pub async fn sharing_changes(&self) -> Result<SharingChanges, StoreError> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen(SHARING_CHANNEL).await?;
         Ok(SharingChanges { listener })
     }
 }
 
 impl SharingChanges {
-    /// Waits for the next change, or for the connection to be lost (when
-    /// changes may have been missed, so it counts as one); it reconnects
-    /// on the next call. An error when it cannot reconnect.
+    /// Waits for the next change, or for the connection to be lost: it is
+    /// then made again and listening (changes may have been missed
+    /// meanwhile, so it counts as one). An error when it cannot be made
+    /// again, or the pool is closed.
     pub async fn next(&mut self) -> Result<(), StoreError> {
         self.listener.try_recv().await?;
         Ok(())
