@@ -21,7 +21,7 @@ pub use decisions::{DecisionFeed, DropEvents};
 pub use dropline_core::wire::{IntentMessage, PulledEntry};
 pub use provision::{ConsumerSettings, StreamSettings};
 pub use publish::{PendingAck, PublishError};
-pub use pull::{Continuity, IntentBatch, IntentPuller, PullNotAnswered};
+pub use pull::{Continuity, IntentBatch, IntentPuller, PullInterrupted};
 pub use version::{NotAVersion, ServerVersion};
 
 /// Any bus failure that is not a refusal the caller must branch on.

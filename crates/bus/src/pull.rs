@@ -54,8 +54,12 @@ impl Bus {
             pull.expires(Duration::from_secs(120))
         };
         let messages = pull.messages().await?;
+        // Losses before this pull began are not its concern.
+        let mut connections_lost = self.connections_lost.clone();
+        connections_lost.mark_unchanged();
         Ok(IntentPuller {
             messages: Box::pin(messages),
+            connections_lost,
             batch_len_max,
             next_delivery: None,
             ended: false,
@@ -63,15 +67,22 @@ impl Bus {
     }
 }
 
-/// A pull request found no responder before the pull delivered anything:
-/// in a cluster, a consumer just made is not known to every node at once
-/// (or its node is gone). Starting the pull again (a fresh consumer, from
-/// the same place in line) is the remedy; nothing of it was handed out.
+/// A pull that must be started again (a fresh consumer, from the same
+/// place in line) rather than waited on:
+/// - a pull request found no responder before the pull delivered
+///   anything: in a cluster, a consumer just made is not known to every
+///   node at once, or its node is gone;
+/// - the connection to the server was lost since the pull began: the
+///   consumer, which lives in memory, may be gone with a restarted server
+///   (async-nats would report that only after about 5 s of retries).
+///
+/// What the pull delivered and was not committed is delivered again by
+/// the fresh consumer; what was committed is past its place in line.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the pull found no responder before delivering anything")]
-pub struct PullNotAnswered;
+#[error("the pull must start again: {0}")]
+pub struct PullInterrupted(&'static str);
 
-impl PullNotAnswered {
+impl PullInterrupted {
     /// Whether `err` is this.
     pub fn is(err: &BusError) -> bool {
         err.downcast_ref::<Self>().is_some()
@@ -143,6 +154,8 @@ pub struct IntentPuller {
     batch_len_max: usize,
     /// The consumer delivery sequence the next message should carry.
     next_delivery: Option<u64>,
+    /// Changes when the connection to the server is lost.
+    connections_lost: tokio::sync::watch::Receiver<u64>,
     /// The deliveries ended (the pull failed or was closed).
     ended: bool,
 }
@@ -183,13 +196,23 @@ impl IntentPuller {
     /// `batch` holds the batch limit of intents (a message is never split).
     /// `Ok(false)` when the pull ended.
     async fn receive_into(&mut self, batch: &mut IntentBatch) -> Result<bool, BusError> {
-        let first = match self.messages.next().await {
+        let next = tokio::select! {
+            // Deliveries already in hand first.
+            biased;
+            next = self.messages.next() => next,
+            Ok(()) = self.connections_lost.changed() => {
+                return Err(Box::new(PullInterrupted("the connection to NATS was lost")));
+            }
+        };
+        let first = match next {
             Some(Ok(first)) => first,
             Some(Err(err))
                 if err.kind() == MessagesErrorKind::NoResponders
                     && self.next_delivery.is_none() =>
             {
-                return Err(Box::new(PullNotAnswered));
+                return Err(Box::new(PullInterrupted(
+                    "no responder before any delivery",
+                )));
             }
             Some(Err(err)) => return Err(err.into()),
             None => {

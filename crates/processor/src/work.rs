@@ -9,7 +9,7 @@
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use dropline_bus::{IntentBatch, IntentPuller, PullNotAnswered};
+use dropline_bus::{IntentBatch, IntentPuller, PullInterrupted};
 use dropline_core::{BatchPlan, Entry, Ledger, Sku};
 use tokio::sync::watch;
 
@@ -63,8 +63,8 @@ struct Worker<'a> {
     epoch: u64,
     ledger: Ledger,
     puller: IntentPuller,
-    /// Times in a row the pull was started again after finding no
-    /// responder (reset by a delivery).
+    /// Times in a row the pull was started again after an interruption
+    /// (reset by a delivery).
     restarts: u32,
     prefetched: Prefetched,
     pace: Pace,
@@ -153,8 +153,8 @@ impl<'a> Worker<'a> {
                 batch = take_or_pull(&mut self.puller, &mut self.prefetched) => batch,
             };
             let batch = match batch {
-                Err(err) if PullNotAnswered::is(&err) && self.restarts < PULL_RESTARTS_MAX => {
-                    self.restart_pull().await?;
+                Err(err) if PullInterrupted::is(&err) && self.restarts < PULL_RESTARTS_MAX => {
+                    self.restart_pull(&err).await?;
                     continue;
                 }
                 batch => batch.map_err(bus_error)?,
@@ -165,9 +165,16 @@ impl<'a> Worker<'a> {
             // The pull answers: a later silence is a new one.
             self.restarts = 0;
             if self.pace.is_lull(was_idle, batch.intents.len()) {
-                linger(&mut self.puller, &mut batch, self.pace.linger())
-                    .await
-                    .map_err(bus_error)?;
+                let lingered = linger(&mut self.puller, &mut batch, self.pace.linger()).await;
+                match lingered {
+                    // The batch in hand is not committed: the fresh pull
+                    // delivers it again.
+                    Err(err) if PullInterrupted::is(&err) && self.restarts < PULL_RESTARTS_MAX => {
+                        self.restart_pull(&err).await?;
+                        continue;
+                    }
+                    lingered => lingered.map_err(bus_error)?,
+                }
             }
             if !batch.is_empty() {
                 return Ok(ControlFlow::Continue(batch));
@@ -175,15 +182,13 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Starts the pull again, from the ledger's place in line (nothing was
-    /// delivered by the one it replaces, see [`PullNotAnswered`]), within
-    /// the claim: a new claim would only add a lease acquisition.
-    async fn restart_pull(&mut self) -> anyhow::Result<()> {
+    /// Starts the pull again, from the ledger's place in line (what the
+    /// pull it replaces delivered was not committed, see
+    /// [`PullInterrupted`]), within the claim: a new claim would only add a
+    /// lease acquisition and a reload of the ledger.
+    async fn restart_pull(&mut self, why: &dropline_bus::BusError) -> anyhow::Result<()> {
         self.restarts += 1;
-        tracing::info!(
-            restarts = self.restarts,
-            "the pull found no responder: starting it again within the claim"
-        );
+        tracing::info!(%why, restarts = self.restarts, "starting the pull again within the claim");
         tokio::time::sleep(self.ctx.config.retry_backoff(self.restarts)).await;
         self.prefetched = None;
         let applied_seq = self.ledger.applied_seq();
@@ -329,8 +334,8 @@ async fn record_halt(ctx: &Context, sku: &Sku, epoch: u64, halt: &Halt) {
 /// Attempts at starting the claim's pull before the claim counts as failed.
 const PULL_ATTEMPTS: u32 = 5;
 
-/// Restarts of a pull that found no responder before it delivered anything,
-/// in a row, before the claim counts as failed.
+/// Restarts of an interrupted pull in a row (no delivery between them)
+/// before the claim counts as failed.
 const PULL_RESTARTS_MAX: u32 = 4;
 
 /// Starts the pull of the claimed line (a fresh consumer), retried a few
