@@ -41,8 +41,8 @@ impl Bus {
         // cluster node, noticed after two missed ones (10 s to recover);
         // with 5 s heartbeats and a 30 s expiry, 1,000 idle drops cost the
         // nats-server 2% of a core. A single server has no other node to
-        // lose: its death is the connection's, and the pull renewed after
-        // the reconnect fails on the consumer gone with it. So there no
+        // lose: its death is the connection's, and a lost connection starts
+        // the pull again (see `PullInterrupted`). So there no
         // heartbeat, and an expiry of two minutes, which only bounds how
         // long a pull request the server lost would go unnoticed: 1,000
         // idle drops cost it 0.9% of a core with a 30 s expiry
