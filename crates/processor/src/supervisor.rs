@@ -145,13 +145,14 @@ fn listen_for_changes(store: Store, changed: Arc<AtomicBool>) -> JoinHandle<()> 
         loop {
             match store.sharing_changes().await {
                 Ok(mut changes) => loop {
-                    // Listening from here on: what changed before is looked at.
+                    // Listening from here on, and again after each change
+                    // or lost connection (`next` makes it again): what
+                    // changed before is looked at.
                     changed.store(true, Ordering::Release);
                     if let Err(err) = changes.next().await {
                         tracing::warn!(%err, "listen for changes of the sharing");
                         break;
                     }
-                    changed.store(true, Ordering::Release);
                 },
                 Err(err) => tracing::warn!(%err, "listen for changes of the sharing"),
             }

@@ -152,34 +152,36 @@ impl<'a> Worker<'a> {
                 }
                 batch = take_or_pull(&mut self.puller, &mut self.prefetched) => batch,
             };
-            let batch = match batch {
+            let gathered = match batch {
+                Ok(Some(batch)) => self.linger_if_lull(batch, was_idle).await.map(Some),
+                other => other,
+            };
+            match gathered {
+                // Nothing of it was committed: the fresh pull delivers it again.
                 Err(err) if PullInterrupted::is(&err) && self.restarts < PULL_RESTARTS_MAX => {
                     self.restart_pull(&err).await?;
-                    continue;
                 }
-                batch => batch.map_err(bus_error)?,
-            };
-            let Some(mut batch) = batch else {
-                anyhow::bail!("pull of {} ended", self.sku);
-            };
-            // The pull answers: a later silence is a new one.
-            self.restarts = 0;
-            if self.pace.is_lull(was_idle, batch.intents.len()) {
-                let lingered = linger(&mut self.puller, &mut batch, self.pace.linger()).await;
-                match lingered {
-                    // The batch in hand is not committed: the fresh pull
-                    // delivers it again.
-                    Err(err) if PullInterrupted::is(&err) && self.restarts < PULL_RESTARTS_MAX => {
-                        self.restart_pull(&err).await?;
-                        continue;
-                    }
-                    lingered => lingered.map_err(bus_error)?,
-                }
-            }
-            if !batch.is_empty() {
-                return Ok(ControlFlow::Continue(batch));
+                Err(err) => return Err(bus_error(err)),
+                Ok(None) => anyhow::bail!("pull of {} ended", self.sku),
+                Ok(Some(batch)) if !batch.is_empty() => return Ok(ControlFlow::Continue(batch)),
+                Ok(Some(_)) => {}
             }
         }
+    }
+
+    /// Lets a batch that woke an idle processor grow for the rest of its
+    /// wave (see [`linger`]).
+    async fn linger_if_lull(
+        &mut self,
+        mut batch: IntentBatch,
+        was_idle: bool,
+    ) -> Result<IntentBatch, dropline_bus::BusError> {
+        // The pull answers: a later silence is a new one.
+        self.restarts = 0;
+        if self.pace.is_lull(was_idle, batch.intents.len()) {
+            linger(&mut self.puller, &mut batch, self.pace.linger()).await?;
+        }
+        Ok(batch)
     }
 
     /// Starts the pull again, from the ledger's place in line (what the
