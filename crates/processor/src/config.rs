@@ -12,9 +12,6 @@ pub struct ProcessorConfig {
     pub instance_id: String,
     /// Most intents of one partition decided and committed together.
     pub batch_len_max: usize,
-    /// Transactions committing batches at once. Batches ready while all
-    /// are busy wait and go together in the next (several SKUs' in one).
-    pub committers: usize,
     /// How long a claimed partition stays ours without renewal. Only decides
     /// who works; correctness rests on the epoch.
     pub lease_ms: u64,
@@ -39,7 +36,6 @@ impl Default for ProcessorConfig {
         Self {
             instance_id: format!("processor-{}", uuid::Uuid::new_v4().simple()),
             batch_len_max: 5_000,
-            committers: 2,
             lease_ms: 10_000,
             discovery_interval_ms: 250,
             retry_backoff_max_ms: 2_000,

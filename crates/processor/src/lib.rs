@@ -19,6 +19,7 @@ mod line;
 mod meters;
 mod partition;
 mod progress;
+mod progress_records;
 mod share;
 mod shared_commit;
 mod supervisor;

@@ -28,6 +28,7 @@ use crate::context::Context;
 use crate::lease::renew_all;
 use crate::meters;
 use crate::partition::own_partition;
+use crate::progress_records::ProgressRecords;
 use crate::share::Share;
 use crate::shared_commit::SharedCommits;
 use crate::ProcessorConfig;
@@ -40,7 +41,8 @@ pub async fn run(
     config: ProcessorConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let commits = SharedCommits::start(store.clone(), config.committers);
+    let commits = SharedCommits::start(&store);
+    let progress = ProgressRecords::start(store.clone());
     let ctx = Arc::new(Context {
         store,
         bus,
@@ -48,6 +50,7 @@ pub async fn run(
         share: Share::new(),
         leases: Arc::default(),
         commits,
+        progress,
     });
     let renewer = renew_all(
         ctx.leases.clone(),

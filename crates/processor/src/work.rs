@@ -258,13 +258,13 @@ impl<'a> Worker<'a> {
         if let Err(err) = batch.ack().await {
             tracing::warn!(%err, "ack batch (it will be redelivered and skipped)");
         }
-        self.record_progress(plan.decided.len(), &batch).await;
+        self.record_progress(plan.decided.len(), &batch);
         Ok(ControlFlow::Continue(()))
     }
 
     /// Records the line's progress when due: what waits is what was pulled
     /// ahead during the commit, and what the server has not delivered yet.
-    async fn record_progress(&mut self, decided: usize, committed: &IntentBatch) {
+    fn record_progress(&mut self, decided: usize, committed: &IntentBatch) {
         self.progress.decided(decided);
         let (in_hand, oldest, undelivered) = match &self.prefetched {
             Some(Ok(Some(next))) => (
@@ -277,17 +277,8 @@ impl<'a> Worker<'a> {
         // A message not delivered yet holds at least one intent.
         let waiting = in_hand + undelivered;
         self.gauges.progress(waiting, oldest);
-        let Some(progress) = self.progress.due(Instant::now(), waiting, oldest) else {
-            return;
-        };
-        match self
-            .ctx
-            .store
-            .record_progress(self.sku, self.epoch, &progress)
-            .await
-        {
-            Ok(_) => {}
-            Err(err) => tracing::warn!(%err, "record the partition's progress"),
+        if let Some(progress) = self.progress.due(Instant::now(), waiting, oldest) {
+            self.ctx.progress.record(self.sku, self.epoch, progress);
         }
     }
 }

@@ -20,27 +20,44 @@ pub struct PartitionProgress {
 }
 
 impl Store {
-    /// Records `progress` for `sku`, unless the partition has moved on to
-    /// another epoch (`false` then).
-    pub async fn record_progress(
+    /// Records the progress of several partitions in one statement, each
+    /// unless its partition has moved on to another epoch; the SKUs
+    /// recorded.
+    pub async fn record_progress_of(
         &self,
-        sku: &Sku,
-        epoch: u64,
-        progress: &PartitionProgress,
-    ) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
-            "UPDATE partitions SET waiting_intents = $3, oldest_waiting_at = $4, \
-                    decisions_per_s = $5, progress_at = now() \
-              WHERE sku = $1 AND epoch = $2",
+        records: &[(Sku, u64, PartitionProgress)],
+    ) -> Result<Vec<Sku>, StoreError> {
+        let skus: Vec<&str> = records.iter().map(|(sku, ..)| sku.as_str()).collect();
+        let epochs: Vec<i64> = records.iter().map(|(_, epoch, _)| *epoch as i64).collect();
+        let waiting: Vec<i64> = records
+            .iter()
+            .map(|(.., p)| p.waiting_intents as i64)
+            .collect();
+        let oldest: Vec<Option<DateTime<Utc>>> =
+            records.iter().map(|(.., p)| p.oldest_waiting_at).collect();
+        let rates: Vec<f64> = records
+            .iter()
+            .map(|(.., p)| p.decisions_per_s.max(0.0))
+            .collect();
+        let recorded: Vec<String> = sqlx::query_scalar(
+            "UPDATE partitions p SET waiting_intents = r.waiting, oldest_waiting_at = r.oldest, \
+                    decisions_per_s = r.rate, progress_at = now() \
+               FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::float8[]) \
+                    AS r(sku, epoch, waiting, oldest, rate) \
+              WHERE p.sku = r.sku AND p.epoch = r.epoch \
+          RETURNING p.sku",
         )
-        .bind(sku.as_str())
-        .bind(epoch as i64)
-        .bind(progress.waiting_intents as i64)
-        .bind(progress.oldest_waiting_at)
-        .bind(progress.decisions_per_s.max(0.0))
-        .execute(&self.pool)
+        .bind(&skus)
+        .bind(&epochs)
+        .bind(&waiting)
+        .bind(&oldest)
+        .bind(&rates)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(updated.rows_affected() == 1)
+        recorded
+            .into_iter()
+            .map(|sku| Sku::parse(sku).map_err(crate::error::corrupt))
+            .collect()
     }
 
     /// Records why `sku`'s partition stopped deciding (`None`: it decides
