@@ -3,9 +3,12 @@
 //! `drop create`/`drop pause` shaping the states status shows. Every
 //! command is the real `dropctl` binary.
 
+use std::time::Duration;
+
 use chrono::SecondsFormat;
 use dropline_core::Sku;
-use dropline_suite::{dropctl, spawn_app_with, AppOptions, TestApp};
+use dropline_store::PartitionProgress;
+use dropline_suite::{create_sizes, db, dropctl, spawn_app_with, AppOptions, Role, TestApp};
 
 const HEADER: &str = "seq,order_id,user_id,quantity,idempotency_key,decided_at";
 
@@ -239,11 +242,95 @@ async fn status_shows_a_drop_open_once_its_time_has_come() {
     let sku = app.sku.as_str();
     let before = dropctl(&app, &["status", sku, "--json"]).await;
     assert_eq!(before.json()[0]["status"], "scheduled", "{before:#?}");
-    tokio::time::sleep_until(tokio::time::Instant::now() + std::time::Duration::from_millis(2_000))
-        .await;
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_millis(2_000)).await;
     let after = dropctl(&app, &["status", sku, "--json"]).await;
     assert_eq!(after.json()[0]["status"], "open", "{after:#?}");
     let table = dropctl(&app, &["status", sku]).await;
     assert!(table.stdout.contains("┆ open "), "{}", table.stdout);
     assert!(!table.stdout.contains("scheduled"), "{}", table.stdout);
+}
+
+/// An instance writes its partitions' progress records in one statement,
+/// which never waits for a partition row another transaction holds (a
+/// shared commit locks its rows in SKU order; a wait here could deadlock
+/// with it and stall every batch of the instance): the locked row is
+/// skipped, for the writer to write again; a record of an epoch gone is
+/// not written at all; the others are, with the moment their owner looked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_records_skip_a_locked_partition_row_instead_of_waiting() {
+    let app = spawn_app_with(AppOptions {
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
+    create_sizes(&app, 3).await;
+    let size = |i: usize| Sku::parse(format!("{}-size-{i}", app.sku)).expect("sku");
+    let (locked, free, gone) = (size(0), size(1), size(2));
+    let seen_at = chrono::Utc::now() - chrono::Duration::seconds(3);
+    let progress = PartitionProgress {
+        waiting_intents: 7,
+        oldest_waiting_at: None,
+        decisions_per_s: 12.5,
+        seen_at,
+    };
+    let pool = db(&app.database_url).await;
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM partitions WHERE sku = $1 FOR UPDATE")
+        .bind(locked.as_str())
+        .execute(&mut *holder)
+        .await
+        .expect("hold the row");
+
+    let records = [
+        (locked.clone(), 0, progress),
+        (free.clone(), 0, progress),
+        (gone.clone(), 9, progress),
+    ];
+    let written = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.store.record_progress_of(&records),
+    )
+    .await
+    .expect("the write does not wait for the locked row")
+    .expect("the write goes through");
+    assert_eq!(written, std::slice::from_ref(&free));
+    holder.rollback().await.expect("let go of the row");
+    let again = app
+        .store
+        .record_progress_of(&records[..1])
+        .await
+        .expect("write");
+    assert_eq!(
+        again,
+        std::slice::from_ref(&locked),
+        "written once the row is free"
+    );
+
+    let shown = progress_rows(&pool, [&locked, &free, &gone]).await;
+    let recorded = |sku: &Sku| (sku.to_string(), 7, 12.5, Some(seen_at.timestamp_micros()));
+    assert_eq!(shown[..2], [recorded(&locked), recorded(&free)]);
+    assert_eq!(
+        (shown[2].1, shown[2].3),
+        (0, None),
+        "the epoch gone wrote nothing"
+    );
+}
+
+/// Each partition's recorded waiting intents, rate and `progress_at` (in
+/// microseconds, Postgres' precision), in SKU order.
+async fn progress_rows(
+    pool: &sqlx::PgPool,
+    skus: [&Sku; 3],
+) -> Vec<(String, i64, f64, Option<i64>)> {
+    let rows: Vec<(String, i64, f64, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+        "SELECT sku, waiting_intents, decisions_per_s, progress_at FROM partitions \
+          WHERE sku = ANY($1) ORDER BY sku",
+    )
+    .bind(skus.map(Sku::as_str))
+    .fetch_all(pool)
+    .await
+    .expect("read the partitions");
+    rows.into_iter()
+        .map(|(sku, waiting, rate, at)| (sku, waiting, rate, at.map(|at| at.timestamp_micros())))
+        .collect()
 }

@@ -58,6 +58,7 @@ impl ProgressMeter {
                 .filter(|_| waiting_intents > 0)
                 .and_then(DateTime::<Utc>::from_timestamp_millis),
             decisions_per_s: self.decided_in_window as f64 / window.as_secs_f64().max(1e-3),
+            seen_at: Utc::now(),
         };
         self.decided_in_window = 0;
         self.window_started = now;

@@ -11,6 +11,10 @@
 //! own task, by the one-SKU statement, so one hot SKU commits exactly as
 //! before.
 //!
+//! The price of one transaction in flight: a slow one (a lock wait, a
+//! hot SKU's 5,000-row batch) holds up the batches of every other SKU of
+//! the instance until it ends; they then go in one transaction together.
+//!
 //! Fencing holds per batch: the store skips (and reports) a batch whose
 //! epoch or applied place in line is stale and applies the others. When
 //! the shared transaction fails as a whole, every batch of it is applied
@@ -26,6 +30,7 @@ use std::sync::Arc;
 use dropline_core::{BatchPlan, Sku};
 use dropline_store::{AppliedBatch, BatchConnection, PartitionBatch, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, Mutex, MutexGuard};
+use tokio::task::JoinHandle;
 
 /// Most decisions one shared transaction takes: a few full batches, so a
 /// group never holds its partitions' answers much longer than one hot
@@ -41,6 +46,7 @@ pub(crate) struct SharedCommits {
     /// it has the instance's one transaction in flight, a batch alone in
     /// its partition's task or the committer's group.
     turn: Arc<Mutex<BatchConnection>>,
+    committer: JoinHandle<()>,
 }
 
 /// A batch handed over, and where its answer goes.
@@ -57,12 +63,19 @@ impl SharedCommits {
         let (queue, handed) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let turn = Arc::new(Mutex::new(store.batch_connection()));
-        tokio::spawn(commit_groups(handed, queued.clone(), turn.clone()));
+        let committer = tokio::spawn(commit_groups(handed, queued.clone(), turn.clone()));
         Self {
             queue,
             queued,
             turn,
+            committer,
         }
+    }
+
+    /// Whether the committer has stopped while this lives: only a bug (a
+    /// panic) stops it, and then no queued batch would ever commit.
+    pub(crate) fn committer_stopped(&self) -> bool {
+        self.committer.is_finished()
     }
 
     /// Commits `plan`, decided by `sku`'s owner at `epoch`, alone or with

@@ -79,6 +79,12 @@ pub async fn run(
             () = &mut shutdown => break,
             _ = tick.tick() => {}
         }
+        if ctx.commits.committer_stopped() {
+            // Every batch of this instance would wait for it in vain while
+            // its leases were still renewed: exit, and let the partitions
+            // go to another instance after their lease.
+            anyhow::bail!("the batch committer stopped");
+        }
         partitions.retain(|_, task| !task.is_finished());
         if last_heartbeat.is_none_or(|at| at.elapsed() >= every_third_of_lease)
             && heartbeat(&ctx, last_heartbeat.is_none()).await
@@ -97,6 +103,7 @@ pub async fn run(
         let _ = task.await;
     }
     renewer.abort();
+    ctx.progress.flush().await;
     if let Err(err) = ctx.store.processor_leaving(&ctx.config.instance_id).await {
         tracing::warn!(%err, "leave the processor list");
     }

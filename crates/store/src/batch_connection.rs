@@ -4,7 +4,8 @@
 //! and plans each statement afresh for its first five calls there. Batches
 //! spread over a pool's connections kept most calls cold: the shared commit
 //! took about 5 ms a call in a 200-SKU burst, against 0.2–0.3 ms a batch
-//! once warm. A committer that keeps its own connection pays that once.
+//! once warm. An instance commits its batches on one connection it keeps,
+//! and pays that once.
 
 use dropline_core::{BatchPlan, Sku};
 use sqlx::pool::PoolConnection;

@@ -17,12 +17,22 @@ pub struct PartitionProgress {
     /// When the oldest of them was accepted (its message's stream time).
     pub oldest_waiting_at: Option<DateTime<Utc>>,
     pub decisions_per_s: f64,
+    /// When the owner looked: what `lag_s` and the freshness of a record
+    /// are measured from, however late the record is written.
+    pub seen_at: DateTime<Utc>,
 }
 
 impl Store {
     /// Records the progress of several partitions in one statement, each
-    /// unless its partition has moved on to another epoch; the SKUs
-    /// recorded.
+    /// unless its partition has moved on to another epoch or its row is
+    /// locked right now; the SKUs recorded.
+    ///
+    /// Never waits for a row lock (`SKIP LOCKED`): a record is advisory,
+    /// and a statement that locks many partition rows in whatever order
+    /// its plan reads them could otherwise deadlock with a shared commit,
+    /// which locks them in SKU order, and stall every batch of the
+    /// instance until Postgres broke the deadlock. A record skipped is
+    /// the caller's to write again.
     pub async fn record_progress_of(
         &self,
         records: &[(Sku, u64, PartitionProgress)],
@@ -39,11 +49,20 @@ impl Store {
             .iter()
             .map(|(.., p)| p.decisions_per_s.max(0.0))
             .collect();
+        let seen: Vec<DateTime<Utc>> = records.iter().map(|(.., p)| p.seen_at).collect();
         let recorded: Vec<String> = sqlx::query_scalar(
-            "UPDATE partitions p SET waiting_intents = r.waiting, oldest_waiting_at = r.oldest, \
-                    decisions_per_s = r.rate, progress_at = now() \
-               FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::float8[]) \
-                    AS r(sku, epoch, waiting, oldest, rate) \
+            "WITH r AS ( \
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], \
+                                      $4::timestamptz[], $5::float8[], $6::timestamptz[]) \
+                          AS r(sku, epoch, waiting, oldest, rate, seen) \
+             ), free AS ( \
+                 SELECT p.sku FROM partitions p JOIN r USING (sku) \
+                  WHERE p.epoch = r.epoch \
+                    FOR NO KEY UPDATE OF p SKIP LOCKED \
+             ) \
+             UPDATE partitions p SET waiting_intents = r.waiting, oldest_waiting_at = r.oldest, \
+                    decisions_per_s = r.rate, progress_at = r.seen \
+               FROM r JOIN free USING (sku) \
               WHERE p.sku = r.sku AND p.epoch = r.epoch \
           RETURNING p.sku",
         )
@@ -52,6 +71,7 @@ impl Store {
         .bind(&waiting)
         .bind(&oldest)
         .bind(&rates)
+        .bind(&seen)
         .fetch_all(&self.pool)
         .await?;
         recorded
