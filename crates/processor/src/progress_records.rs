@@ -76,19 +76,19 @@ async fn write_records(store: Store, mut handed: mpsc::UnboundedReceiver<Handed>
     let mut pending = Pending::new();
     loop {
         if pending.is_empty() {
-            match handed.recv().await {
-                Some(first) => take(&mut pending, first, None),
-                None => return,
-            }
-            if pending.is_empty() {
+            let Some(first) = handed.recv().await else {
+                return;
+            };
+            if let Some(done) = take(&mut pending, first) {
+                // Nothing pending before it: nothing to write.
+                let _ = done.send(());
                 continue;
             }
         }
         tokio::time::sleep(GATHER).await;
-        let mut flushed = Vec::new();
-        while let Ok(next) = handed.try_recv() {
-            take(&mut pending, next, Some(&mut flushed));
-        }
+        let flushed: Vec<_> = std::iter::from_fn(|| handed.try_recv().ok())
+            .filter_map(|next| take(&mut pending, next))
+            .collect();
         write(&store, &mut pending).await;
         for done in flushed {
             let _ = done.send(());
@@ -96,18 +96,15 @@ async fn write_records(store: Store, mut handed: mpsc::UnboundedReceiver<Handed>
     }
 }
 
-fn take(pending: &mut Pending, handed: Handed, flushed: Option<&mut Vec<oneshot::Sender<()>>>) {
+/// Keeps a record handed over (the SKU's latest); a flush is handed back,
+/// to be answered once what is pending is written.
+fn take(pending: &mut Pending, handed: Handed) -> Option<oneshot::Sender<()>> {
     match handed {
         Handed::Record(sku, epoch, progress) => {
             pending.insert(sku, (epoch, progress, 0));
+            None
         }
-        Handed::Flush(done) => match flushed {
-            Some(flushed) => flushed.push(done),
-            // Nothing pending before it: nothing to write.
-            None => {
-                let _ = done.send(());
-            }
-        },
+        Handed::Flush(done) => Some(done),
     }
 }
 

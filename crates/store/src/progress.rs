@@ -32,7 +32,8 @@ impl Store {
     /// its plan reads them could otherwise deadlock with a shared commit,
     /// which locks them in SKU order, and stall every batch of the
     /// instance until Postgres broke the deadlock. A record skipped is
-    /// the caller's to write again.
+    /// the caller's to write again. The epoch is checked where the row is
+    /// locked, so it still holds when the row is written.
     pub async fn record_progress_of(
         &self,
         records: &[(Sku, u64, PartitionProgress)],
@@ -51,19 +52,17 @@ impl Store {
             .collect();
         let seen: Vec<DateTime<Utc>> = records.iter().map(|(.., p)| p.seen_at).collect();
         let recorded: Vec<String> = sqlx::query_scalar(
-            "WITH r AS ( \
-                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], \
-                                      $4::timestamptz[], $5::float8[], $6::timestamptz[]) \
-                          AS r(sku, epoch, waiting, oldest, rate, seen) \
-             ), free AS ( \
-                 SELECT p.sku FROM partitions p JOIN r USING (sku) \
-                  WHERE p.epoch = r.epoch \
+            "WITH free AS ( \
+                 SELECT r.* FROM unnest($1::text[], $2::bigint[], $3::bigint[], \
+                                        $4::timestamptz[], $5::float8[], $6::timestamptz[]) \
+                            AS r(sku, epoch, waiting, oldest, rate, seen) \
+                   JOIN partitions p ON p.sku = r.sku AND p.epoch = r.epoch \
                     FOR NO KEY UPDATE OF p SKIP LOCKED \
              ) \
              UPDATE partitions p SET waiting_intents = r.waiting, oldest_waiting_at = r.oldest, \
                     decisions_per_s = r.rate, progress_at = r.seen \
-               FROM r JOIN free USING (sku) \
-              WHERE p.sku = r.sku AND p.epoch = r.epoch \
+               FROM free r \
+              WHERE p.sku = r.sku \
           RETURNING p.sku",
         )
         .bind(&skus)
