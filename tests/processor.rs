@@ -371,7 +371,7 @@ async fn a_batch_too_big_for_one_message_is_announced_whole() {
             order_id: None,
         })
         .collect();
-    bus.publish_decisions(&sku, &decisions)
+    bus.publish_decisions(&sku, &decisions, None)
         .await
         .expect("announce the batch");
 

@@ -125,3 +125,38 @@ async fn the_fast_path_never_contradicts_the_line() {
     assert_eq!(app.drop_view().await["won"], 5);
     app.assert_invariants().await;
 }
+
+/// A crowd bigger than what is left: while the gateway's own undecided
+/// purchases cover every unit left, it holds the rest back instead of
+/// sending them to the line, and answers them `sold_out` itself once the
+/// line sold the units. (Held for at most `hold_max_ms`: long here, so
+/// nothing is sent for want of an answer on a slow machine.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_beyond_the_units_left_sends_the_line_only_what_they_cover() {
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            stock: 5,
+            tune: Box::new(|settings| settings.gateway.hold_max_ms = 10_000),
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    // Once the line decided a purchase, the gateway knows what is left.
+    let first = app.buy("first", "u-first", 10).await;
+    assert_eq!((first.status, &first.body["outcome"]), (201, &"won".into()));
+
+    let answers = crowd(&app, "crowd", 100).await;
+    let won: Vec<&Answer> = answers.iter().filter(|a| a.status == 201).collect();
+    assert_eq!(won.len(), 4, "the 4 units left are sold: {won:?}");
+    assert!(won.iter().all(|a| a.body["outcome"] == "won"), "{won:?}");
+    for (i, answer) in answers.iter().enumerate().filter(|(_, a)| a.status != 201) {
+        assert!(answer.is_fast_sold_out(), "crowd-{i}: {answer:?}");
+    }
+    assert_eq!(
+        app.intents_in_stream().await,
+        5,
+        "the line got the first purchase and 4 of the crowd, no more"
+    );
+    assert_eq!(app.drop_view().await["won"], 5);
+    app.assert_invariants().await;
+}

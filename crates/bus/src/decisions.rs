@@ -9,7 +9,9 @@
 use dropline_core::names::{
     decision_subject, drop_events_subject, DECISIONS_SUBJECTS, DROP_EVENTS_SUBJECTS,
 };
-use dropline_core::wire::{DecisionBatch, DecisionBatchRef, DropEvent, DECISIONS_PER_MESSAGE};
+use dropline_core::wire::{
+    DecisionBatch, DecisionBatchRef, DropEvent, LineAfter, DECISIONS_PER_MESSAGE,
+};
 use dropline_core::{Decision, Sku};
 use futures::StreamExt;
 
@@ -17,16 +19,19 @@ use crate::{Bus, BusError};
 
 impl Bus {
     /// Broadcasts decisions of `sku` (fire and forget), in messages of at
-    /// most `DECISIONS_PER_MESSAGE`.
+    /// most `DECISIONS_PER_MESSAGE`, each telling where the `line` stands
+    /// after them when known.
     pub async fn publish_decisions(
         &self,
         sku: &Sku,
         decisions: &[Decision],
+        line: Option<LineAfter>,
     ) -> Result<(), BusError> {
         for chunk in decisions.chunks(DECISIONS_PER_MESSAGE) {
             let payload = serde_json::to_vec(&DecisionBatchRef {
                 sku,
                 decisions: chunk,
+                line,
             })?;
             self.client
                 .publish(decision_subject(sku), payload.into())

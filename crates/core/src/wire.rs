@@ -118,6 +118,10 @@ pub fn message_seq(seq: u64) -> u64 {
 pub struct DecisionBatch {
     pub sku: Sku,
     pub decisions: Vec<Decision>,
+    /// Where the line stood once the batch committed; absent from
+    /// re-announced decisions, and from processors older than the field.
+    #[serde(default)]
+    pub line: Option<LineAfter>,
 }
 
 /// The same message, as written: borrowed, so a batch is announced without
@@ -126,6 +130,18 @@ pub struct DecisionBatch {
 pub struct DecisionBatchRef<'a> {
     pub sku: &'a Sku,
     pub decisions: &'a [Decision],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<LineAfter>,
+}
+
+/// A SKU's line after a committed batch: every place up to `applied_seq`
+/// is decided, and `remaining` units are left to sell. A gateway holds back
+/// purchases the units cannot cover while its earlier ones are undecided
+/// (see the gateway's `room`); a hint, never what a decision rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineAfter {
+    pub applied_seq: u64,
+    pub remaining: u32,
 }
 
 /// A message on `dropline.drops.<sku>`: what happened to a drop as a

@@ -64,6 +64,11 @@ pub struct SettingsArgs {
     /// busy, each size's purchases gather into fewer, fuller messages.
     #[arg(long, env = "DROPLINE_PUBLISHES_IN_FLIGHT_MAX", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096), global = true)]
     pub publishes_in_flight_max: u32,
+    /// The longest a gateway holds a purchase back, in milliseconds, while
+    /// its undecided purchases of the SKU already cover every unit left;
+    /// 0 never holds one.
+    #[arg(long, env = "DROPLINE_HOLD_MAX_MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=10_000), global = true)]
+    pub hold_max_ms: u64,
     /// Names this processor in partition leases, and its gateway (as
     /// `<id>-gateway`) where gateways report the admission they applied
     /// (default: random, unique).
@@ -163,6 +168,7 @@ impl From<SettingsArgs> for Settings {
         settings.gateway.requests_in_flight_max = args.requests_in_flight_max as usize;
         settings.gateway.publishes_in_flight_per_sku = args.publishes_in_flight_per_sku as usize;
         settings.gateway.publishes_in_flight_max = args.publishes_in_flight_max as usize;
+        settings.gateway.hold_max_ms = args.hold_max_ms;
         settings.gateway.admission_refresh_ms = args.admission_refresh_ms;
         settings.gateway.header_read_timeout_ms = args.header_read_timeout_ms;
         settings.gateway.cors_origins = args.cors_origins;

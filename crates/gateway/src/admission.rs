@@ -21,6 +21,9 @@ use tokio::sync::OnceCell;
 pub struct Entry {
     pub status: DropStatus,
     pub opens_at: Option<DateTime<Utc>>,
+    /// Units left when the view was read: where a SKU's first lane starts
+    /// its room (`room.rs`), never what admits or refuses a key.
+    pub remaining: u32,
 }
 
 impl From<&Admission> for Entry {
@@ -28,6 +31,7 @@ impl From<&Admission> for Entry {
         Self {
             status: admission.status,
             opens_at: admission.opens_at,
+            remaining: admission.remaining,
         }
     }
 }
@@ -132,6 +136,11 @@ impl Admissions {
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
     }
 
+    /// Units of `sku` left when the view was read, if the view has it.
+    pub fn remaining(&self, sku: &Sku) -> Option<u32> {
+        self.known(sku).map(|entry| entry.remaining)
+    }
+
     fn known(&self, sku: &Sku) -> Option<Entry> {
         // A panic cannot leave the map half-written (it is replaced whole).
         let view = self.view.read().unwrap_or_else(|p| p.into_inner());
@@ -149,6 +158,7 @@ impl Admissions {
                     Ok(row) => Ok(row.map(|row| Entry {
                         status: row.status,
                         opens_at: row.opens_at,
+                        remaining: row.remaining,
                     })),
                     Err(err) => {
                         tracing::warn!(%sku, %err, "read a drop the admission view lacks");
@@ -196,7 +206,11 @@ mod tests {
     }
 
     fn entry(status: DropStatus, opens_at: Option<DateTime<Utc>>) -> Entry {
-        Entry { status, opens_at }
+        Entry {
+            status,
+            opens_at,
+            remaining: 1,
+        }
     }
 
     #[test]

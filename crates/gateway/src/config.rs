@@ -44,6 +44,10 @@ pub struct GatewayConfig {
     /// so more in flight buys no speed; fewer make every message fuller
     /// when many SKUs sell at once.
     pub publishes_in_flight_max: usize,
+    /// The longest a purchase is held back while this gateway's undecided
+    /// purchases of its SKU already cover every unit left (`room.rs`);
+    /// 0 never holds one.
+    pub hold_max_ms: u64,
     /// How buyers are known. Off in this default; `dropline serve` and
     /// `dropline gateway` refuse to start without a key unless told
     /// `--insecure-no-auth`.
@@ -83,6 +87,7 @@ impl Default for GatewayConfig {
             request_slack_ms: 15_000,
             publishes_in_flight_per_sku: 2,
             publishes_in_flight_max: 8,
+            hold_max_ms: 300,
             auth: BuyerAuth::Off,
             operators: OperatorAccess::LoopbackOnly,
             cors_origins: Vec::new(),

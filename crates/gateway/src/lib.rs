@@ -25,6 +25,7 @@ mod problem;
 mod publisher;
 mod rate_limit;
 mod refresh;
+mod room;
 mod routes;
 mod sell_out;
 mod state;

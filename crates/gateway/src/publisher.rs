@@ -16,54 +16,109 @@
 //! `publishes_in_flight_max` slots: a lane waits for a free one, and what
 //! arrives for it meanwhile travels in the same message.
 //!
+//! A lane also holds back what the units left cannot cover while its own
+//! earlier purchases are undecided (`room.rs`): those it sends once the
+//! line's answers free room, or hands back to the gate once the drop is
+//! finally sold out, or sends anyway after `hold_max_ms`. Held, a purchase
+//! keeps its place among this gateway's purchases of the SKU.
+//!
 //! A purchase is accepted when its message's PubAck is back, never earlier:
 //! sharing a message with others must not weaken what acceptance promises.
 //! Its place in line is the message's stream sequence and its slot. Must
 //! not answer a purchase before that PubAck, nor retry one: a purchase
 //! whose message got no PubAck hears `503` and its client retries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dropline_bus::{Bus, IntentMessage, PublishError};
-use dropline_core::wire::{intent_seq, IntentPayload};
+use dropline_core::wire::{intent_seq, IntentPayload, LineAfter};
 use dropline_core::Sku;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
-/// What a purchase gets back once accepted: its intent (handed over to the
-/// lane, so it is never copied) and its place in line.
-type Placed = Result<(IntentPayload, u64), PublishError>;
+use crate::admission::Admissions;
+use crate::room::Room;
+use crate::sell_out::SellOuts;
+
+/// How a purchase left its lane.
+pub enum Sent {
+    /// Accepted: its intent (handed over to the lane, so it is never
+    /// copied) and its place in line.
+    Placed(IntentPayload, u64),
+    /// Held for want of room until the drop was finally sold out: the gate
+    /// answers it, as it answers every purchase from then on.
+    SoldOutMeanwhile(IntentPayload),
+}
+
+type Outcome = Result<Sent, PublishError>;
 
 struct Queued {
     intent: IntentPayload,
-    placed: oneshot::Sender<Placed>,
+    arrived: Instant,
+    outcome: oneshot::Sender<Outcome>,
+}
+
+/// A SKU's lane as the publisher reaches it.
+struct LaneHandle {
+    queue: mpsc::UnboundedSender<Queued>,
+    room: Arc<Room>,
 }
 
 pub struct Publisher {
     bus: Bus,
+    admissions: Arc<Admissions>,
+    sell_outs: Arc<SellOuts>,
     in_flight_per_sku: usize,
+    hold_max: Duration,
     /// A slot per message awaiting its PubAck, whatever its SKU.
     slots: Arc<Semaphore>,
-    lanes: Mutex<HashMap<Sku, mpsc::UnboundedSender<Queued>>>,
+    lanes: Mutex<HashMap<Sku, LaneHandle>>,
+}
+
+/// How a gateway's lanes publish: messages in flight per SKU and in all,
+/// and the longest a purchase is held for want of room (zero: never).
+pub struct PublishLimits {
+    pub in_flight_per_sku: usize,
+    pub in_flight_max: usize,
+    pub hold_max: Duration,
 }
 
 impl Publisher {
-    pub fn new(bus: Bus, in_flight_per_sku: usize, in_flight_max: usize) -> Arc<Self> {
+    /// `admissions` tells a new lane what is left; `sell_outs`, when what it
+    /// holds is answered by the gate.
+    pub fn new(
+        bus: Bus,
+        admissions: Arc<Admissions>,
+        sell_outs: Arc<SellOuts>,
+        limits: PublishLimits,
+    ) -> Arc<Self> {
         Arc::new(Self {
             bus,
-            in_flight_per_sku: in_flight_per_sku.max(1),
-            slots: Arc::new(Semaphore::new(in_flight_max.max(1))),
+            admissions,
+            sell_outs,
+            in_flight_per_sku: limits.in_flight_per_sku.max(1),
+            hold_max: limits.hold_max,
+            slots: Arc::new(Semaphore::new(limits.in_flight_max.max(1))),
             lanes: Mutex::default(),
         })
     }
 
     /// Publishes `intent` of `sku` with whatever else is queued for it, and
-    /// waits for the PubAck. Returns the intent and its place in line.
-    pub async fn publish(&self, sku: &Sku, intent: IntentPayload) -> Placed {
-        let (placed, answer) = oneshot::channel();
-        self.enqueue(sku, Queued { intent, placed });
+    /// waits for the PubAck, unless the lane hands it back to the gate.
+    pub async fn publish(&self, sku: &Sku, intent: IntentPayload) -> Outcome {
+        let (outcome, answer) = oneshot::channel();
+        self.enqueue(
+            sku,
+            Queued {
+                intent,
+                arrived: Instant::now(),
+                outcome,
+            },
+        );
         // Only a lane task that panicked with the purchase in hand drops it.
         answer.await.unwrap_or_else(|_| {
             Err(PublishError::Unavailable(format!(
@@ -72,13 +127,38 @@ impl Publisher {
         })
     }
 
+    /// A decision batch of `sku` left its line at `line`.
+    pub fn line_moved(&self, sku: &Sku, line: LineAfter) {
+        if let Some(room) = self.room(sku) {
+            room.line_moved(line);
+        }
+    }
+
+    /// Units of `sku` came back: its room is unknown until the next batch.
+    pub fn restocked(&self, sku: &Sku) {
+        if let Some(room) = self.room(sku) {
+            room.forget_line();
+        }
+    }
+
+    /// `sku` is finally sold out: its lane hands what it holds to the gate.
+    pub fn sold_out(&self, sku: &Sku) {
+        if let Some(room) = self.room(sku) {
+            room.nudge();
+        }
+    }
+
+    fn room(&self, sku: &Sku) -> Option<Arc<Room>> {
+        self.lock().get(sku).map(|lane| lane.room.clone())
+    }
+
     /// Hands `queued` to its SKU's lane, under the lock (no sender copied
     /// per purchase); starts the lane on the SKU's first purchase, or again
     /// if its task died.
     fn enqueue(&self, sku: &Sku, mut queued: Queued) {
         let mut lanes = self.lock();
         if let Some(lane) = lanes.get(sku) {
-            match lane.send(queued) {
+            match lane.queue.send(queued) {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(back)) => queued = back,
             }
@@ -86,19 +166,34 @@ impl Publisher {
         let (sender, queue) = mpsc::unbounded_channel();
         // The receiver is alive until the lane task ends: this send succeeds.
         let _ = sender.send(queued);
+        let room = Arc::new(Room::default());
+        // A drop shown sold out may be back in stock (the view is a moment
+        // old): no seed then, rather than hold a restock's first buyers.
+        if let Some(remaining) = self.admissions.remaining(sku).filter(|left| *left > 0) {
+            room.seed(remaining);
+        }
         tokio::spawn(run_lane(
             Lane {
                 bus: self.bus.clone(),
                 sku: sku.clone(),
+                sell_outs: self.sell_outs.clone(),
+                room: room.clone(),
                 in_flight_per_sku: self.in_flight_per_sku,
+                hold_max: self.hold_max,
                 slots: self.slots.clone(),
             },
             queue,
         ));
-        lanes.insert(sku.clone(), sender);
+        lanes.insert(
+            sku.clone(),
+            LaneHandle {
+                queue: sender,
+                room,
+            },
+        );
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sku, mpsc::UnboundedSender<Queued>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sku, LaneHandle>> {
         // Every change is a single insert or remove: a panic while holding
         // the lock cannot leave the map inconsistent.
         self.lanes
@@ -107,43 +202,89 @@ impl Publisher {
     }
 }
 
-/// What a lane task needs: where and for which SKU it publishes, and how
-/// many messages it and all lanes together may have awaiting PubAcks.
+/// What a lane task needs: where and for which SKU it publishes, what the
+/// gate knows of the drop, the room in its line, and how many messages it
+/// and all lanes together may have awaiting PubAcks.
 struct Lane {
     bus: Bus,
     sku: Sku,
+    sell_outs: Arc<SellOuts>,
+    room: Arc<Room>,
     in_flight_per_sku: usize,
+    hold_max: Duration,
     slots: Arc<Semaphore>,
+}
+
+impl Lane {
+    /// Units that may go now; `None`: no limit (holding is off, the line
+    /// has not said, the oldest held purchase waited `hold_max`, or the
+    /// gateway is closing).
+    fn room_for(&self, held: &VecDeque<Queued>, open: bool) -> Option<u64> {
+        let waited_too_long = held
+            .front()
+            .is_some_and(|oldest| oldest.arrived.elapsed() >= self.hold_max);
+        if !open || waited_too_long || self.hold_max.is_zero() {
+            return None;
+        }
+        self.room.free_units()
+    }
 }
 
 /// A message awaiting its PubAck, settled by being driven to the end.
 type AwaitingAck = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// One SKU's lane: sends what is queued as one message whenever fewer than
-/// `in_flight_per_sku` of its messages await their PubAck and a slot is free,
-/// and answers each purchase when its message's PubAck is back. Ends when
-/// the publisher is dropped; until then an idle lane is one parked task per
-/// SKU this gateway has sold.
+/// One SKU's lane: sends what is held as one message whenever fewer than
+/// `in_flight_per_sku` of its messages await their PubAck, a slot is free
+/// and the room allows, and answers each purchase when its message's PubAck
+/// is back. Ends when the publisher is dropped; until then an idle lane is
+/// one parked task per SKU this gateway has sold.
 async fn run_lane(lane: Lane, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut awaiting_ack = FuturesUnordered::<AwaitingAck>::new();
-    loop {
-        if awaiting_ack.len() >= lane.in_flight_per_sku {
-            awaiting_ack.next().await;
+    let mut held = VecDeque::new();
+    let mut open = true;
+    while open || !held.is_empty() {
+        if !held.is_empty() && lane.sell_outs.is_sold_out(&lane.sku) {
+            hand_back(&mut held);
             continue;
         }
+        let room = lane.room_for(&held, open);
+        if !held.is_empty() && awaiting_ack.len() < lane.in_flight_per_sku && room != Some(0) {
+            let slot = free_slot(&lane.slots, &mut awaiting_ack).await;
+            // Taken only now: what arrived while the lane waited rides along,
+            // as far as the room allows now (other gateways' purchases
+            // may have taken units meanwhile).
+            while let Ok(next) = queue.try_recv() {
+                held.push_back(next);
+            }
+            let room = lane.room_for(&held, open);
+            if room == Some(0) {
+                continue;
+            }
+            let (message, aboard) = gather(&mut held, room);
+            let sent = send(&lane, message, aboard, slot).await;
+            awaiting_ack.push(Box::pin(sent));
+            continue;
+        }
+        let held_since = held.front().map(|oldest| oldest.arrived);
+        let shut = room == Some(0) && held_since.is_some();
         tokio::select! {
             Some(()) = awaiting_ack.next(), if !awaiting_ack.is_empty() => {}
-            first = queue.recv() => {
-                let Some(first) = first else { break };
-                let slot = free_slot(&lane.slots, &mut awaiting_ack).await;
-                // Gathered only now: what arrived while the lane waited rides along.
-                let (message, aboard) = gather(first, &mut queue);
-                let sent = send(&lane, message, aboard, slot).await;
-                awaiting_ack.push(Box::pin(sent));
-            }
+            next = queue.recv(), if open => match next {
+                Some(next) => held.push_back(next),
+                None => open = false,
+            },
+            () = lane.room.changed(), if shut => {}
+            () = tokio::time::sleep_until(held_since.unwrap_or_else(Instant::now) + lane.hold_max), if shut => {}
         }
     }
     while awaiting_ack.next().await.is_some() {}
+}
+
+/// Hands every held purchase back to the gate, which answers it now.
+fn hand_back(held: &mut VecDeque<Queued>) {
+    for queued in held.drain(..) {
+        let _ = queued.outcome.send(Ok(Sent::SoldOutMeanwhile(queued.intent)));
+    }
 }
 
 /// Waits for a free slot, settling this lane's PubAcks meanwhile (they give
@@ -164,7 +305,7 @@ async fn free_slot(
 }
 
 /// Sends `message`; the returned future awaits its PubAck, answers the
-/// purchases aboard and then frees `slot`.
+/// purchases aboard, places them in the room and then frees `slot`.
 async fn send(
     lane: &Lane,
     message: IntentMessage,
@@ -172,16 +313,22 @@ async fn send(
     slot: Option<OwnedSemaphorePermit>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     metrics::histogram!("dropline_gateway_intents_per_message").record(aboard.len() as f64);
+    let units = aboard.iter().map(|q| u64::from(q.intent.quantity.get())).sum();
+    let in_room = lane.room.sending(units);
     let sent = lane.bus.send_intents(&lane.sku, message).await;
-    let sku = lane.sku.clone();
+    let (sku, room) = (lane.sku.clone(), lane.room.clone());
     async move {
         let accepted = match sent {
             Ok(pending) => pending.accepted().await,
             Err(err) => Err(err),
         };
         drop(slot);
-        if let Err(err) = &accepted {
-            tracing::warn!(%sku, purchases = aboard.len(), %err, "no PubAck for intents");
+        match &accepted {
+            Ok(seq) => room.placed(in_room, intent_seq(*seq, aboard.len() - 1)),
+            Err(err) => {
+                room.not_sent(in_room);
+                tracing::warn!(%sku, purchases = aboard.len(), %err, "no PubAck for intents");
+            }
         }
         answer(aboard, |slot| {
             accepted.clone().map(|seq| intent_seq(seq, slot))
@@ -189,17 +336,16 @@ async fn send(
     }
 }
 
-/// `first` and every purchase already queued after it, up to a full
-/// message; each purchase's slot is its index.
-fn gather(
-    first: Queued,
-    queue: &mut mpsc::UnboundedReceiver<Queued>,
-) -> (IntentMessage, Vec<Queued>) {
+/// The oldest held purchase and those after it, up to a full message or,
+/// when `room` is given, until their units fill it; each purchase's slot is
+/// its index.
+fn gather(held: &mut VecDeque<Queued>, room: Option<u64>) -> (IntentMessage, Vec<Queued>) {
     let mut message = IntentMessage::default();
-    let mut aboard = vec![first];
-    message.push(&aboard[0].intent);
-    while !message.is_full() {
-        let Ok(next) = queue.try_recv() else { break };
+    let mut aboard: Vec<Queued> = Vec::new();
+    let mut units = 0u64;
+    while !message.is_full() && room.is_none_or(|room| units < room || aboard.is_empty()) {
+        let Some(next) = held.pop_front() else { break };
+        units += u64::from(next.intent.quantity.get());
         message.push(&next.intent);
         aboard.push(next);
     }
@@ -208,8 +354,8 @@ fn gather(
 
 fn answer(aboard: Vec<Queued>, outcome_of: impl Fn(usize) -> Result<u64, PublishError>) {
     for (slot, queued) in aboard.into_iter().enumerate() {
-        let placed = outcome_of(slot).map(|seq| (queued.intent, seq));
+        let outcome = outcome_of(slot).map(|seq| Sent::Placed(queued.intent, seq));
         // A purchase whose client went away no longer listens; nothing to do.
-        let _ = queued.placed.send(placed);
+        let _ = queued.outcome.send(outcome);
     }
 }

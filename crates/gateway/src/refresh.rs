@@ -19,12 +19,15 @@ use dropline_store::{AdmissionView, Store};
 use tokio::sync::Notify;
 
 use crate::admission::{effective_status, Admissions};
+use crate::publisher::Publisher;
 use crate::sell_out::SellOuts;
 
 pub struct Refresher {
     pub store: Store,
     pub admissions: Arc<Admissions>,
     pub sell_outs: Arc<SellOuts>,
+    /// Told of sell-outs and restocks the view shows, for its lanes.
+    pub publisher: Arc<Publisher>,
     pub instance_id: String,
     pub every: Duration,
     /// Wakes the task before its next tick.
@@ -74,6 +77,7 @@ impl Refresher {
                 // that takes no key ever again: nothing to answer fast.
                 if self.sell_outs.is_sold_out(&drop.sku) {
                     self.sell_outs.lift(&drop.sku, read_at);
+                    self.publisher.restocked(&drop.sku);
                 }
             } else if status == DropStatus::Open && !self.sell_outs.is_sold_out(&drop.sku) {
                 self.learn_sell_out(&drop.sku, read_at).await;
@@ -88,7 +92,10 @@ impl Refresher {
     /// `sold_out`, so the answers read now are all a repeated key can need.
     async fn learn_sell_out(&self, sku: &Sku, read_at: Instant) {
         match self.store.answers_other_than_sold_out(sku).await {
-            Ok(answers) => self.sell_outs.install(sku, answers, read_at),
+            Ok(answers) => {
+                self.sell_outs.install(sku, answers, read_at);
+                self.publisher.sold_out(sku);
+            }
             // The line answers meanwhile; the next refresh tries again.
             Err(err) => tracing::warn!(%sku, %err, "read the answers of a sold-out drop"),
         }

@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::admission::Admissions;
 use crate::limits::InFlight;
-use crate::publisher::Publisher;
+use crate::publisher::{PublishLimits, Publisher};
 use crate::rate_limit::RateLimit;
 use crate::refresh::Refresher;
 use crate::sell_out::SellOuts;
@@ -74,22 +74,38 @@ impl AppState {
         metrics: PrometheusHandle,
     ) -> Result<Self, dropline_bus::BusError> {
         let waiters = Arc::new(Waiters::default());
-        spawn_feed(bus.decision_feed().await?, waiters.clone());
+        let sell_outs = Arc::new(SellOuts::default());
         let admissions = Arc::new(Admissions::new(
             store.clone(),
             Duration::from_millis(config.drop_cache_miss_ttl_ms),
         ));
-        let sell_outs = Arc::new(SellOuts::default());
+        let publisher = Publisher::new(
+            bus.clone(),
+            admissions.clone(),
+            sell_outs.clone(),
+            PublishLimits {
+                in_flight_per_sku: config.publishes_in_flight_per_sku,
+                in_flight_max: config.publishes_in_flight_max,
+                hold_max: Duration::from_millis(config.hold_max_ms),
+            },
+        );
+        spawn_feed(
+            bus.decision_feed().await?,
+            waiters.clone(),
+            publisher.clone(),
+        );
         let nudge = Arc::new(tokio::sync::Notify::new());
         let events = tokio::spawn(crate::drop_events::run(
             bus.drop_events().await?,
             sell_outs.clone(),
+            publisher.clone(),
             nudge.clone(),
         ));
         let refresher = Refresher {
             store: store.clone(),
             admissions: admissions.clone(),
             sell_outs: sell_outs.clone(),
+            publisher: publisher.clone(),
             instance_id: config.instance_id.clone(),
             every: Duration::from_millis(config.admission_refresh_ms.max(1)),
             nudge,
@@ -104,11 +120,6 @@ impl AppState {
             background.0.push(sweep.abort_handle());
         }
         let in_flight = Arc::new(InFlight::new(config.requests_in_flight_max));
-        let publisher = Publisher::new(
-            bus.clone(),
-            config.publishes_in_flight_per_sku,
-            config.publishes_in_flight_max,
-        );
         Ok(Self(Arc::new(Shared {
             in_flight,
             publisher,

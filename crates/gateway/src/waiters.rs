@@ -13,6 +13,8 @@ use dropline_bus::DecisionFeed;
 use dropline_core::{Decision, IdempotencyKey, Sku};
 use tokio::sync::oneshot;
 
+use crate::publisher::Publisher;
+
 /// Each waiting request: its registration id and where to send the decision.
 type Waiting = Vec<(u64, oneshot::Sender<Decision>)>;
 /// By SKU, then key: a decision is looked up by reference, without copying
@@ -115,10 +117,18 @@ impl Drop for Ticket {
     }
 }
 
-/// Feeds decisions from the gateway's one subscription to waiting requests.
-pub fn spawn_feed(mut feed: DecisionFeed, waiters: Arc<Waiters>) -> tokio::task::JoinHandle<()> {
+/// Feeds decisions from the gateway's one subscription to waiting requests,
+/// and where each batch left its line to the publisher's lanes.
+pub fn spawn_feed(
+    mut feed: DecisionFeed,
+    waiters: Arc<Waiters>,
+    publisher: Arc<Publisher>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(batch) = feed.next().await {
+            if let Some(line) = batch.line {
+                publisher.line_moved(&batch.sku, line);
+            }
             for decision in batch.decisions {
                 waiters.deliver(&batch.sku, decision);
             }

@@ -6,7 +6,7 @@
 //! gateway that misses an announcement reads the store before it answers.
 
 use dropline_bus::Bus;
-use dropline_core::wire::DropEvent;
+use dropline_core::wire::{DropEvent, LineAfter};
 use dropline_core::{BatchPlan, Decision, Outcome, Sku};
 use dropline_store::{Store, StoreError};
 use tokio::sync::mpsc;
@@ -19,19 +19,26 @@ use crate::context::Context;
 /// between committing and announcing, leaving buyers waiting out their wait.
 pub(crate) async fn reannounce_last_batch(ctx: &Context, sku: &Sku) {
     match ctx.store.last_batch(sku, ctx.config.batch_len_max).await {
-        Ok(decisions) => publish_decisions(ctx, sku, &decisions).await,
+        Ok(decisions) => publish_decisions(ctx, sku, &decisions, None).await,
         Err(err) => tracing::warn!(%err, "read the last batch to announce it again"),
     }
 }
 
-/// Tells waiting gateways about every decision of the batch, new and repeated.
-pub(crate) async fn announce(ctx: &Context, sku: &Sku, plan: &BatchPlan) {
-    publish_decisions(ctx, sku, &plan.decided).await;
-    publish_decisions(ctx, sku, &plan.repeated).await;
+/// Tells waiting gateways about every decision of the batch, new and
+/// repeated, and where the `line` stands after it (gateways hold back what
+/// the units left cannot cover).
+pub(crate) async fn announce(ctx: &Context, sku: &Sku, plan: &BatchPlan, line: LineAfter) {
+    publish_decisions(ctx, sku, &plan.decided, Some(line)).await;
+    publish_decisions(ctx, sku, &plan.repeated, Some(line)).await;
 }
 
-async fn publish_decisions(ctx: &Context, sku: &Sku, decisions: &[Decision]) {
-    if let Err(err) = ctx.bus.publish_decisions(sku, decisions).await {
+async fn publish_decisions(
+    ctx: &Context,
+    sku: &Sku,
+    decisions: &[Decision],
+    line: Option<LineAfter>,
+) {
+    if let Err(err) = ctx.bus.publish_decisions(sku, decisions, line).await {
         // Gateways fall back to reading the store.
         tracing::warn!(%err, "announce decisions");
     }

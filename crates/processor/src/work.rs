@@ -10,6 +10,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use dropline_bus::{IntentBatch, IntentPuller, PullInterrupted};
+use dropline_core::wire::LineAfter;
 use dropline_core::{BatchPlan, Entry, Ledger, Sku};
 use tokio::sync::watch;
 
@@ -241,7 +242,11 @@ impl<'a> Worker<'a> {
         record_batch(&plan, line.entries.len(), commit_time);
         self.gauges.remaining(self.ledger.remaining());
         // Buyers wait for the announcement, nobody for the ack: announce first.
-        announce(self.ctx, self.sku, &plan).await;
+        let after = LineAfter {
+            applied_seq: self.ledger.applied_seq(),
+            remaining: self.ledger.remaining(),
+        };
+        announce(self.ctx, self.sku, &plan, after).await;
         let answers_ahead = answers_ahead.map(|ahead| ahead.with_batch(&plan));
         announce_drop_changes(
             &self.drop_announcer,

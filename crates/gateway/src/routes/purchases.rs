@@ -21,10 +21,12 @@ use super::answers::{
     answer_decision, answer_pending, apply_preference, count_accepted, decision_body,
 };
 use super::gate::before_line;
-use super::prefer::wait_preference;
+use super::prefer::{wait_preference, Wait};
 use super::recorded::{recorded, wait_for_decision};
 use crate::auth::purchaser;
 use crate::problem::ApiError;
+use crate::publisher::Sent;
+use crate::waiters::Ticket;
 use crate::AppState;
 
 /// The request body as sent; parsed into domain types right after.
@@ -97,22 +99,13 @@ pub async fn create(
         std::time::Duration::from_millis(state.config.wait_default_ms),
         std::time::Duration::from_millis(state.config.wait_max_ms),
     );
-    if let Some(answered) = before_line(&state, &sku, &intent, &wait).await? {
-        return Ok(answered);
-    }
-
     // Register before publishing, so a fast decision cannot slip past; with
     // no wait asked for (`respond-async`) the answer is 202 at the PubAck,
     // and nothing waits.
-    let mut ticket = (!wait.duration.is_zero()).then(|| state.waiters.register(&sku, &intent.key));
-    // The same key sent again is published again: the processor answers it
-    // with the key's recorded decision, which reaches this ticket.
-    let (intent, seq) = match state.publisher.publish(&sku, intent).await {
-        Ok(placed) => placed,
-        // Logged once per message by the publisher, not once per purchase.
-        Err(PublishError::Unavailable(_)) => {
-            return Err(ApiError::broker_unavailable(state.config.retry_after_s));
-        }
+    let mut ticket = None;
+    let (intent, seq) = match to_line(&state, &sku, intent, &wait, &mut ticket).await? {
+        ToLine::Placed(intent, seq) => (intent, seq),
+        ToLine::Answered(response) => return Ok(response),
     };
     count_accepted();
     super::accepted(started);
@@ -125,6 +118,43 @@ pub async fn create(
     match decision {
         Some(decision) => answer_decision(&sku, &intent, decision, &wait),
         None => Ok(answer_pending(&sku, &intent, seq, &wait)),
+    }
+}
+
+enum ToLine {
+    Placed(IntentPayload, u64),
+    /// Answered before the line (the gate), as it is or once its lane
+    /// handed it back.
+    Answered(Response),
+}
+
+/// Takes the purchase through the gate to the line: accepted with its place
+/// in line, or answered by the gate (at once, or after its lane held it
+/// until the drop was finally sold out).
+async fn to_line(
+    state: &AppState,
+    sku: &Sku,
+    mut intent: IntentPayload,
+    wait: &Wait,
+    ticket: &mut Option<Ticket>,
+) -> Result<ToLine, ApiError> {
+    loop {
+        if let Some(answered) = before_line(state, sku, &intent, wait).await? {
+            return Ok(ToLine::Answered(answered));
+        }
+        if ticket.is_none() && !wait.duration.is_zero() {
+            *ticket = Some(state.waiters.register(sku, &intent.key));
+        }
+        // The same key sent again is published again: the processor answers
+        // it with the key's recorded decision, which reaches the ticket.
+        match state.publisher.publish(sku, intent).await {
+            Ok(Sent::Placed(intent, seq)) => return Ok(ToLine::Placed(intent, seq)),
+            Ok(Sent::SoldOutMeanwhile(back)) => intent = back,
+            // Logged once per message by the publisher, not once per purchase.
+            Err(PublishError::Unavailable(_)) => {
+                return Err(ApiError::broker_unavailable(state.config.retry_after_s));
+            }
+        }
     }
 }
 
