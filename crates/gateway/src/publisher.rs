@@ -43,6 +43,7 @@ use tokio::time::Instant;
 use crate::admission::Admissions;
 use crate::room::Room;
 use crate::sell_out::SellOuts;
+use crate::GatewayConfig;
 
 /// How a purchase left its lane.
 pub enum Sent {
@@ -85,6 +86,16 @@ pub struct PublishLimits {
     pub in_flight_per_sku: usize,
     pub in_flight_max: usize,
     pub hold_max: Duration,
+}
+
+impl PublishLimits {
+    pub fn of(config: &GatewayConfig) -> Self {
+        Self {
+            in_flight_per_sku: config.publishes_in_flight_per_sku,
+            in_flight_max: config.publishes_in_flight_max,
+            hold_max: Duration::from_millis(config.hold_max_ms),
+        }
+    }
 }
 
 impl Publisher {
@@ -283,7 +294,9 @@ async fn run_lane(lane: Lane, mut queue: mpsc::UnboundedReceiver<Queued>) {
 /// Hands every held purchase back to the gate, which answers it now.
 fn hand_back(held: &mut VecDeque<Queued>) {
     for queued in held.drain(..) {
-        let _ = queued.outcome.send(Ok(Sent::SoldOutMeanwhile(queued.intent)));
+        let _ = queued
+            .outcome
+            .send(Ok(Sent::SoldOutMeanwhile(queued.intent)));
     }
 }
 
@@ -313,7 +326,10 @@ async fn send(
     slot: Option<OwnedSemaphorePermit>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     metrics::histogram!("dropline_gateway_intents_per_message").record(aboard.len() as f64);
-    let units = aboard.iter().map(|q| u64::from(q.intent.quantity.get())).sum();
+    let units = aboard
+        .iter()
+        .map(|q| u64::from(q.intent.quantity.get()))
+        .sum();
     let in_room = lane.room.sending(units);
     let sent = lane.bus.send_intents(&lane.sku, message).await;
     let (sku, room) = (lane.sku.clone(), lane.room.clone());

@@ -20,8 +20,8 @@
 //! long means an announcement was lost or the line is stuck, and the line
 //! then answers the purchase itself).
 
-use std::sync::Mutex;
 use dropline_core::wire::LineAfter;
+use std::sync::Mutex;
 use tokio::sync::Notify;
 
 /// One SKU's room, shared by its lane (which sends), the PubAcks (which

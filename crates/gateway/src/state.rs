@@ -83,11 +83,7 @@ impl AppState {
             bus.clone(),
             admissions.clone(),
             sell_outs.clone(),
-            PublishLimits {
-                in_flight_per_sku: config.publishes_in_flight_per_sku,
-                in_flight_max: config.publishes_in_flight_max,
-                hold_max: Duration::from_millis(config.hold_max_ms),
-            },
+            PublishLimits::of(&config),
         );
         spawn_feed(
             bus.decision_feed().await?,
