@@ -234,6 +234,9 @@ impl Lane {
         let waited_too_long = held
             .front()
             .is_some_and(|oldest| oldest.arrived.elapsed() >= self.hold_max);
+        if waited_too_long {
+            self.room.hold_expired();
+        }
         if !open || waited_too_long || self.hold_max.is_zero() {
             return None;
         }

@@ -39,6 +39,8 @@ struct State {
     /// The line as the newest decision batch left it; `None` before one,
     /// or after a restock made its `remaining` stale.
     line: Option<LineAfter>,
+    /// `line` is the admission view's figure, not yet confirmed by a batch.
+    seeded: bool,
     /// Messages this gateway sent that the line has not decided yet, as far
     /// as it knows.
     undecided: Vec<Sent>,
@@ -57,10 +59,16 @@ struct Sent {
 pub struct SentId(u64);
 
 impl State {
+    /// Drops what the line has decided. With no line known, every placed
+    /// message goes too: nothing would ever prune it (a processor older
+    /// than the announcement), and forgetting one only holds less.
     fn forget_decided(&mut self) {
-        let Some(line) = self.line else { return };
-        self.undecided
-            .retain(|sent| sent.last_seq.is_none_or(|seq| seq > line.applied_seq));
+        match self.line {
+            Some(line) => self
+                .undecided
+                .retain(|sent| sent.last_seq.is_none_or(|seq| seq > line.applied_seq)),
+            None => self.undecided.retain(|sent| sent.last_seq.is_none()),
+        }
     }
 }
 
@@ -121,6 +129,19 @@ impl Room {
                 applied_seq: 0,
                 remaining,
             });
+            state.seeded = true;
+        }
+    }
+
+    /// A purchase was held as long as it may be. A room the line never
+    /// confirmed is dropped (its processors may not announce where the
+    /// line stands): from then on nothing is held until a batch says.
+    pub fn hold_expired(&self) {
+        let mut state = self.lock();
+        if state.seeded {
+            state.line = None;
+            state.seeded = false;
+            state.forget_decided();
         }
     }
 
@@ -135,6 +156,7 @@ impl Room {
             return;
         }
         state.line = Some(line);
+        state.seeded = false;
         state.forget_decided();
         drop(state);
         self.changed.notify_one();
@@ -143,7 +165,11 @@ impl Room {
     /// Units came back outside a batch's announcement (a restock): the room
     /// is unknown until the next batch.
     pub fn forget_line(&self) {
-        self.lock().line = None;
+        let mut state = self.lock();
+        state.line = None;
+        state.seeded = false;
+        state.forget_decided();
+        drop(state);
         self.changed.notify_one();
     }
 
@@ -216,6 +242,20 @@ mod tests {
         assert_eq!(room.free_units(), Some(0), "sold out");
         room.seed(3);
         assert_eq!(room.free_units(), Some(0), "a batch outranks the view");
+    }
+
+    #[test]
+    fn a_seed_no_batch_confirms_is_dropped_when_a_hold_expires() {
+        let room = Room::default();
+        room.seed(2);
+        let sent = room.sending(2);
+        room.placed(sent, 9);
+        assert_eq!(room.free_units(), Some(0));
+        room.hold_expired();
+        assert_eq!(room.free_units(), None, "nothing held any more");
+        room.line_moved(line(9, 1));
+        room.hold_expired();
+        assert_eq!(room.free_units(), Some(1), "a batch's word stays");
     }
 
     #[test]
