@@ -334,3 +334,51 @@ async fn progress_rows(
         .map(|(sku, waiting, rate, at)| (sku, waiting, rate, at.map(|at| at.timestamp_micros())))
         .collect()
 }
+
+/// A lease renewal takes its partitions' rows in SKU order, as a shared
+/// commit does: a commit holding the first row and then taking the second
+/// gets it while the renewal waits, instead of a deadlock that Postgres
+/// breaks only after a second (every batch of the instance waiting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_renewal_takes_rows_in_the_order_a_shared_commit_does() {
+    let app = spawn_app_with(AppOptions {
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
+    create_sizes(&app, 2).await;
+    let size = |i: usize| Sku::parse(format!("{}-size-{i}", app.sku)).expect("sku");
+    let (first, second) = (size(0), size(1));
+    let pool = db(&app.database_url).await;
+    sqlx::query("UPDATE partitions SET owner = 'me', epoch = 1 WHERE sku = ANY($1)")
+        .bind([first.as_str(), second.as_str()])
+        .execute(&pool)
+        .await
+        .expect("own both");
+    // A commit in progress: it holds the first row and will take the second.
+    let mut commit = pool.begin().await.expect("begin");
+    let lock = |sku: &Sku| {
+        sqlx::query("SELECT 1 FROM partitions WHERE sku = $1 FOR UPDATE").bind(sku.to_string())
+    };
+    lock(&first)
+        .execute(&mut *commit)
+        .await
+        .expect("hold the first row");
+    // The renewal is handed the SKUs the other way round.
+    let store = app.store.clone();
+    let held = [(second.clone(), 1), (first.clone(), 1)];
+    let renewal = tokio::spawn(async move { store.renew_partitions("me", &held, 10_000).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let took = tokio::time::timeout(Duration::from_secs(5), lock(&second).execute(&mut *commit))
+        .await
+        .expect("the commit gets the second row without waiting for a deadlock check");
+    took.expect("no deadlock");
+    commit.commit().await.expect("commit");
+    let mut renewed = renewal
+        .await
+        .expect("renewal task")
+        .expect("the renewal goes through once the commit is done");
+    renewed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(renewed, [first, second]);
+}
