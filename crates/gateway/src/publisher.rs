@@ -34,7 +34,8 @@ use std::time::Duration;
 
 use dropline_bus::{Bus, IntentMessage, PublishError};
 use dropline_core::wire::{intent_seq, IntentPayload, LineAfter};
-use dropline_core::Sku;
+use dropline_core::{Decision, IdempotencyKey, Sku};
+use dropline_store::{Store, StoreError};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -51,8 +52,10 @@ pub enum Sent {
     /// copied) and its place in line.
     Placed(IntentPayload, u64),
     /// Held for want of room until the drop was finally sold out: the gate
-    /// answers it, as it answers every purchase from then on.
-    SoldOutMeanwhile(IntentPayload),
+    /// answers it, as it answers every purchase from then on; with the
+    /// key's recorded decision when the line decided that key meanwhile (a
+    /// retry, a double-click), which a repeat gets, `seq` and all.
+    SoldOutMeanwhile(IntentPayload, Option<Decision>),
 }
 
 type Outcome = Result<Sent, PublishError>;
@@ -71,6 +74,7 @@ struct LaneHandle {
 
 pub struct Publisher {
     bus: Bus,
+    store: Store,
     admissions: Arc<Admissions>,
     sell_outs: Arc<SellOuts>,
     in_flight_per_sku: usize,
@@ -103,12 +107,14 @@ impl Publisher {
     /// holds is answered by the gate.
     pub fn new(
         bus: Bus,
+        store: Store,
         admissions: Arc<Admissions>,
         sell_outs: Arc<SellOuts>,
         limits: PublishLimits,
     ) -> Arc<Self> {
         Arc::new(Self {
             bus,
+            store,
             admissions,
             sell_outs,
             in_flight_per_sku: limits.in_flight_per_sku.max(1),
@@ -186,6 +192,7 @@ impl Publisher {
         tokio::spawn(run_lane(
             Lane {
                 bus: self.bus.clone(),
+                store: self.store.clone(),
                 sku: sku.clone(),
                 sell_outs: self.sell_outs.clone(),
                 room: room.clone(),
@@ -218,6 +225,7 @@ impl Publisher {
 /// and all lanes together may have awaiting PubAcks.
 struct Lane {
     bus: Bus,
+    store: Store,
     sku: Sku,
     sell_outs: Arc<SellOuts>,
     room: Arc<Room>,
@@ -256,12 +264,21 @@ async fn run_lane(lane: Lane, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut awaiting_ack = FuturesUnordered::<AwaitingAck>::new();
     let mut held = VecDeque::new();
     let mut open = true;
+    // The store did not say which held keys it has: the line answers them.
+    let mut unlooked = false;
     while open || !held.is_empty() {
-        if !held.is_empty() && lane.sell_outs.is_sold_out(&lane.sku) {
-            hand_back(&mut held);
+        if !held.is_empty() && !unlooked && lane.sell_outs.is_sold_out(&lane.sku) {
+            if let Err(err) = hand_back(&lane, &mut held, &mut awaiting_ack).await {
+                tracing::warn!(sku = %lane.sku, %err, "read the held keys' decisions; the line answers them");
+                unlooked = true;
+            }
             continue;
         }
-        let room = lane.room_for(&held, open);
+        let room = if unlooked {
+            None
+        } else {
+            lane.room_for(&held, open)
+        };
         if !held.is_empty() && awaiting_ack.len() < lane.in_flight_per_sku && room != Some(0) {
             let slot = free_slot(&lane.slots, &mut awaiting_ack).await;
             // Taken only now: what arrived while the lane waited rides along,
@@ -270,10 +287,15 @@ async fn run_lane(lane: Lane, mut queue: mpsc::UnboundedReceiver<Queued>) {
             while let Ok(next) = queue.try_recv() {
                 held.push_back(next);
             }
-            let room = lane.room_for(&held, open);
+            let room = if unlooked {
+                None
+            } else {
+                lane.room_for(&held, open)
+            };
             if room == Some(0) {
                 continue;
             }
+            unlooked = false;
             let (message, aboard) = gather(&mut held, room);
             let sent = send(&lane, message, aboard, slot).await;
             awaiting_ack.push(Box::pin(sent));
@@ -294,12 +316,45 @@ async fn run_lane(lane: Lane, mut queue: mpsc::UnboundedReceiver<Queued>) {
     while awaiting_ack.next().await.is_some() {}
 }
 
-/// Hands every held purchase back to the gate, which answers it now.
-fn hand_back(held: &mut VecDeque<Queued>) {
+/// Hands every held purchase back to the gate, which answers it now, each
+/// with its key's recorded decision if the line has one: one store read for
+/// them all, this lane's PubAcks settled meanwhile. On `Err` they stay held.
+async fn hand_back(
+    lane: &Lane,
+    held: &mut VecDeque<Queued>,
+    awaiting_ack: &mut FuturesUnordered<AwaitingAck>,
+) -> Result<(), StoreError> {
+    let keys: Vec<&str> = held
+        .iter()
+        .map(|queued| queued.intent.key.as_str())
+        .collect();
+    let read = lane.store.purchases_of_keys(&lane.sku, &keys);
+    let recorded: HashMap<IdempotencyKey, Decision> = while_settling(awaiting_ack, read)
+        .await?
+        .into_iter()
+        .map(|decision| (decision.key.clone(), decision))
+        .collect();
     for queued in held.drain(..) {
+        let decision = recorded.get(&queued.intent.key).cloned();
         let _ = queued
             .outcome
-            .send(Ok(Sent::SoldOutMeanwhile(queued.intent)));
+            .send(Ok(Sent::SoldOutMeanwhile(queued.intent, decision)));
+    }
+    Ok(())
+}
+
+/// Awaits `work`, settling this lane's PubAcks meanwhile (each answers its
+/// purchases and gives its slot back).
+async fn while_settling<T>(
+    awaiting_ack: &mut FuturesUnordered<AwaitingAck>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            Some(()) = awaiting_ack.next(), if !awaiting_ack.is_empty() => {}
+        }
     }
 }
 
@@ -309,15 +364,9 @@ async fn free_slot(
     slots: &Arc<Semaphore>,
     awaiting_ack: &mut FuturesUnordered<AwaitingAck>,
 ) -> Option<OwnedSemaphorePermit> {
-    // Made once, so the lane keeps its place in the slots' queue.
-    let acquire = slots.clone().acquire_owned();
-    tokio::pin!(acquire);
-    loop {
-        tokio::select! {
-            slot = &mut acquire => return slot.ok(),
-            Some(()) = awaiting_ack.next(), if !awaiting_ack.is_empty() => {}
-        }
-    }
+    while_settling(awaiting_ack, slots.clone().acquire_owned())
+        .await
+        .ok()
 }
 
 /// Sends `message`; the returned future awaits its PubAck, answers the

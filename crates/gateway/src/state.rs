@@ -81,6 +81,7 @@ impl AppState {
         ));
         let publisher = Publisher::new(
             bus.clone(),
+            store.clone(),
             admissions.clone(),
             sell_outs.clone(),
             PublishLimits::of(&config),

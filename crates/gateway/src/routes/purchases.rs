@@ -149,15 +149,12 @@ async fn to_line(
         // it with the key's recorded decision, which reaches the ticket.
         match state.publisher.publish(sku, intent).await {
             Ok(Sent::Placed(intent, seq)) => return Ok(ToLine::Placed(intent, seq)),
-            // A new key gets the gate's `sold_out`; a repeat of a key the
-            // line decided meanwhile (a retry, a double-click) gets that
-            // recorded answer, `seq` and all, as any repeat does.
-            Ok(Sent::SoldOutMeanwhile(back)) => {
-                if let Some(decision) = recorded(state, sku, &back.key).await? {
-                    return answer_decision(sku, &back, decision, wait).map(ToLine::Answered);
-                }
-                intent = back;
+            // A repeat of a key the line decided meanwhile gets that
+            // recorded answer; a new key, the gate's `sold_out`.
+            Ok(Sent::SoldOutMeanwhile(back, Some(decision))) => {
+                return answer_decision(sku, &back, decision, wait).map(ToLine::Answered);
             }
+            Ok(Sent::SoldOutMeanwhile(back, None)) => intent = back,
             // Logged once per message by the publisher, not once per purchase.
             Err(PublishError::Unavailable(_)) => {
                 return Err(ApiError::broker_unavailable(state.config.retry_after_s));
