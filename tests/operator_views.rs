@@ -258,14 +258,8 @@ async fn status_shows_a_drop_open_once_its_time_has_come() {
 /// not written at all; the others are, with the moment their owner looked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_records_skip_a_locked_partition_row_instead_of_waiting() {
-    let app = spawn_app_with(AppOptions {
-        role: Role::GatewayOnly,
-        ..AppOptions::default()
-    })
-    .await;
-    create_sizes(&app, 3).await;
-    let size = |i: usize| Sku::parse(format!("{}-size-{i}", app.sku)).expect("sku");
-    let (locked, free, gone) = (size(0), size(1), size(2));
+    let (app, sizes) = sizes_nobody_owns::<3>().await;
+    let [locked, free, gone] = sizes;
     let seen_at = chrono::Utc::now() - chrono::Duration::seconds(3);
     let progress = PartitionProgress {
         waiting_intents: 7,
@@ -341,14 +335,8 @@ async fn progress_rows(
 /// breaks only after a second (every batch of the instance waiting).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_renewal_takes_rows_in_the_order_a_shared_commit_does() {
-    let app = spawn_app_with(AppOptions {
-        role: Role::GatewayOnly,
-        ..AppOptions::default()
-    })
-    .await;
-    create_sizes(&app, 2).await;
-    let size = |i: usize| Sku::parse(format!("{}-size-{i}", app.sku)).expect("sku");
-    let (first, second) = (size(0), size(1));
+    let (app, sizes) = sizes_nobody_owns::<2>().await;
+    let [first, second] = sizes;
     let pool = db(&app.database_url).await;
     sqlx::query("UPDATE partitions SET owner = 'me', epoch = 1 WHERE sku = ANY($1)")
         .bind([first.as_str(), second.as_str()])
@@ -381,4 +369,17 @@ async fn a_lease_renewal_takes_rows_in_the_order_a_shared_commit_does() {
         .expect("the renewal goes through once the commit is done");
     renewed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     assert_eq!(renewed, [first, second]);
+}
+
+/// A drop of `N` sizes with no processor to own them: the test alone
+/// touches their partition rows.
+async fn sizes_nobody_owns<const N: usize>() -> (TestApp, [Sku; N]) {
+    let app = spawn_app_with(AppOptions {
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
+    create_sizes(&app, N).await;
+    let sizes = std::array::from_fn(|i| Sku::parse(format!("{}-size-{i}", app.sku)).expect("sku"));
+    (app, sizes)
 }

@@ -237,15 +237,16 @@ struct Lane {
 impl Lane {
     /// Units that may go now; `None`: no limit (holding is off, the line
     /// has not said, the oldest held purchase waited `hold_max`, or the
-    /// gateway is closing).
-    fn room_for(&self, held: &VecDeque<Queued>, open: bool) -> Option<u64> {
+    /// lane may not hold: the gateway is closing, or the store could not
+    /// say which held keys it has). A hold that expired tells the room.
+    fn room_for(&self, held: &VecDeque<Queued>, may_hold: bool) -> Option<u64> {
         let waited_too_long = held
             .front()
             .is_some_and(|oldest| oldest.arrived.elapsed() >= self.hold_max);
         if waited_too_long {
             self.room.hold_expired();
         }
-        if !open || waited_too_long || self.hold_max.is_zero() {
+        if !may_hold || waited_too_long || self.hold_max.is_zero() {
             return None;
         }
         self.room.free_units()
@@ -268,30 +269,21 @@ async fn run_lane(lane: Lane, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut unlooked = false;
     while open || !held.is_empty() {
         if !held.is_empty() && !unlooked && lane.sell_outs.is_sold_out(&lane.sku) {
+            take_arrivals(&mut queue, &mut held);
             if let Err(err) = hand_back(&lane, &mut held, &mut awaiting_ack).await {
                 tracing::warn!(sku = %lane.sku, %err, "read the held keys' decisions; the line answers them");
                 unlooked = true;
             }
             continue;
         }
-        let room = if unlooked {
-            None
-        } else {
-            lane.room_for(&held, open)
-        };
+        let room = lane.room_for(&held, open && !unlooked);
         if !held.is_empty() && awaiting_ack.len() < lane.in_flight_per_sku && room != Some(0) {
             let slot = free_slot(&lane.slots, &mut awaiting_ack).await;
             // Taken only now: what arrived while the lane waited rides along,
             // as far as the room allows now (other gateways' purchases
             // may have taken units meanwhile).
-            while let Ok(next) = queue.try_recv() {
-                held.push_back(next);
-            }
-            let room = if unlooked {
-                None
-            } else {
-                lane.room_for(&held, open)
-            };
+            take_arrivals(&mut queue, &mut held);
+            let room = lane.room_for(&held, open && !unlooked);
             if room == Some(0) {
                 continue;
             }
@@ -303,9 +295,12 @@ async fn run_lane(lane: Lane, mut queue: mpsc::UnboundedReceiver<Queued>) {
         }
         let held_since = held.front().map(|oldest| oldest.arrived);
         let shut = room == Some(0) && held_since.is_some();
+        // With purchases held, those arriving wait in the queue and are
+        // taken when the lane sends or hands back: a purchase of a hot SKU
+        // does not wake the lane once each.
         tokio::select! {
             Some(()) = awaiting_ack.next(), if !awaiting_ack.is_empty() => {}
-            next = queue.recv(), if open => match next {
+            next = queue.recv(), if open && held.is_empty() => match next {
                 Some(next) => held.push_back(next),
                 None => open = false,
             },
@@ -314,6 +309,13 @@ async fn run_lane(lane: Lane, mut queue: mpsc::UnboundedReceiver<Queued>) {
         }
     }
     while awaiting_ack.next().await.is_some() {}
+}
+
+/// Moves what waits in the lane's queue behind what it holds.
+fn take_arrivals(queue: &mut mpsc::UnboundedReceiver<Queued>, held: &mut VecDeque<Queued>) {
+    while let Ok(next) = queue.try_recv() {
+        held.push_back(next);
+    }
 }
 
 /// Hands every held purchase back to the gate, which answers it now, each
