@@ -160,3 +160,41 @@ async fn a_crowd_beyond_the_units_left_sends_the_line_only_what_they_cover() {
     assert_eq!(app.drop_view().await["won"], 5);
     app.assert_invariants().await;
 }
+
+/// An owner that decided a drop's whole line announces its sell-out with
+/// every decision, `sold_out` ones too: a repeat of a key the line refused
+/// before the sell-out then gets its recorded answer from the gateway,
+/// place in line and all, without standing in line again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_of_a_key_refused_in_line_gets_its_place_from_the_gateway_after_the_sell_out() {
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            stock: 2,
+            per_user_limit: 3,
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    let three = serde_json::json!({ "user_id": "cy", "quantity": 3 });
+    let refused = app.buy_body("cy-1", three.clone(), 10).await;
+    assert_eq!(
+        (refused.status, refused.body["outcome"].as_str()),
+        (409, Some("sold_out")),
+        "3 asked, 2 left: {refused:?}"
+    );
+    assert!(refused.body["seq"].is_u64(), "decided in line: {refused:?}");
+    for buyer in ["ana", "bo"] {
+        let won = app.buy(&format!("{buyer}-1"), buyer, 10).await;
+        assert_eq!(won.status, 201, "{won:?}");
+    }
+    app.wait_for_fast_path("probe").await;
+    let in_line = app.intents_in_stream().await;
+    let again = app.buy_body("cy-1", three, 10).await;
+    assert_eq!((again.status, &again.body), (409, &refused.body));
+    assert_eq!(
+        app.intents_in_stream().await,
+        in_line,
+        "the gateway answered the repeat itself"
+    );
+    app.assert_invariants().await;
+}

@@ -123,6 +123,9 @@ pub struct LedgerState {
     /// every winner (what each buyer has won is counted from them); any
     /// other is optional (it is learned again when its key comes back).
     pub decisions: Vec<Decision>,
+    /// `decisions` is every decision recorded for the SKU (nothing was
+    /// decided yet but winners): the ledger then knows the SKU's answers.
+    pub holds_every_decision: bool,
     /// Every operator action applied to this SKU.
     pub operations: Vec<OperationId>,
 }
@@ -137,6 +140,7 @@ impl LedgerState {
             applied_seq: 0,
             closed_seq: None,
             decisions: Vec::new(),
+            holds_every_decision: true,
             operations: Vec::new(),
         }
     }
@@ -182,6 +186,9 @@ pub struct Ledger {
     closed_seq: Option<u64>,
     won_by_user: HashMap<UserId, u32>,
     decided: RecentDecisions,
+    /// Every decision recorded for the SKU went through this ledger (loaded
+    /// or decided), so `decided` holds them all unless it forgot some.
+    saw_every_decision: bool,
     operations: HashSet<OperationId>,
 }
 
@@ -210,6 +217,7 @@ impl Ledger {
             closed_seq: state.closed_seq,
             won_by_user: HashMap::default(),
             decided: RecentDecisions::new(generation_len),
+            saw_every_decision: state.holds_every_decision,
             operations: state.operations.into_iter().collect(),
         };
         for decision in state.decisions {
@@ -256,12 +264,32 @@ impl Ledger {
         self.decided.get(key)
     }
 
+    /// Whether [`Self::every_decision`] is `Some`, without collecting it.
+    pub fn remembers_every_decision(&self) -> bool {
+        self.saw_every_decision && self.decided.all().is_some()
+    }
+
+    /// Every decision recorded for the SKU, in line order, when the ledger
+    /// remembers them all (a drop whose whole history went through this
+    /// ledger and was short enough to keep): a sell-out is then announced
+    /// without reading the store. `None` when the store must tell.
+    pub fn every_decision(&self) -> Option<Vec<Decision>> {
+        if !self.saw_every_decision {
+            return None;
+        }
+        let mut all: Vec<Decision> = self.decided.all()?.cloned().collect();
+        all.sort_unstable_by_key(|decision| decision.seq);
+        Some(all)
+    }
+
     /// Remembers decisions recorded in the store that the ledger had
     /// forgotten (or never loaded), so that [`Ledger::decide`] answers their
     /// keys with them. They are kept at least until the next plan is
     /// applied, however many there are. Counts nothing: every winner is
     /// counted already.
     pub fn learn(&mut self, recorded: impl IntoIterator<Item = Decision>) {
+        // The store knew a key the ledger did not: it never saw them all.
+        self.saw_every_decision = false;
         for decision in recorded {
             self.decided.learn(decision);
         }

@@ -37,6 +37,8 @@ pub(crate) struct RecentDecisions {
     previous: HashMap<IdempotencyKey, Decision>,
     learned: HashMap<IdempotencyKey, Decision>,
     generation_len: usize,
+    /// A generation was dropped: some decision is no longer remembered.
+    forgot_any: bool,
 }
 
 impl RecentDecisions {
@@ -46,6 +48,7 @@ impl RecentDecisions {
             previous: HashMap::default(),
             learned: HashMap::default(),
             generation_len: generation_len.max(1),
+            forgot_any: false,
         }
     }
 
@@ -54,6 +57,12 @@ impl RecentDecisions {
             .get(key)
             .or_else(|| self.previous.get(key))
             .or_else(|| self.learned.get(key))
+    }
+
+    /// Every decision inserted so far, unless a generation was forgotten.
+    pub fn all(&self) -> Option<impl Iterator<Item = &Decision>> {
+        let remembered = self.current.values().chain(self.previous.values());
+        (!self.forgot_any).then(|| remembered.chain(self.learned.values()))
     }
 
     /// Holds a decision learned from the store until [`Self::settle`].
@@ -72,6 +81,7 @@ impl RecentDecisions {
 
     pub fn insert(&mut self, decision: Decision) {
         if self.current.len() >= self.generation_len {
+            self.forgot_any |= !self.previous.is_empty();
             // The previous generation's allocation is reused for the next.
             mem::swap(&mut self.current, &mut self.previous);
             self.current.clear();
@@ -108,6 +118,19 @@ mod tests {
             .collect();
         assert_eq!(remembered, [4, 5, 6, 7]);
         assert_eq!(recent.get(&decision(5).key), Some(&decision(5)));
+    }
+
+    #[test]
+    fn all_is_every_decision_until_a_generation_is_forgotten() {
+        let mut recent = RecentDecisions::new(3);
+        for n in 1..=6 {
+            recent.insert(decision(n));
+        }
+        let mut all: Vec<u64> = recent.all().expect("nothing forgotten").map(|d| d.seq).collect();
+        all.sort_unstable();
+        assert_eq!(all, [1, 2, 3, 4, 5, 6]);
+        recent.insert(decision(7));
+        assert!(recent.all().is_none(), "1 to 3 were forgotten");
     }
 
     #[test]

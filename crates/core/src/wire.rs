@@ -153,12 +153,17 @@ pub enum DropEvent {
     /// The drop is finally sold out: every later purchase is `sold_out`,
     /// whoever sends it, until a restock. Part `part` (from 1) of `parts`
     /// carries some of the drop's recorded answers that are not `sold_out`,
-    /// which a repeated key must still get.
+    /// which a repeated key must still get; with `every_decision`, its
+    /// `sold_out` answers too: a key among none of the parts was never
+    /// decided (as of the sell-out), and a gateway needs no store read to
+    /// know it. Absent (a processor before it): false.
     SoldOut {
         sku: Sku,
         part: u32,
         parts: u32,
         answers: Vec<Decision>,
+        #[serde(default)]
+        every_decision: bool,
     },
     /// Units came back (a restock): purchases go to the line again.
     InStock { sku: Sku },
@@ -176,9 +181,10 @@ impl DropEvent {
         }
     }
 
-    /// The sell-out of `sku` with its `answers`, in as many messages as the
-    /// decision limit per message needs (one, when there are none).
-    pub fn sold_out(sku: &Sku, answers: &[Decision]) -> Vec<DropEvent> {
+    /// The sell-out of `sku` with its `answers` (every decision of the drop,
+    /// or those other than `sold_out`), in as many messages as the decision
+    /// limit per message needs (one, when there are none).
+    pub fn sold_out(sku: &Sku, answers: &[Decision], every_decision: bool) -> Vec<DropEvent> {
         let chunks: Vec<&[Decision]> = if answers.is_empty() {
             vec![&[]]
         } else {
@@ -193,6 +199,7 @@ impl DropEvent {
                 part: i as u32 + 1,
                 parts,
                 answers: chunk.to_vec(),
+                every_decision,
             })
             .collect()
     }

@@ -450,6 +450,10 @@ proptest! {
         for k in purchases(&s.stream).iter().map(|i| &i.key) {
             prop_assert_eq!(rebuilt.decision_for(k), survivor.decision_for(k));
         }
+        let mut recorded = all_decided(&before_plans);
+        recorded.sort_unstable_by_key(|d| d.seq);
+        prop_assert_eq!(rebuilt.every_decision(), Some(recorded.clone()));
+        prop_assert_eq!(survivor.every_decision(), Some(recorded));
 
         // The survivor goes on; the rebuilt one also gets redelivered some
         // intents it had already applied (unacked at the crash).
@@ -489,6 +493,13 @@ proptest! {
 
         let survivor_plans = run(&mut survivor, after);
         let forgetful_plans = run_learning(&mut forgetful, after, &mut store);
+        if forgetful.every_decision().is_some() {
+            // Then it was loaded with everything (only winners so far) and
+            // forgot nothing since: it must hold exactly what the store does.
+            let mut recorded = store.clone();
+            recorded.sort_unstable_by_key(|d| d.seq);
+            prop_assert_eq!(forgetful.every_decision(), Some(recorded));
+        }
         prop_assert_eq!(all_decided(&forgetful_plans), all_decided(&survivor_plans));
         prop_assert_eq!(all_repeated(&forgetful_plans), all_repeated(&survivor_plans));
         prop_assert_eq!(forgetful.remaining(), survivor.remaining());
@@ -498,9 +509,27 @@ proptest! {
     }
 }
 
+proptest! {
+    #[test]
+    fn a_ledger_knows_every_decision_until_it_forgets_one(
+        s in scenario(),
+        remembered in 1usize..=8,
+    ) {
+        let mut ledger =
+            Ledger::remembering(LedgerState::fresh(sku(), s.stock, limit(s.limit)), remembered);
+        let plans = run(&mut ledger, &s.batches());
+        let mut recorded = all_decided(&plans);
+        recorded.sort_unstable_by_key(|d| d.seq);
+        // Generations of `remembered`: the first is dropped when a third begins.
+        let forgot = recorded.len() > 2 * remembered;
+        prop_assert_eq!(ledger.every_decision(), (!forgot).then_some(recorded));
+    }
+}
+
 /// The state the store holds after `plans` were applied to `ledger`, with
 /// the recorded `decisions` a claim loads.
 fn stored_state(ledger: &Ledger, decisions: Vec<Decision>, plans: &[BatchPlan]) -> LedgerState {
+    let holds_every_decision = decisions.len() == all_decided(plans).len();
     LedgerState {
         sku: sku(),
         remaining: ledger.remaining(),
@@ -508,6 +537,7 @@ fn stored_state(ledger: &Ledger, decisions: Vec<Decision>, plans: &[BatchPlan]) 
         applied_seq: ledger.applied_seq(),
         closed_seq: ledger.closed_seq(),
         decisions,
+        holds_every_decision,
         operations: all_controls(plans).into_iter().map(|c| c.op).collect(),
     }
 }

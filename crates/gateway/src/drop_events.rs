@@ -14,7 +14,7 @@ use dropline_core::wire::DropEvent;
 use tokio::sync::Notify;
 
 use crate::publisher::Publisher;
-use crate::sell_out::SellOuts;
+use crate::sell_out::{SellOuts, SoldOutPart};
 
 /// Hands each drop event to what it concerns, until the subscription ends.
 pub async fn run(
@@ -32,8 +32,15 @@ pub async fn run(
                 part,
                 parts,
                 answers,
+                every_decision,
             } => {
-                sell_outs.part(&sku, part, parts, answers, at);
+                let part = SoldOutPart {
+                    part,
+                    parts,
+                    answers,
+                    every_decision,
+                };
+                sell_outs.part(&sku, part, at);
                 publisher.sold_out(&sku);
             }
             DropEvent::InStock { sku } => {

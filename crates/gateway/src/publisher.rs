@@ -321,11 +321,26 @@ fn take_arrivals(queue: &mut mpsc::UnboundedReceiver<Queued>, held: &mut VecDequ
 /// Hands every held purchase back to the gate, which answers it now, each
 /// with its key's recorded decision if the line has one: one store read for
 /// them all, this lane's PubAcks settled meanwhile. On `Err` they stay held.
+///
+/// No read when the sell-out carried every decision the line recorded
+/// until then: the gate answers each key from it (a drop of 200 sizes
+/// paid a read per size here). A key whose other copy was still in line
+/// at the sell-out is decided `sold_out` after it, as a read a moment
+/// earlier would have missed too: it gets the gate's `sold_out`, as any
+/// purchase arriving after the sell-out does.
 async fn hand_back(
     lane: &Lane,
     held: &mut VecDeque<Queued>,
     awaiting_ack: &mut FuturesUnordered<AwaitingAck>,
 ) -> Result<(), StoreError> {
+    if lane.sell_outs.knows_every_decision(&lane.sku) {
+        for queued in held.drain(..) {
+            let _ = queued
+                .outcome
+                .send(Ok(Sent::SoldOutMeanwhile(queued.intent, None)));
+        }
+        return Ok(());
+    }
     let keys: Vec<&str> = held
         .iter()
         .map(|queued| queued.intent.key.as_str())

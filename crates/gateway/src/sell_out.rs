@@ -1,7 +1,8 @@
 //! The sold-out fast path's memory: for each drop finally sold out, the
-//! recorded answers that are not `sold_out`, by idempotency key, learned
-//! from the owner's `SoldOut` announcement (all its parts) or from the
-//! store; lifted by `InStock` or a view that shows units again.
+//! recorded answers that are not `sold_out` (or, when the owner knew them
+//! all, every recorded answer), by idempotency key, learned from the
+//! owner's `SoldOut` announcement (all its parts) or from the store;
+//! lifted by `InStock` or a view that shows units again.
 //!
 //! Must not decide: it repeats what the line recorded, and the line's own
 //! rule that once a drop is finally sold out every later purchase is
@@ -16,8 +17,10 @@ use std::time::Instant;
 
 use dropline_core::{Decision, IdempotencyKey, Sku};
 
-/// Keys with a recorded answer other than `sold_out`: bounded by the stock
-/// times the per-user limit, plus the keys refused for the limit.
+/// Keys with a recorded answer other than `sold_out` (bounded by the stock
+/// times the per-user limit, plus the keys refused for the limit), and the
+/// `sold_out` ones when the announcement carried every decision (bounded
+/// by what the owner announces so, `ANNOUNCED_IN_FULL_MAX`).
 type Answers = HashMap<IdempotencyKey, Decision>;
 
 /// What the fast path answers for a key of a finally sold-out drop.
@@ -36,6 +39,7 @@ struct Assembly {
     /// When its first part arrived: the evidence time of the whole.
     first_at: Instant,
     answers: Vec<Decision>,
+    every_decision: bool,
 }
 
 #[derive(Default)]
@@ -44,19 +48,31 @@ struct Known {
     evidence_at: Option<Instant>,
     /// `Some` while the drop is finally sold out.
     answers: Option<Arc<Answers>>,
+    /// `answers` holds every decision recorded as of the sell-out, its
+    /// `sold_out` ones too (announced so by an owner that knew them all).
+    every_decision: bool,
     assembly: Option<Assembly>,
 }
 
 impl Known {
     /// Applies a change seen at `at`, unless newer evidence is in already.
-    fn set(&mut self, answers: Option<Arc<Answers>>, at: Instant) -> bool {
+    fn set(&mut self, answers: Option<Arc<Answers>>, every_decision: bool, at: Instant) -> bool {
         if self.evidence_at.is_some_and(|seen| seen > at) {
             return false;
         }
         self.evidence_at = Some(at);
+        self.every_decision = every_decision && answers.is_some();
         self.answers = answers;
         true
     }
+}
+
+/// One part of a `SoldOut` announcement, as it came.
+pub struct SoldOutPart {
+    pub part: u32,
+    pub parts: u32,
+    pub answers: Vec<Decision>,
+    pub every_decision: bool,
 }
 
 #[derive(Default)]
@@ -86,11 +102,26 @@ impl SellOuts {
         skus.get(sku).is_some_and(|known| known.answers.is_some())
     }
 
+    /// `sku` is finally sold out and its answers are every decision the
+    /// line recorded as of the sell-out: [`Self::answer`] then gives a
+    /// repeat of any key decided by then its recorded answer, `sold_out`
+    /// ones with their `seq`, and no store read could tell more.
+    pub fn knows_every_decision(&self, sku: &Sku) -> bool {
+        let skus = self.skus.read().unwrap_or_else(|p| p.into_inner());
+        skus.get(sku).is_some_and(|known| known.every_decision)
+    }
+
     /// Takes part `part` (from 1) of `parts` of a `SoldOut` announcement
     /// that arrived at `at`; the sell-out holds once every part is in, in
     /// order. A part out of place (one was lost) drops the announcement:
     /// the refresh then reads the answers from the store.
-    pub fn part(&self, sku: &Sku, part: u32, parts: u32, answers: Vec<Decision>, at: Instant) {
+    pub fn part(&self, sku: &Sku, part: SoldOutPart, at: Instant) {
+        let SoldOutPart {
+            part,
+            parts,
+            answers,
+            every_decision,
+        } = part;
         let mut skus = self.write();
         let known = skus.entry(sku.clone()).or_default();
         if part == 1 {
@@ -99,6 +130,7 @@ impl SellOuts {
                 next: 1,
                 first_at: at,
                 answers: Vec::new(),
+                every_decision,
             });
         }
         let Some(mut assembly) = known.assembly.take() else {
@@ -115,7 +147,8 @@ impl SellOuts {
             known.assembly = Some(assembly);
             return;
         }
-        if known.set(Some(Arc::new(by_key(assembly.answers))), assembly.first_at) {
+        let answers = Some(Arc::new(by_key(assembly.answers)));
+        if known.set(answers, assembly.every_decision, assembly.first_at) {
             tracing::info!(%sku, "finally sold out (announced): new keys answered at once");
         }
     }
@@ -127,7 +160,7 @@ impl SellOuts {
             .write()
             .entry(sku.clone())
             .or_default()
-            .set(Some(Arc::new(by_key(answers))), at);
+            .set(Some(Arc::new(by_key(answers))), false, at);
         if installed {
             tracing::info!(%sku, "finally sold out (from the store): new keys answered at once");
         }
@@ -140,7 +173,7 @@ impl SellOuts {
         let known = skus.entry(sku.clone()).or_default();
         let was = known.answers.is_some();
         known.assembly = None;
-        if known.set(None, at) && was {
+        if known.set(None, false, at) && was {
             tracing::info!(%sku, "in stock again: purchases go to the line");
         }
     }
@@ -175,6 +208,15 @@ mod tests {
         }
     }
 
+    fn part(part: u32, parts: u32, answers: Vec<Decision>) -> SoldOutPart {
+        SoldOutPart {
+            part,
+            parts,
+            answers,
+            every_decision: false,
+        }
+    }
+
     fn key(raw: &str) -> IdempotencyKey {
         IdempotencyKey::parse(raw).unwrap()
     }
@@ -187,13 +229,13 @@ mod tests {
     fn a_sell_out_holds_once_every_part_is_in_and_answers_each_key() {
         let sell_outs = SellOuts::default();
         let now = Instant::now();
-        sell_outs.part(&sku(), 1, 2, vec![won("a", 1)], now);
+        sell_outs.part(&sku(), part(1, 2, vec![won("a", 1)]), now);
         assert_eq!(
             sell_outs.answer(&sku(), &key("new")),
             None,
             "part 2 missing"
         );
-        sell_outs.part(&sku(), 2, 2, vec![won("b", 2)], now);
+        sell_outs.part(&sku(), part(2, 2, vec![won("b", 2)]), now);
         assert_eq!(
             sell_outs.answer(&sku(), &key("b")),
             Some(FastAnswer::Recorded(won("b", 2)))
@@ -205,14 +247,44 @@ mod tests {
     }
 
     #[test]
+    fn an_announcement_of_every_decision_answers_sold_out_repeats_with_their_place() {
+        let sell_outs = SellOuts::default();
+        let now = Instant::now();
+        let late = Decision {
+            outcome: Outcome::SoldOut,
+            order_id: None,
+            ..won("late", 9)
+        };
+        let every = |part, parts, answers| SoldOutPart {
+            every_decision: true,
+            ..super::tests::part(part, parts, answers)
+        };
+        sell_outs.part(&sku(), every(1, 2, vec![won("a", 1)]), now);
+        assert!(!sell_outs.knows_every_decision(&sku()), "part 2 missing");
+        sell_outs.part(&sku(), every(2, 2, vec![late.clone()]), now);
+        assert!(sell_outs.knows_every_decision(&sku()));
+        assert_eq!(
+            sell_outs.answer(&sku(), &key("late")),
+            Some(FastAnswer::Recorded(late))
+        );
+        // A store read carries only the answers other than `sold_out`.
+        sell_outs.install(&sku(), vec![won("a", 1)], now + Duration::from_millis(1));
+        assert!(sell_outs.is_sold_out(&sku()));
+        assert!(!sell_outs.knows_every_decision(&sku()));
+        sell_outs.part(&sku(), every(1, 1, vec![]), now + Duration::from_millis(2));
+        sell_outs.lift(&sku(), now + Duration::from_millis(3));
+        assert!(!sell_outs.knows_every_decision(&sku()));
+    }
+
+    #[test]
     fn a_lost_part_leaves_the_drop_to_the_line() {
         let sell_outs = SellOuts::default();
         let now = Instant::now();
-        sell_outs.part(&sku(), 1, 3, vec![won("a", 1)], now);
-        sell_outs.part(&sku(), 3, 3, vec![won("c", 3)], now);
+        sell_outs.part(&sku(), part(1, 3, vec![won("a", 1)]), now);
+        sell_outs.part(&sku(), part(3, 3, vec![won("c", 3)]), now);
         assert!(!sell_outs.is_sold_out(&sku()));
         // A re-announcement starts over and completes.
-        sell_outs.part(&sku(), 1, 1, vec![won("a", 1)], now);
+        sell_outs.part(&sku(), part(1, 1, vec![won("a", 1)]), now);
         assert!(sell_outs.is_sold_out(&sku()));
     }
 
@@ -237,9 +309,9 @@ mod tests {
         let sell_outs = SellOuts::default();
         let now = Instant::now();
         sell_outs.install(&sku(), vec![], now);
-        sell_outs.part(&sku(), 1, 2, vec![], now);
+        sell_outs.part(&sku(), part(1, 2, vec![]), now);
         sell_outs.lift(&sku(), now + Duration::from_millis(1));
-        sell_outs.part(&sku(), 2, 2, vec![], now + Duration::from_millis(2));
+        sell_outs.part(&sku(), part(2, 2, vec![]), now + Duration::from_millis(2));
         assert_eq!(sell_outs.answer(&sku(), &key("new")), None);
     }
 

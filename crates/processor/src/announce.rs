@@ -7,7 +7,7 @@
 
 use dropline_bus::Bus;
 use dropline_core::wire::{DropEvent, LineAfter};
-use dropline_core::{BatchPlan, Decision, Outcome, Sku};
+use dropline_core::{BatchPlan, Decision, Ledger, Outcome, Sku};
 use dropline_store::{Store, StoreError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -47,7 +47,7 @@ async fn publish_decisions(
 /// What happened to the drop as a whole, announced in the order the
 /// partition's batches made it happen but off the batch loop: announcing a
 /// sell-out reads the drop's answers from the store, and the next batch
-/// need not wait for that read (on a database 200 ms slow per transaction,
+/// need not wait for that read when there is one (on a database 200 ms slow per transaction,
 /// `just compare`'s slow-db, the tail of the burst waited 0.2 s for it).
 /// One task per partition owner, so a sell-out and a later return of
 /// units are never announced the other way round; it ends once the owner's
@@ -64,37 +64,68 @@ enum DropChange {
     InStock,
 }
 
-/// A drop's answers other than `sold_out`, which a sell-out carries: those
+/// What a sell-out carries. From the ledger, when it remembers every
+/// decision of the drop (a drop whose whole line went through this owner):
+/// no store read, and gateways then know every key the line decided.
+/// Otherwise the answers other than `sold_out`, read from the store: those
 /// committed, being read, and those of the selling batch when the read
 /// began before its commit. Begun while a batch that may sell the drop out
 /// commits, the sell-out is announced as the batch commits, not a read
 /// later (on `just compare`'s slow-db, 200 ms in which every new buyer went
 /// to the line instead of being answered at the gateway).
 #[derive(Debug)]
-pub(crate) struct DropAnswers {
-    committed: JoinHandle<Result<Vec<Decision>, StoreError>>,
-    of_the_batch: Vec<Decision>,
+pub(crate) enum DropAnswers {
+    Remembered(Vec<Decision>),
+    Read {
+        committed: JoinHandle<Result<Vec<Decision>, StoreError>>,
+        of_the_batch: Vec<Decision>,
+    },
 }
 
+/// At most this many decisions are announced with a sell-out as every
+/// decision (`sold_out` ones included): about 1 MiB on the wire and in
+/// each gateway's memory for the drop. A longer line announces only its
+/// answers other than `sold_out`, and gateways read the store for what
+/// they hold back.
+const ANNOUNCED_IN_FULL_MAX: usize = 5_000;
+
 impl DropAnswers {
+    /// Every decision of the drop, if the ledger remembers them all.
+    pub fn remembered(ledger: &Ledger) -> Option<Self> {
+        ledger.every_decision().map(Self::Remembered)
+    }
+
     /// Starts reading the answers committed so far. Before a batch's commit
     /// that is every earlier batch: a partition commits one at a time.
     pub fn read(store: &Store, sku: &Sku) -> Self {
         let (store, sku) = (store.clone(), sku.clone());
-        Self {
+        Self::Read {
             committed: tokio::spawn(async move { store.answers_other_than_sold_out(&sku).await }),
             of_the_batch: Vec::new(),
         }
     }
 
-    /// Adds the answers of the batch the read began before, once committed.
-    pub fn with_batch(mut self, plan: &BatchPlan) -> Self {
-        self.of_the_batch = answers_of(&plan.decided);
-        self
+    /// Adds the answers of the batch a read began before, once committed.
+    pub fn with_batch(self, plan: &BatchPlan) -> Self {
+        match self {
+            Self::Read { committed, .. } => Self::Read {
+                committed,
+                of_the_batch: answers_of(&plan.decided),
+            },
+            remembered @ Self::Remembered(_) => remembered,
+        }
     }
 
-    async fn collect(self) -> anyhow::Result<Vec<Decision>> {
-        Ok(merge_answers(self.committed.await??, self.of_the_batch))
+    /// The answers to announce, and whether they are every decision.
+    async fn collect(self) -> anyhow::Result<(Vec<Decision>, bool)> {
+        match self {
+            Self::Remembered(every) if every.len() <= ANNOUNCED_IN_FULL_MAX => Ok((every, true)),
+            Self::Remembered(every) => Ok((answers_of(&every), false)),
+            Self::Read {
+                committed,
+                of_the_batch,
+            } => Ok((merge_answers(committed.await??, of_the_batch), false)),
+        }
     }
 }
 
@@ -160,12 +191,12 @@ impl DropAnnouncer {
 }
 
 /// Tells every gateway the drop is finally sold out, with the recorded
-/// answers a repeated key must still get (read from the store: the ledger
-/// does not remember every decision): they answer every other purchase
-/// `sold_out` from then on without sending it to the line.
+/// answers a repeated key must still get (from the ledger when it
+/// remembers every decision, else read from the store): they answer every
+/// other purchase `sold_out` from then on without sending it to the line.
 async fn announce_sell_out(bus: &Bus, sku: &Sku, answers: DropAnswers) {
-    let answers = match answers.collect().await {
-        Ok(answers) => answers,
+    let (answers, every_decision) = match answers.collect().await {
+        Ok(collected) => collected,
         // Gateways learn the sell-out from the store at their next refresh.
         Err(err) => {
             return tracing::warn!(
@@ -174,10 +205,14 @@ async fn announce_sell_out(bus: &Bus, sku: &Sku, answers: DropAnswers) {
             )
         }
     };
-    for event in DropEvent::sold_out(sku, &answers) {
+    for event in DropEvent::sold_out(sku, &answers, every_decision) {
         publish_event(bus, &event).await;
     }
-    tracing::info!(answers = answers.len(), "announced the final sell-out");
+    tracing::info!(
+        answers = answers.len(),
+        every_decision,
+        "announced the final sell-out"
+    );
 }
 
 async fn publish_event(bus: &Bus, event: &DropEvent) {

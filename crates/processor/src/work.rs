@@ -104,7 +104,7 @@ impl<'a> Worker<'a> {
         let drop_announcer = DropAnnouncer::start(ctx, sku);
         if ledger.is_finally_sold_out() {
             // Gateways that missed the last owner's announcement hear it now.
-            drop_announcer.sold_out(None);
+            drop_announcer.sold_out(DropAnswers::remembered(&ledger));
         }
         let excess = ctx.share.excess_signal();
         let puller = start_pull(ctx, sku, ledger.applied_seq(), &lost).await?;
@@ -217,8 +217,10 @@ impl<'a> Worker<'a> {
         .map_err(bus_error)?;
         let line = line_of(pulled);
         let was_sold_out = self.ledger.is_finally_sold_out();
-        let answers_ahead = may_sell_out(&self.ledger, &line.entries)
-            .then(|| DropAnswers::read(&self.ctx.store, self.sku));
+        // No read when the ledger will know the answers itself.
+        let answers_ahead = (may_sell_out(&self.ledger, &line.entries)
+            && !self.ledger.remembers_every_decision())
+        .then(|| DropAnswers::read(&self.ctx.store, self.sku));
         // The commit is the slow step: the next batch is pulled meanwhile.
         let committed = while_pulling(
             commit(
@@ -311,7 +313,7 @@ fn announce_drop_changes(
     answers_ahead: Option<DropAnswers>,
 ) {
     match (was_sold_out, ledger.is_finally_sold_out()) {
-        (false, true) => announcer.sold_out(answers_ahead),
+        (false, true) => announcer.sold_out(DropAnswers::remembered(ledger).or(answers_ahead)),
         (true, false) => announcer.in_stock(),
         _ => {}
     }

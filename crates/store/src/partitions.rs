@@ -184,7 +184,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let row = sqlx::query(
-            "SELECT d.remaining, d.per_user_limit, d.closed_seq, p.applied_seq \
+            "SELECT d.remaining, d.per_user_limit, d.closed_seq, p.applied_seq, p.decided \
                FROM drops d JOIN partitions p USING (sku) WHERE d.sku = $1",
         )
         .bind(sku.as_str())
@@ -195,6 +195,7 @@ impl Store {
         let limit: i32 = row.try_get("per_user_limit")?;
         let applied_seq: i64 = row.try_get("applied_seq")?;
         let closed_seq: Option<i64> = row.try_get("closed_seq")?;
+        let decided: i64 = row.try_get("decided")?;
         let operations: Vec<String> =
             sqlx::query_scalar("SELECT operation_id FROM operations WHERE sku = $1")
                 .bind(sku.as_str())
@@ -216,6 +217,9 @@ impl Store {
         .map(decision_from_row)
         .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await?;
+        // Every purchase row is counted: when all are winners, the ledger
+        // starts with the SKU's whole history (a fresh drop: none at all).
+        let holds_every_decision = usize::try_from(decided).is_ok_and(|n| n == decisions.len());
         Ok(LedgerState {
             sku: sku.clone(),
             remaining: u32::try_from(remaining).map_err(|_| corrupt("drops.remaining < 0"))?,
@@ -223,6 +227,7 @@ impl Store {
             applied_seq: u64::try_from(applied_seq).map_err(|_| corrupt("applied_seq < 0"))?,
             closed_seq: closed_seq.map(|seq| seq as u64),
             decisions,
+            holds_every_decision,
             operations: operations
                 .into_iter()
                 .map(|op| OperationId::parse(op).map_err(corrupt))
