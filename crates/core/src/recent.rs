@@ -126,7 +126,11 @@ mod tests {
         for n in 1..=6 {
             recent.insert(decision(n));
         }
-        let mut all: Vec<u64> = recent.all().expect("nothing forgotten").map(|d| d.seq).collect();
+        let mut all: Vec<u64> = recent
+            .all()
+            .expect("nothing forgotten")
+            .map(|d| d.seq)
+            .collect();
         all.sort_unstable();
         assert_eq!(all, [1, 2, 3, 4, 5, 6]);
         recent.insert(decision(7));

@@ -156,11 +156,11 @@ impl SellOuts {
     /// Installs a sell-out read from the store, whose evidence (a view
     /// showing no unit left) was read at `at`.
     pub fn install(&self, sku: &Sku, answers: Vec<Decision>, at: Instant) {
-        let installed = self
-            .write()
-            .entry(sku.clone())
-            .or_default()
-            .set(Some(Arc::new(by_key(answers))), false, at);
+        let installed = self.write().entry(sku.clone()).or_default().set(
+            Some(Arc::new(by_key(answers))),
+            false,
+            at,
+        );
         if installed {
             tracing::info!(%sku, "finally sold out (from the store): new keys answered at once");
         }
