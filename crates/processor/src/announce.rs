@@ -46,8 +46,8 @@ async fn publish_decisions(
 
 /// What happened to the drop as a whole, announced in the order the
 /// partition's batches made it happen but off the batch loop: announcing a
-/// sell-out reads the drop's answers from the store, and the next batch
-/// need not wait for that read when there is one (on a database 200 ms slow per transaction,
+/// sell-out may read the drop's answers from the store, and the next batch
+/// need not wait for that read (on a database 200 ms slow per transaction,
 /// `just compare`'s slow-db, the tail of the burst waited 0.2 s for it).
 /// One task per partition owner, so a sell-out and a later return of
 /// units are never announced the other way round; it ends once the owner's
