@@ -62,7 +62,7 @@ pub struct SettingsArgs {
     /// Messages of all SKUs' purchases awaiting their PubAck at once per
     /// gateway. A drop of many sizes has many lanes: while the broker is
     /// busy, each size's purchases gather into fewer, fuller messages.
-    #[arg(long, env = "DROPLINE_PUBLISHES_IN_FLIGHT_MAX", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096), global = true)]
+    #[arg(long, env = "DROPLINE_PUBLISHES_IN_FLIGHT_MAX", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096), global = true)]
     pub publishes_in_flight_max: u32,
     /// The longest a gateway holds a purchase back, in milliseconds, while
     /// its undecided purchases of the SKU already cover every unit left;
