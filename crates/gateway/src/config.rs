@@ -41,10 +41,11 @@ pub struct GatewayConfig {
     pub publishes_in_flight_per_sku: usize,
     /// Messages of all SKUs' purchases awaiting their PubAck at once. The
     /// broker stores (and, synced, fsyncs) a stream's messages one by one,
-    /// but on a busy machine a PubAck's round trip is mostly waiting for
-    /// CPU, not for the disk: with 8 slots a drop of 200 sizes waited for
-    /// slots, its holds ran out and 40–80% more purchases than units
-    /// reached the line; with 32, 8–14% more (`docs/SCALING.md`).
+    /// yet more in flight pays on many SKUs: with 32 rather than 8, more
+    /// sizes' messages reach a processor together and commit in fewer,
+    /// fuller shared transactions (a 200-SKU burst: ~150 instead of ~210,
+    /// `docs/SCALING.md`). Far more (128) only splits purchases into more
+    /// messages for the broker to store.
     pub publishes_in_flight_max: usize,
     /// The longest a purchase is held back while this gateway's undecided
     /// purchases of its SKU already cover every unit left (`room.rs`);
