@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream;
-use tokio::sync::watch;
+use dropline_core::names::LineStreams;
+use tokio::sync::{watch, OnceCell};
 
 use crate::{BusError, ServerVersion};
 
@@ -115,6 +116,8 @@ pub struct Bus {
     /// across a loss never comes (the server that would send it lost the
     /// connection it would go to), so a publish waits on this too.
     pub(crate) connections_lost: watch::Receiver<u64>,
+    /// How lines are spread over intent streams, once read (see `lines`).
+    pub(crate) line_streams: Arc<OnceCell<LineStreams>>,
 }
 
 impl Bus {
@@ -167,6 +170,7 @@ impl Bus {
             client,
             js,
             connections_lost,
+            line_streams: Arc::default(),
         })
     }
 

@@ -8,6 +8,7 @@
 
 mod connect;
 mod decisions;
+mod lines;
 mod provision;
 mod publish;
 mod pull;

@@ -11,6 +11,7 @@
 
 pub mod domain;
 pub mod ledger;
+mod line_streams;
 pub mod names;
 mod recent;
 pub mod redact;
