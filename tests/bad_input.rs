@@ -244,10 +244,20 @@ async fn assert_subject_syntax_is_refused(app: &TestApp, sql: &str) {
 
 /// The stream holds this drop's purchases lane and nothing else of its.
 async fn assert_only_the_purchases_lane_was_written(app: &TestApp) {
-    let subjects = app.line_subject_counts().await;
-    let lane = app
-        .line_subject(dropline_core::names::Lane::Purchases)
-        .await;
+    let client = async_nats::connect(&app.nats_url).await.expect("nats");
+    let stream = async_nats::jetstream::new(client)
+        .get_stream(dropline_core::names::INTENTS_STREAM)
+        .await
+        .expect("stream");
+    use futures::TryStreamExt;
+    let subjects: Vec<(String, usize)> = stream
+        .info_with_subjects(format!("dropline.*.{}.>", app.sku))
+        .await
+        .expect("subjects")
+        .try_collect()
+        .await
+        .expect("subject counts");
+    let lane = dropline_core::names::line_subject(&app.sku, dropline_core::names::Lane::Purchases);
     assert_eq!(
         subjects,
         vec![(lane, 1)],

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use dropline_core::names::{Lane, INTENTS_STREAM};
+use dropline_core::names::{line_subject, Lane, INTENTS_STREAM};
 use dropline_core::wire::{control_message, ControlPayload, IntentMessage, IntentPayload};
 use dropline_core::{Action, IdempotencyKey, OperationId, OperatorId, Outcome, Quantity, UserId};
 use dropline_suite::{dropctl_at, spawn_app_with, AppOptions, PrivateNats, Role, TestApp};
@@ -75,7 +75,7 @@ async fn a_close_or_restock_on_the_purchases_lane_is_refused() {
     .await;
     // What a gateway (or anyone able to publish purchases) could send: a
     // close and a restock of 50 units, on the purchases lane.
-    let purchases = app.line_subject(Lane::Purchases).await;
+    let purchases = line_subject(&app.sku, Lane::Purchases);
     let client = async_nats::connect(&app.nats_url).await.expect("connect");
     publish(
         client.clone(),
@@ -110,19 +110,15 @@ async fn a_close_or_restock_on_the_purchases_lane_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_written_before_lanes_are_decided_in_line_order() {
-    // A deployment from before lanes had one stream, and keeps it.
-    let nats = PrivateNats::start().await.expect("a private nats-server");
     let app = spawn_app_with(AppOptions {
         role: Role::GatewayOnly,
         stock: 1,
-        nats_url: Some(nats.url.clone()),
-        tune: Box::new(|settings| settings.stream.line_streams = 1),
         ..AppOptions::default()
     })
     .await;
     // An older gateway's purchase on the line's one subject of old, then a
     // purchase through today's gateway: the old one is first in line.
-    let legacy = app.line_subject(Lane::Legacy).await;
+    let legacy = line_subject(&app.sku, Lane::Legacy);
     let client = async_nats::connect(&app.nats_url).await.expect("connect");
     publish(client, legacy, purchase_message("before-upgrade", "old"))
         .await
@@ -198,7 +194,7 @@ async fn a_gateways_nats_user_can_buy_but_not_close_restock_or_touch_the_stream(
 
     // With the gateway's credentials: no control entry gets into the line.
     let gateway = roles.connect("gateway").await;
-    let control = app.line_subject(Lane::Control).await;
+    let control = line_subject(&app.sku, Lane::Control);
     let refused = publish(gateway.clone(), control, close_payload("gw-close")).await;
     assert!(refused.is_err(), "a gateway closed a drop: {refused:?}");
     let js = jetstream::new(gateway);
@@ -225,7 +221,7 @@ async fn a_gateways_nats_user_can_buy_but_not_close_restock_or_touch_the_stream(
         "only the operator's close: {operations:#?}"
     );
     // And the operator's user cannot buy.
-    let purchases = app.line_subject(Lane::Purchases).await;
+    let purchases = line_subject(&app.sku, Lane::Purchases);
     let operator = roles.connect("operator").await;
     let bought = publish(operator, purchases, purchase_message("k", "u")).await;
     assert!(bought.is_err(), "an operator's user bought: {bought:?}");

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use dropline_core::names::Lane;
+use dropline_core::names::{line_subject, Lane};
 use dropline_core::{IdempotencyKey, Outcome};
 use dropline_suite::{
     dropctl, eventually, send_directly, spawn_app_with, start_processor, AppOptions, PrivateNats,
@@ -275,7 +275,7 @@ async fn close_is_a_cutoff_in_line() {
 async fn publish_unknown_entry(app: &TestApp) {
     let client = async_nats::connect(&app.nats_url).await.expect("nats");
     let js = async_nats::jetstream::new(client);
-    let subject = app.line_subject(Lane::Control).await;
+    let subject = line_subject(&app.sku, Lane::Control);
     let body = r#"[{"t":"refund","v":1,"op":"x","by":"y"}]"#;
     let ack = js.publish(subject, body.into()).await.expect("publish");
     ack.await.expect("PubAck");

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
-use dropline_core::names::consumer_name;
+use dropline_core::names::{consumer_name, line_lanes_filter, INTENTS_STREAM};
 use dropline_core::{
     Action, BatchPlan, Control, Decision, IdempotencyKey, OperationId, OperatorId, Outcome,
     Quantity, Sku, Stock, UserId,
@@ -40,15 +40,11 @@ impl RoguePuller {
     async fn join(app: &dropline_suite::TestApp, ack_wait: Duration) -> Self {
         let js =
             async_nats::jetstream::new(async_nats::connect(&app.nats_url).await.expect("connect"));
-        let lines = app.line_streams().await;
-        let stream = js
-            .get_stream(lines.stream_of(&app.sku))
-            .await
-            .expect("stream");
+        let stream = js.get_stream(INTENTS_STREAM).await.expect("stream");
         let consumer = stream
             .create_consumer(pull::Config {
                 durable_name: Some(consumer_name(&app.sku)),
-                filter_subject: lines.lanes_filter(&app.sku),
+                filter_subject: line_lanes_filter(&app.sku),
                 ack_policy: AckPolicy::All,
                 ack_wait,
                 ..Default::default()

@@ -451,43 +451,20 @@ impl TestApp {
     /// Messages in this test's SKU's line, every lane (a message carries
     /// one or more intents).
     pub async fn messages_in_stream(&self) -> u64 {
-        let subjects = self.line_subject_counts().await;
-        subjects.into_iter().map(|(_, n)| n).sum::<usize>() as u64
-    }
-
-    /// The subject of `lane` in this test's SKU's line, wherever the
-    /// deployment's streams put it.
-    pub async fn line_subject(&self, lane: dropline_core::names::Lane) -> String {
-        self.line_streams().await.subject(&self.sku, lane)
-    }
-
-    /// How the test's NATS spreads lines over intent streams.
-    pub async fn line_streams(&self) -> dropline_core::names::LineStreams {
-        let bus = dropline_bus::Bus::connect(&self.nats_url, &Default::default(), true)
-            .await
-            .expect("connect to NATS");
-        bus.line_streams().await.expect("the line's streams")
-    }
-
-    /// Messages on each subject of this test's SKU's line, every lane but
-    /// the legacy one.
-    pub async fn line_subject_counts(&self) -> Vec<(String, usize)> {
         let client = async_nats::connect(&self.nats_url).await.expect("nats");
-        let lines = self.line_streams().await;
-        let stream = async_nats::jetstream::new(client)
-            .get_stream(lines.stream_of(&self.sku))
+        let js = async_nats::jetstream::new(client);
+        let stream = js
+            .get_stream(dropline_core::names::INTENTS_STREAM)
             .await
             .expect("stream");
+        let info = stream
+            .info_with_subjects(dropline_core::names::line_lanes_filter(&self.sku))
+            .await
+            .expect("subjects");
         use futures::TryStreamExt;
-        let mut subjects: Vec<(String, usize)> = stream
-            .info_with_subjects(lines.lanes_filter(&self.sku))
-            .await
-            .expect("subjects")
-            .try_collect()
-            .await
-            .expect("subject counts");
-        subjects.sort();
-        subjects
+        let subjects: std::collections::HashMap<String, usize> =
+            info.try_collect().await.expect("subject counts");
+        subjects.values().sum::<usize>() as u64
     }
 
     /// Audits the drop (what `dropctl verify` runs) and fails the test on

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream;
-use dropline_core::names::LineStreams;
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::watch;
 
 use crate::{BusError, ServerVersion};
 
@@ -116,8 +115,6 @@ pub struct Bus {
     /// across a loss never comes (the server that would send it lost the
     /// connection it would go to), so a publish waits on this too.
     pub(crate) connections_lost: watch::Receiver<u64>,
-    /// How lines are spread over intent streams, once read (see `lines`).
-    pub(crate) line_streams: Arc<OnceCell<LineStreams>>,
 }
 
 impl Bus {
@@ -170,7 +167,6 @@ impl Bus {
             client,
             js,
             connections_lost,
-            line_streams: Arc::default(),
         })
     }
 

@@ -8,7 +8,6 @@
 
 mod connect;
 mod decisions;
-mod lines;
 mod provision;
 mod publish;
 mod pull;

@@ -13,7 +13,9 @@ use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::ErrorCode;
-use dropline_core::names::{consumer_name, Lane, LineStreams};
+use dropline_core::names::{
+    consumer_name, line_lanes_filter, line_subject, Lane, INTENTS_STREAM, INTENTS_SUBJECTS,
+};
 use dropline_core::wire::{message_seq, MESSAGE_BYTES_MAX};
 use dropline_core::Sku;
 
@@ -30,7 +32,6 @@ pub struct StreamSettings {
     /// keys, and a key that comes again is answered by the processor with its
     /// recorded decision. Kept explicit so a stream's settings are all here.
     pub duplicate_window_s: u64,
-    /// The whole line's size limit, shared evenly by the intent streams.
     pub max_bytes: i64,
     /// Most consumers the stream takes: one per live SKU, plus audits.
     /// Explicit because nats-server 2.15 refuses a stream's 1,001st consumer
@@ -38,12 +39,6 @@ pub struct StreamSettings {
     /// stream and the account both say unlimited): a thousand open drops
     /// were all it took.
     pub max_consumers: i32,
-    /// Intent streams a new deployment spreads its lines over, SKUs hashed
-    /// onto them: each stores and fsyncs its messages in parallel with the
-    /// others. Only for streams made afresh: a deployment keeps the count
-    /// its first stream records (a SKU's place in line is its stream's
-    /// sequence, so no line may move).
-    pub line_streams: u16,
 }
 
 impl Default for StreamSettings {
@@ -54,7 +49,6 @@ impl Default for StreamSettings {
             duplicate_window_s: 120,
             max_bytes: 8 * 1024 * 1024 * 1024,
             max_consumers: 100_000,
-            line_streams: 8,
         }
     }
 }
@@ -98,41 +92,30 @@ impl Bus {
         settings: &StreamSettings,
         bring_up_to_date: bool,
     ) -> Result<(), BusError> {
-        let wanted = LineStreams::new(settings.line_streams)?;
-        // The first stream records the count; whoever made it decided.
-        let lines = match self.read_line_streams().await {
-            Ok(lines) => lines,
-            Err(_) => {
-                // Missing (or not answering: then this fails too). Two
-                // instances starting together may both try; the second
-                // gets the first's stream and reads its count.
-                self.js
-                    .get_or_create_stream(stream_config(wanted, 0, settings))
-                    .await?;
-                self.read_line_streams().await?
-            }
+        let config = stream::Config {
+            name: INTENTS_STREAM.into(),
+            description: Some("dropline's lines: each SKU's entries, one subject per lane".into()),
+            subjects: INTENTS_SUBJECTS.map(String::from).to_vec(),
+            storage: StorageType::File,
+            num_replicas: settings.replicas,
+            // Limits, not WorkQueue: decided intents stay for audits
+            // (`dropctl verify`) until they age out.
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
+            max_age: Duration::from_secs(settings.max_age_s),
+            max_bytes: settings.max_bytes,
+            max_messages: -1,
+            max_messages_per_subject: -1,
+            max_consumers: settings.max_consumers,
+            duplicate_window: Duration::from_secs(settings.duplicate_window_s),
+            // A gateway's message of intents (see `IntentMessage`); anything
+            // larger is not dropline's.
+            max_message_size: MESSAGE_BYTES_MAX as i32,
+            allow_direct: true,
+            deny_delete: true,
+            ..Default::default()
         };
-        if lines != wanted {
-            tracing::info!(
-                kept = lines.count(),
-                wanted = wanted.count(),
-                "the intent streams were made with another count; it stays"
-            );
-        }
-        for index in 0..lines.count() {
-            self.provide_one_stream(stream_config(lines, index, settings), bring_up_to_date)
-                .await?;
-        }
-        self.remember_line_streams(lines);
-        Ok(())
-    }
-
-    async fn provide_one_stream(
-        &self,
-        config: stream::Config,
-        bring_up_to_date: bool,
-    ) -> Result<(), BusError> {
-        match self.js.get_stream(&config.name).await {
+        match self.js.get_stream(INTENTS_STREAM).await {
             Ok(_) if !bring_up_to_date => {}
             Ok(mut existing) => {
                 let current = existing.info().await?.config.clone();
@@ -196,7 +179,7 @@ impl Bus {
         applied_seq: u64,
         settings: &ConsumerSettings,
     ) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, BusError> {
-        let stream = self.line_stream(sku).await?;
+        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         let name = consumer_name(sku);
         if let Err(err) = stream.delete_consumer(&name).await {
             // Missing is the usual case for a new drop; anything else means
@@ -263,14 +246,9 @@ impl Bus {
         sku: &Sku,
         applied_seq: u64,
     ) -> Result<(String, Vec<String>), BusError> {
-        let lines = self.line_streams().await?;
-        if lines != LineStreams::SINGLE {
-            // Made after lanes: no legacy subject to read.
-            return Ok((lines.lanes_filter(sku), Vec::new()));
-        }
         let version = self.server_version().ok_or("not connected to NATS")?;
         if version.has_filter_lists() {
-            let filters = vec![lines.lanes_filter(sku), lines.subject(sku, Lane::Legacy)];
+            let filters = vec![line_lanes_filter(sku), line_subject(sku, Lane::Legacy)];
             return Ok((String::new(), filters));
         }
         let legacy_last = self.last_message_seq_on(sku, Lane::Legacy).await?;
@@ -279,11 +257,11 @@ impl Bus {
                 "{sku}'s line holds entries on {} not yet decided, which nats-server 2.9 cannot \
                  deliver in order with its lanes: decide them with the previous dropline \
                  (`dropctl drain {sku}`), then upgrade",
-                lines.subject(sku, Lane::Legacy)
+                line_subject(sku, Lane::Legacy)
             )
             .into());
         }
-        Ok((lines.lanes_filter(sku), Vec::new()))
+        Ok((line_lanes_filter(sku), Vec::new()))
     }
 }
 
@@ -293,40 +271,12 @@ impl Bus {
     /// (a gateway's batch), so this is a lower bound on the intents waiting;
     /// zero means nothing waits. `None` before the SKU's consumer exists.
     pub async fn queue_depth(&self, sku: &Sku) -> Result<Option<u64>, BusError> {
-        let stream = self.line_stream(sku).await?;
+        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         match stream.consumer_info(consumer_name(sku)).await {
             Ok(info) => Ok(Some(info.num_pending + info.num_ack_pending as u64)),
             Err(err) if err.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),
             Err(err) => Err(err.into()),
         }
-    }
-}
-
-/// Stream `index` of `lines`: each one the same but for its subjects and
-/// its share of the size limit.
-fn stream_config(lines: LineStreams, index: u16, settings: &StreamSettings) -> stream::Config {
-    stream::Config {
-        name: LineStreams::stream_name(index),
-        description: Some(lines.description(index)),
-        subjects: lines.stream_subjects(index),
-        storage: StorageType::File,
-        num_replicas: settings.replicas,
-        // Limits, not WorkQueue: decided intents stay for audits
-        // (`dropctl verify`) until they age out.
-        retention: RetentionPolicy::Limits,
-        discard: DiscardPolicy::Old,
-        max_age: Duration::from_secs(settings.max_age_s),
-        max_bytes: settings.max_bytes / i64::from(lines.count()),
-        max_messages: -1,
-        max_messages_per_subject: -1,
-        max_consumers: settings.max_consumers,
-        duplicate_window: Duration::from_secs(settings.duplicate_window_s),
-        // A gateway's message of intents (see `IntentMessage`); anything
-        // larger is not dropline's.
-        max_message_size: MESSAGE_BYTES_MAX as i32,
-        allow_direct: true,
-        deny_delete: true,
-        ..Default::default()
     }
 }
 

@@ -9,11 +9,11 @@
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
-use dropline_core::names::Lane;
+use dropline_core::names::{line_subject, Lane};
 use dropline_core::wire::{control_message, intent_seq, ControlPayload, IntentMessage};
 use dropline_core::Sku;
 
-use crate::{Bus, BusError};
+use crate::Bus;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
@@ -81,15 +81,11 @@ impl Bus {
         if !self.is_connected() {
             return Err(PublishError::Unavailable("not connected to NATS".into()));
         }
-        let subject = self
-            .line_subject(sku, Lane::Purchases)
-            .await
-            .map_err(unavailable)?;
         let publish =
             jetstream::message::PublishMessage::build().payload(message.into_body().into());
         let ack = self
             .js
-            .send_publish(subject, publish)
+            .send_publish(line_subject(sku, Lane::Purchases), publish)
             .await
             .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
         Ok(PendingAck {
@@ -112,15 +108,11 @@ impl Bus {
         if !self.is_connected() {
             return Err(PublishError::Unavailable("not connected to NATS".into()));
         }
-        let subject = self
-            .line_subject(sku, Lane::Control)
-            .await
-            .map_err(unavailable)?;
         let publish =
             jetstream::message::PublishMessage::build().payload(control_message(control).into());
         let ack = self
             .js
-            .send_publish(subject, publish)
+            .send_publish(line_subject(sku, Lane::Control), publish)
             .await
             .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
         let message_seq = ack
@@ -129,11 +121,6 @@ impl Bus {
             .sequence;
         Ok(intent_seq(message_seq, 0))
     }
-}
-
-/// Where the line lives could not be read: the broker is not answering.
-fn unavailable(err: BusError) -> PublishError {
-    PublishError::Unavailable(format!("find the SKU's line: {err}"))
 }
 
 fn describe_publish_error(kind: PublishErrorKind, err: &dyn std::fmt::Display) -> String {

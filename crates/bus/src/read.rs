@@ -12,7 +12,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::RawMessageErrorKind;
-use dropline_core::names::Lane;
+use dropline_core::names::{line_subject, Lane, INTENTS_STREAM};
 use dropline_core::wire::{parse_line_message, PulledEntry};
 use dropline_core::Sku;
 use futures::StreamExt;
@@ -67,7 +67,7 @@ impl Bus {
     /// it (and nothing newer comes).
     pub async fn last_message_seq(&self, sku: &Sku) -> Result<Option<u64>, BusError> {
         let mut last = None;
-        for &lane in self.line_streams().await?.lanes() {
+        for lane in Lane::ALL {
             last = last.max(self.last_message_seq_on(sku, lane).await?);
         }
         Ok(last)
@@ -79,10 +79,10 @@ impl Bus {
         sku: &Sku,
         lane: Lane,
     ) -> Result<Option<u64>, BusError> {
-        let stream = self.line_stream(sku).await?;
+        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         let found = stream
             .raw_message_builder()
-            .last_by_subject(self.line_subject(sku, lane).await?)
+            .last_by_subject(line_subject(sku, lane))
             .send()
             .await;
         match found {
@@ -100,13 +100,13 @@ impl Bus {
         sku: &Sku,
         seq: u64,
     ) -> Result<Option<StreamMessage>, BusError> {
-        let stream = self.line_stream(sku).await?;
+        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         let mut first: Option<StreamMessage> = None;
-        for &lane in self.line_streams().await?.lanes() {
+        for lane in Lane::ALL {
             let found = stream
                 .raw_message_builder()
                 .sequence(seq)
-                .next_by_subject(self.line_subject(sku, lane).await?)
+                .next_by_subject(line_subject(sku, lane))
                 .send()
                 .await;
             match found {
@@ -166,7 +166,7 @@ impl Bus {
     /// line order.
     async fn read_all_intents_by_consumer(&self, sku: &Sku) -> Result<Vec<PulledEntry>, BusError> {
         let mut intents = Vec::new();
-        for &lane in self.line_streams().await?.lanes() {
+        for lane in Lane::ALL {
             intents.extend(self.read_lane_by_consumer(sku, lane).await?);
         }
         intents.sort_by_key(PulledEntry::seq);
@@ -178,11 +178,11 @@ impl Bus {
         sku: &Sku,
         lane: Lane,
     ) -> Result<Vec<PulledEntry>, BusError> {
-        let stream = self.line_stream(sku).await?;
+        let stream = self.js.get_stream_no_info(INTENTS_STREAM).await?;
         let consumer = stream
             .create_consumer(pull::Config {
                 description: Some(format!("dropline audit of {sku}")),
-                filter_subject: self.line_subject(sku, lane).await?,
+                filter_subject: line_subject(sku, lane),
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 ack_policy: jetstream::consumer::AckPolicy::None,
                 inactive_threshold: Duration::from_secs(AUDIT_CONSUMER_INACTIVE_S),

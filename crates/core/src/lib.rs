@@ -11,7 +11,6 @@
 
 pub mod domain;
 pub mod ledger;
-mod line_streams;
 pub mod names;
 mod recent;
 pub mod redact;

@@ -5,16 +5,14 @@
 //! a subject from anything but a parsed [`Sku`], which is safe as a token.
 
 use crate::domain::Sku;
-pub use crate::line_streams::LineStreams;
 
-/// The first intent stream: in a deployment made before lines were spread
-/// over several streams, the only one, holding every line.
+/// The one stream holding every buy intent.
 pub const INTENTS_STREAM: &str = "DROPLINE_INTENTS";
 
-/// Subjects of the single intent stream ([`LineStreams::SINGLE`]): a SKU's
-/// line is `dropline.line.<sku>.<lane>`, one lane per kind of writer (see
-/// [`Lane`]); `dropline.intents.<sku>` is the one subject of a line before
-/// lanes, still read so that entries written before an upgrade are decided.
+/// Subjects the intents stream captures: a SKU's line is
+/// `dropline.line.<sku>.<lane>`, one lane per kind of writer (see [`Lane`]);
+/// `dropline.intents.<sku>` is the one subject of a line before lanes,
+/// still read so that entries written before an upgrade are decided.
 pub const INTENTS_SUBJECTS: [&str; 2] = ["dropline.line.*.*", "dropline.intents.*"];
 
 /// Who may write an entry into a SKU's line, told by the subject it came
@@ -59,6 +57,21 @@ pub fn drop_events_subject(sku: &Sku) -> String {
     format!("dropline.drops.{sku}")
 }
 
+/// Where entries of `lane` join `sku`'s line; one line = one partition =
+/// one SKU, whatever its lanes.
+pub fn line_subject(sku: &Sku, lane: Lane) -> String {
+    match lane {
+        Lane::Purchases => format!("dropline.line.{sku}.buy"),
+        Lane::Control => format!("dropline.line.{sku}.ctl"),
+        Lane::Legacy => format!("dropline.intents.{sku}"),
+    }
+}
+
+/// Every lane of `sku`'s line but the legacy one, as one consumer filter.
+pub fn line_lanes_filter(sku: &Sku) -> String {
+    format!("dropline.line.{sku}.*")
+}
+
 /// Where the processor publishes the decisions of one batch of `sku`.
 pub fn decision_subject(sku: &Sku) -> String {
     format!("dropline.decisions.{sku}")
@@ -72,15 +85,7 @@ pub fn consumer_name(sku: &Sku) -> String {
 /// Recovers the SKU from a line or decision subject.
 pub fn sku_of_subject(subject: &str) -> Option<Sku> {
     let token = match subject.strip_prefix("dropline.line.") {
-        // `<sku>.<lane>`, or `<stream>.<sku>.<lane>` on several streams.
-        Some(rest) => {
-            let line = rest.rsplit_once('.')?.0;
-            match line.split_once('.') {
-                Some((stream, sku)) if stream.parse::<u16>().is_ok() => sku,
-                Some(_) => return None,
-                None => line,
-            }
-        }
+        Some(rest) => rest.rsplit_once('.')?.0,
         None => subject
             .strip_prefix("dropline.intents.")
             .or_else(|| subject.strip_prefix("dropline.decisions."))?,
@@ -96,7 +101,7 @@ mod tests {
     fn subjects_round_trip_the_sku() {
         let sku = Sku::parse("AJ1-chicago").unwrap();
         for lane in Lane::ALL {
-            let subject = LineStreams::SINGLE.subject(&sku, lane);
+            let subject = line_subject(&sku, lane);
             assert_eq!(sku_of_subject(&subject), Some(sku.clone()));
             assert_eq!(Lane::of_subject(&subject), Some(lane));
         }

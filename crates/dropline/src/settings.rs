@@ -49,12 +49,6 @@ pub struct SettingsArgs {
     /// Replicas of the intents stream (3 in a cluster).
     #[arg(long, env = "DROPLINE_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5), global = true)]
     pub stream_replicas: u64,
-    /// Intent streams a new deployment spreads its SKUs' lines over, each
-    /// storing its messages in parallel with the others. Read only when the
-    /// streams are first made: after that, the count the first stream
-    /// records holds (a line never moves between streams).
-    #[arg(long, env = "DROPLINE_LINE_STREAMS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64), global = true)]
-    pub line_streams: u16,
     /// Postgres connections per process.
     #[arg(long, env = "DROPLINE_DB_CONNECTIONS_MAX", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512), global = true)]
     pub db_connections_max: u32,
@@ -170,7 +164,6 @@ impl From<SettingsArgs> for Settings {
         settings.bus.access = args.nats_access;
         settings.pool.connections_max = args.db_connections_max;
         settings.stream.replicas = args.stream_replicas as usize;
-        settings.stream.line_streams = args.line_streams;
         settings.gateway.wait_default_ms = args.wait_default_s * 1_000;
         settings.gateway.requests_in_flight_max = args.requests_in_flight_max as usize;
         settings.gateway.publishes_in_flight_per_sku = args.publishes_in_flight_per_sku as usize;

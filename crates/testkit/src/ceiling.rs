@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use dropline_bus::ConsumerSettings;
 use dropline_core::ledger::order_id;
-use dropline_core::names::{LineStreams, INTENTS_STREAM};
+use dropline_core::names::{line_lanes_filter, INTENTS_STREAM};
 use dropline_core::Sku;
 use futures::StreamExt as _;
 use sqlx::{Connection as _, PgConnection};
@@ -135,11 +135,10 @@ pub async fn jetstream_pulled_per_s(
         .context("connect for the JetStream ceiling")?;
     let js = async_nats::jetstream::new(client);
     let owner = ConsumerSettings::default();
-    let lines = line_streams(&js).await?;
-    let stream = js.get_stream_no_info(lines.stream_of(sku)).await?;
+    let stream = js.get_stream_no_info(INTENTS_STREAM).await?;
     let consumer = stream
         .create_consumer(pull::Config {
-            filter_subject: lines.lanes_filter(sku),
+            filter_subject: line_lanes_filter(sku),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::All,
             memory_storage: true,
@@ -185,13 +184,6 @@ pub async fn jetstream_pulled_per_s(
 
 /// The longest wait for the next message before the ceiling gives up.
 const STALL_MAX: Duration = Duration::from_secs(30);
-
-/// Where lines are, as the first stream records it for every role.
-async fn line_streams(js: &async_nats::jetstream::Context) -> anyhow::Result<LineStreams> {
-    let mut first = js.get_stream(INTENTS_STREAM).await?;
-    let description = first.info().await?.config.description.clone();
-    LineStreams::from_description(description.as_deref()).map_err(anyhow::Error::msg)
-}
 
 fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)

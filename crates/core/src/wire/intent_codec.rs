@@ -302,8 +302,7 @@ mod tests {
         let purchases = purchases.into_body();
         let unknown = br#"[{"t":"refund","v":1}]"#;
         let on = |lane, body: &[u8]| {
-            let subject =
-                crate::names::LineStreams::SINGLE.subject(&crate::Sku::parse("s").unwrap(), lane);
+            let subject = crate::names::line_subject(&crate::Sku::parse("s").unwrap(), lane);
             decided(&parse_line_message(&subject, 7, body))
         };
         let refused = |text: &Vec<(u64, String)>| text[0].1.starts_with("malformed: refused");
