@@ -569,3 +569,53 @@ async fn a_key_decided_before_aborts_a_shared_commit_and_writes_none_of_it() {
         "{again:?}"
     );
 }
+
+/// The halt shown by `dropctl status`, as the store has it.
+async fn halted(store: &Store, sku: &Sku) -> Option<String> {
+    let rows = store.drop_statuses(Some(sku)).await.expect("status");
+    rows.into_iter().next().expect("the drop").halted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_is_recorded_at_its_epoch_and_cleared_by_the_owner() {
+    let app = spawn_app_with(AppOptions {
+        role: Role::GatewayOnly,
+        ..AppOptions::default()
+    })
+    .await;
+    let store = &app.store;
+    let claim = store
+        .claim_partition(&app.sku, "owner", 60_000)
+        .await
+        .expect("claim")
+        .expect("free partition");
+    // Clearing what is not there (every claim does) changes nothing.
+    store
+        .record_halt(&app.sku, claim.epoch, None)
+        .await
+        .expect("clear");
+    assert_eq!(halted(store, &app.sku).await, None);
+    store
+        .record_halt(&app.sku, claim.epoch, Some("an entry of kind refund"))
+        .await
+        .expect("halt");
+    assert_eq!(
+        halted(store, &app.sku).await.as_deref(),
+        Some("an entry of kind refund")
+    );
+    // An earlier owner's word does not count.
+    store
+        .record_halt(&app.sku, claim.epoch - 1, None)
+        .await
+        .expect("stale clear");
+    assert!(
+        halted(store, &app.sku).await.is_some(),
+        "a stale epoch cleared the halt"
+    );
+    store
+        .record_halt(&app.sku, claim.epoch, None)
+        .await
+        .expect("clear");
+    assert_eq!(halted(store, &app.sku).await, None);
+    app.stop().await;
+}

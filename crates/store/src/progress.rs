@@ -80,19 +80,24 @@ impl Store {
     }
 
     /// Records why `sku`'s partition stopped deciding (`None`: it decides
-    /// again).
+    /// again). A row that already says so is left alone: every claim clears
+    /// the halt, and 200 drops claimed together each paid a row lock and a
+    /// write for nothing (87 ms of Postgres in one load test's claims).
     pub async fn record_halt(
         &self,
         sku: &Sku,
         epoch: u64,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE partitions SET halted = $3 WHERE sku = $1 AND epoch = $2")
-            .bind(sku.as_str())
-            .bind(epoch as i64)
-            .bind(reason)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE partitions SET halted = $3 \
+             WHERE sku = $1 AND epoch = $2 AND halted IS DISTINCT FROM $3",
+        )
+        .bind(sku.as_str())
+        .bind(epoch as i64)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
