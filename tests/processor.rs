@@ -589,7 +589,7 @@ async fn a_halt_is_recorded_at_its_epoch_and_cleared_by_the_owner() {
         .await
         .expect("claim")
         .expect("free partition");
-    // Clearing what is not there (every claim does) changes nothing.
+    // Clearing a clear halt (every claim does) leaves it clear.
     store
         .record_halt(&app.sku, claim.epoch, None)
         .await
