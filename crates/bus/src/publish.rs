@@ -13,6 +13,9 @@ use dropline_core::names::{line_subject, Lane};
 use dropline_core::wire::{control_message, intent_seq, ControlPayload, IntentMessage};
 use dropline_core::Sku;
 
+use tokio::sync::oneshot;
+
+use crate::store_batches::Stored;
 use crate::Bus;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,10 +29,34 @@ pub enum PublishError {
 
 /// A message handed to the broker whose PubAck has not been read yet.
 pub struct PendingAck {
-    ack: jetstream::context::PublishAckFuture,
+    ack: Ack,
     /// Marked seen before the message was sent: a change is a connection
     /// lost since.
     connections_lost: tokio::sync::watch::Receiver<u64>,
+}
+
+/// Where a message's stream sequence comes from.
+enum Ack {
+    /// Its own PubAck.
+    Own(jetstream::context::PublishAckFuture),
+    /// Its batch's (see `store_batches`).
+    OfBatch(oneshot::Receiver<Stored>),
+}
+
+impl Ack {
+    async fn stored(self) -> Stored {
+        match self {
+            Self::Own(ack) => ack
+                .await
+                .map(|ack| ack.sequence)
+                .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e))),
+            Self::OfBatch(stored) => stored.await.unwrap_or_else(|_| {
+                Err(PublishError::Unavailable(
+                    "the batch was dropped before it was stored".into(),
+                ))
+            }),
+        }
+    }
 }
 
 impl PendingAck {
@@ -51,9 +78,7 @@ impl PendingAck {
         };
         tokio::select! {
             biased;
-            ack = self.ack => ack
-                .map(|ack| ack.sequence)
-                .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e))),
+            stored = self.ack.stored() => stored,
             () = connection_lost => Err(PublishError::Unavailable(
                 "the connection to NATS was lost before the PubAck".into(),
             )),
@@ -81,13 +106,19 @@ impl Bus {
         if !self.is_connected() {
             return Err(PublishError::Unavailable("not connected to NATS".into()));
         }
-        let publish =
-            jetstream::message::PublishMessage::build().payload(message.into_body().into());
-        let ack = self
-            .js
-            .send_publish(line_subject(sku, Lane::Purchases), publish)
-            .await
-            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
+        let subject = line_subject(sku, Lane::Purchases);
+        let ack = match self.store_batches.get() {
+            Some(batches) => Ack::OfBatch(batches.send(subject, message.into_body().into())),
+            None => {
+                let publish =
+                    jetstream::message::PublishMessage::build().payload(message.into_body().into());
+                let ack =
+                    self.js.send_publish(subject, publish).await.map_err(|e| {
+                        PublishError::Unavailable(describe_publish_error(e.kind(), &e))
+                    })?;
+                Ack::Own(ack)
+            }
+        };
         Ok(PendingAck {
             ack,
             connections_lost,
@@ -123,6 +154,9 @@ impl Bus {
     }
 }
 
-fn describe_publish_error(kind: PublishErrorKind, err: &dyn std::fmt::Display) -> String {
+pub(crate) fn describe_publish_error(
+    kind: PublishErrorKind,
+    err: &dyn std::fmt::Display,
+) -> String {
     format!("{kind:?}: {err}")
 }

@@ -29,6 +29,7 @@ mod room;
 mod routes;
 mod sell_out;
 mod state;
+mod store_batching;
 mod waiters;
 
 pub use auth::BuyerAuth;
