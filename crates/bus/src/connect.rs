@@ -5,14 +5,13 @@
 //! ever, and callers see `is_connected` or a failed call instead.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream;
 use tokio::sync::watch;
 
-use crate::store_batches::StoreBatches;
 use crate::{BusError, ServerVersion};
 
 /// NATS with JetStream on its default local port.
@@ -116,9 +115,6 @@ pub struct Bus {
     /// across a loss never comes (the server that would send it lost the
     /// connection it would go to), so a publish waits on this too.
     pub(crate) connections_lost: watch::Receiver<u64>,
-    /// Set when this instance stores its messages of intents in atomic
-    /// batches (`store_batches`); until then, one publish each.
-    pub(crate) store_batches: Arc<OnceLock<StoreBatches>>,
 }
 
 impl Bus {
@@ -171,7 +167,6 @@ impl Bus {
             client,
             js,
             connections_lost,
-            store_batches: Arc::default(),
         })
     }
 

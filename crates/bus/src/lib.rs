@@ -12,7 +12,6 @@ mod provision;
 mod publish;
 mod pull;
 mod read;
-mod store_batches;
 mod version;
 
 pub use connect::{Bus, BusOptions, NatsAccess, DEFAULT_NATS_URL};

@@ -19,7 +19,7 @@ use dropline_core::names::{
 use dropline_core::wire::{message_seq, MESSAGE_BYTES_MAX};
 use dropline_core::Sku;
 
-use crate::{Bus, BusError, ServerVersion};
+use crate::{Bus, BusError};
 
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
@@ -116,7 +116,7 @@ impl Bus {
             ..Default::default()
         };
         match self.js.get_stream(INTENTS_STREAM).await {
-            Ok(_) if !bring_up_to_date => return Ok(()),
+            Ok(_) if !bring_up_to_date => {}
             Ok(mut existing) => {
                 let current = existing.info().await?.config.clone();
                 if differs(&current, &config) {
@@ -127,69 +127,9 @@ impl Bus {
                 // Two instances starting together may both try; creating an
                 // identical stream twice is accepted by the server.
                 self.js.get_or_create_stream(config).await?;
-                if !bring_up_to_date {
-                    return Ok(());
-                }
             }
         }
-        if let Err(err) = self.allow_atomic_batches().await {
-            // Gateways then store one message at a time, as on 2.9.
-            tracing::warn!(%err, "the stream does not take atomic batches");
-        }
         Ok(())
-    }
-
-    /// Lets the stream store atomic batches, where the server has them
-    /// (see `store_batches`). async-nats reaches the setting only with its
-    /// 2.12 features, which also send 2.10 fields a 2.9 server does not
-    /// know; so the stream's own configuration is read and written back
-    /// with the one field added.
-    async fn allow_atomic_batches(&self) -> Result<(), BusError> {
-        if !self
-            .server_version()
-            .is_some_and(ServerVersion::has_atomic_batches)
-        {
-            return Ok(());
-        }
-        let mut config = self.raw_stream_config().await?;
-        if config["allow_atomic"] == true {
-            return Ok(());
-        }
-        config["allow_atomic"] = true.into();
-        let updated: serde_json::Value = self
-            .js
-            .request(format!("STREAM.UPDATE.{INTENTS_STREAM}"), &config)
-            .await?;
-        match updated.get("error") {
-            Some(error) => Err(format!("the server refused allow_atomic: {error}").into()),
-            None => Ok(()),
-        }
-    }
-
-    /// Whether the intents stream stores atomic batches.
-    pub(crate) async fn stream_allows_atomic_batches(&self) -> Result<bool, BusError> {
-        if !self
-            .server_version()
-            .is_some_and(ServerVersion::has_atomic_batches)
-        {
-            return Ok(false);
-        }
-        Ok(self.raw_stream_config().await?["allow_atomic"] == true)
-    }
-
-    /// The intents stream's configuration as the server wrote it.
-    async fn raw_stream_config(&self) -> Result<serde_json::Value, BusError> {
-        let mut info: serde_json::Value = self
-            .js
-            .request(
-                format!("STREAM.INFO.{INTENTS_STREAM}"),
-                &serde_json::json!({}),
-            )
-            .await?;
-        if let Some(error) = info.get("error") {
-            return Err(format!("read the stream's configuration: {error}").into());
-        }
-        Ok(info["config"].take())
     }
 
     /// Brings the stream's settings from `current` to `config`; where the

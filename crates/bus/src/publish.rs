@@ -13,9 +13,6 @@ use dropline_core::names::{line_subject, Lane};
 use dropline_core::wire::{control_message, intent_seq, ControlPayload, IntentMessage};
 use dropline_core::Sku;
 
-use tokio::sync::oneshot;
-
-use crate::store_batches::Stored;
 use crate::Bus;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,34 +26,10 @@ pub enum PublishError {
 
 /// A message handed to the broker whose PubAck has not been read yet.
 pub struct PendingAck {
-    ack: Ack,
+    ack: jetstream::context::PublishAckFuture,
     /// Marked seen before the message was sent: a change is a connection
     /// lost since.
     connections_lost: tokio::sync::watch::Receiver<u64>,
-}
-
-/// Where a message's stream sequence comes from.
-enum Ack {
-    /// Its own PubAck.
-    Own(jetstream::context::PublishAckFuture),
-    /// Its batch's (see `store_batches`).
-    OfBatch(oneshot::Receiver<Stored>),
-}
-
-impl Ack {
-    async fn stored(self) -> Stored {
-        match self {
-            Self::Own(ack) => ack
-                .await
-                .map(|ack| ack.sequence)
-                .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e))),
-            Self::OfBatch(stored) => stored.await.unwrap_or_else(|_| {
-                Err(PublishError::Unavailable(
-                    "the batch was dropped before it was stored".into(),
-                ))
-            }),
-        }
-    }
 }
 
 impl PendingAck {
@@ -78,7 +51,9 @@ impl PendingAck {
         };
         tokio::select! {
             biased;
-            stored = self.ack.stored() => stored,
+            ack = self.ack => ack
+                .map(|ack| ack.sequence)
+                .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e))),
             () = connection_lost => Err(PublishError::Unavailable(
                 "the connection to NATS was lost before the PubAck".into(),
             )),
@@ -106,19 +81,13 @@ impl Bus {
         if !self.is_connected() {
             return Err(PublishError::Unavailable("not connected to NATS".into()));
         }
-        let subject = line_subject(sku, Lane::Purchases);
-        let ack = match self.store_batches.get() {
-            Some(batches) => Ack::OfBatch(batches.send(subject, message.into_body().into())),
-            None => {
-                let publish =
-                    jetstream::message::PublishMessage::build().payload(message.into_body().into());
-                let ack =
-                    self.js.send_publish(subject, publish).await.map_err(|e| {
-                        PublishError::Unavailable(describe_publish_error(e.kind(), &e))
-                    })?;
-                Ack::Own(ack)
-            }
-        };
+        let publish =
+            jetstream::message::PublishMessage::build().payload(message.into_body().into());
+        let ack = self
+            .js
+            .send_publish(line_subject(sku, Lane::Purchases), publish)
+            .await
+            .map_err(|e| PublishError::Unavailable(describe_publish_error(e.kind(), &e)))?;
         Ok(PendingAck {
             ack,
             connections_lost,
@@ -154,9 +123,6 @@ impl Bus {
     }
 }
 
-pub(crate) fn describe_publish_error(
-    kind: PublishErrorKind,
-    err: &dyn std::fmt::Display,
-) -> String {
+fn describe_publish_error(kind: PublishErrorKind, err: &dyn std::fmt::Display) -> String {
     format!("{kind:?}: {err}")
 }

@@ -52,14 +52,6 @@ impl ServerVersion {
     }
 }
 
-impl ServerVersion {
-    /// nats-server 2.12 brought atomic batches: several messages, of any
-    /// subjects of one stream, stored in one piece (`allow_atomic`).
-    pub fn has_atomic_batches(self) -> bool {
-        (self.major, self.minor) >= (2, 12)
-    }
-}
-
 impl fmt::Display for ServerVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)

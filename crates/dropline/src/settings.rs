@@ -64,12 +64,6 @@ pub struct SettingsArgs {
     /// busy, each size's purchases gather into fewer, fuller messages.
     #[arg(long, env = "DROPLINE_PUBLISHES_IN_FLIGHT_MAX", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096), global = true)]
     pub publishes_in_flight_max: u32,
-    /// Whether a gateway stores the messages of several SKUs that are ready
-    /// together as one atomic batch (nats-server 2.12 or later; older
-    /// servers get one message at a time either way): a server syncing
-    /// before every PubAck then fsyncs once per batch, not per message.
-    #[arg(long, env = "DROPLINE_STORE_BATCHES", default_value_t = true, action = clap::ArgAction::Set, global = true)]
-    pub store_batches: bool,
     /// The longest a gateway holds a purchase back, in milliseconds, while
     /// its undecided purchases of the SKU already cover every unit left;
     /// 0 never holds one.
@@ -175,7 +169,6 @@ impl From<SettingsArgs> for Settings {
         settings.gateway.publishes_in_flight_per_sku = args.publishes_in_flight_per_sku as usize;
         settings.gateway.publishes_in_flight_max = args.publishes_in_flight_max as usize;
         settings.gateway.hold_max_ms = args.hold_max_ms;
-        settings.gateway.store_batches = args.store_batches;
         settings.gateway.admission_refresh_ms = args.admission_refresh_ms;
         settings.gateway.header_read_timeout_ms = args.header_read_timeout_ms;
         settings.gateway.cors_origins = args.cors_origins;

@@ -47,10 +47,6 @@ pub struct GatewayConfig {
     /// `docs/SCALING.md`). Far more (128) only splits purchases into more
     /// messages for the broker to store.
     pub publishes_in_flight_max: usize,
-    /// Stores the messages of several SKUs that are ready together as one
-    /// atomic batch, where the server and the stream take them
-    /// (`dropline_bus::Bus::store_in_batches`).
-    pub store_batches: bool,
     /// The longest a purchase is held back while this gateway's undecided
     /// purchases of its SKU already cover every unit left (`room.rs`);
     /// 0 never holds one.
@@ -95,7 +91,6 @@ impl Default for GatewayConfig {
             publishes_in_flight_per_sku: 2,
             publishes_in_flight_max: 32,
             hold_max_ms: 300,
-            store_batches: true,
             auth: BuyerAuth::Off,
             operators: OperatorAccess::LoopbackOnly,
             cors_origins: Vec::new(),

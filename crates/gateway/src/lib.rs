@@ -29,7 +29,6 @@ mod room;
 mod routes;
 mod sell_out;
 mod state;
-mod store_batching;
 mod waiters;
 
 pub use auth::BuyerAuth;

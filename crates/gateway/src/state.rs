@@ -116,10 +116,6 @@ impl AppState {
             let sweep = tokio::spawn(crate::rate_limit::sweep_forever(rate.clone()));
             background.0.push(sweep.abort_handle());
         }
-        if config.store_batches {
-            let batching = tokio::spawn(crate::store_batching::turn_on(bus.clone()));
-            background.0.push(batching.abort_handle());
-        }
         let in_flight = Arc::new(InFlight::new(config.requests_in_flight_max));
         Ok(Self(Arc::new(Shared {
             in_flight,
